@@ -1,0 +1,203 @@
+"""Pure builders: the Job of a tick or a manual run, the fallback CronJob, the QStash schedule.
+
+Both backends produce the same Jobs: the webhook builds them with :func:`build_job`, and the
+fallback CronJob carries a ``jobTemplate`` built by the same helpers, so names, labels and
+annotations read the same whichever backend ran the tick.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from qstash_operator.domain import naming, vocabulary
+from qstash_operator.domain.model import Backend, CronWorkflow, JsonDict
+
+WEBHOOK_PATH: Final = "/api/qstash/webhook"
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC, second precision, ``Z`` suffix: the form Kubernetes writes timestamps in."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def label_value(text: str) -> str:
+    """``text`` if it is a legal label value, else a stable hash of it that is."""
+    if len(text) <= 63 and _LABEL_VALUE.match(text):
+        return text
+    return "h-" + hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+def owner_reference(cw: CronWorkflow) -> JsonDict:
+    return {
+        "apiVersion": vocabulary.API_VERSION,
+        "kind": vocabulary.KIND,
+        "name": cw.name,
+        "uid": cw.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def selector_labels(cw: CronWorkflow) -> dict[str, str]:
+    """Labels that find every Job of this CronWorkflow (and only of this incarnation of it)."""
+    return {
+        vocabulary.LABEL_CRONWORKFLOW: cw.name,
+        vocabulary.LABEL_CRONWORKFLOW_UID: cw.uid,
+    }
+
+
+def label_selector(labels: dict[str, str]) -> str:
+    return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+
+
+def _template_metadata(cw: CronWorkflow) -> tuple[dict[str, str], dict[str, str]]:
+    meta = cw.spec.job_template.get("metadata") or {}
+    return dict(meta.get("labels") or {}), dict(meta.get("annotations") or {})
+
+
+def _job_labels(cw: CronWorkflow, trigger: str) -> dict[str, str]:
+    labels, _ = _template_metadata(cw)
+    labels.update(selector_labels(cw))
+    labels[vocabulary.LABEL_TRIGGER] = trigger
+    labels[vocabulary.LABEL_MANAGED_BY] = vocabulary.MANAGED_BY
+    return labels
+
+
+def _job_spec(cw: CronWorkflow, labels: dict[str, str]) -> JsonDict:
+    spec: JsonDict = copy.deepcopy(cw.spec.job_template["spec"])
+    template = spec.setdefault("template", {})
+    pod_meta = template.setdefault("metadata", {})
+    pod_labels = pod_meta.setdefault("labels", {})
+    # Pods carry the selector labels too, so `kubectl logs -l qstash-operator.dev/cronworkflow=x`
+    # works on both backends.
+    pod_labels.update({key: labels[key] for key in selector_labels(cw)})
+    template.setdefault("spec", {}).setdefault("restartPolicy", "Never")
+    return spec
+
+
+def build_job(
+    cw: CronWorkflow,
+    *,
+    name: str,
+    trigger: str,
+    backend: Backend | None,
+    scheduled_time: datetime | None = None,
+    message_id: str | None = None,
+    requested_by: str | None = None,
+) -> JsonDict:
+    """The Job of one run: a tick (``scheduled_time``) or a manual run (``requested_by``)."""
+    labels = _job_labels(cw, trigger)
+    _, annotations = _template_metadata(cw)
+    if backend is not None:
+        annotations[vocabulary.ANNOTATION_BACKEND] = backend.value
+    if scheduled_time is not None:
+        annotations[vocabulary.ANNOTATION_SCHEDULED_TIME] = rfc3339(scheduled_time)
+        # The CronJob controller's annotation, in the CronWorkflow's zone as it writes it.
+        local = scheduled_time.astimezone(cw.spec.schedule.zone)
+        annotations[vocabulary.ANNOTATION_K8S_SCHEDULED_TIME] = local.isoformat()
+    if message_id is not None:
+        annotations[vocabulary.ANNOTATION_MESSAGE_ID] = message_id
+        labels[vocabulary.LABEL_MESSAGE_ID] = label_value(message_id)
+    if requested_by is not None:
+        annotations[vocabulary.ANNOTATION_TRIGGERED_BY] = requested_by
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": cw.namespace,
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [owner_reference(cw)],
+        },
+        "spec": _job_spec(cw, labels),
+    }
+
+
+def build_cronjob(cw: CronWorkflow) -> JsonDict:
+    """The development-mode CronJob, owned by the CronWorkflow; its Jobs match webhook-made ones."""
+    spec = cw.spec
+    labels = _job_labels(cw, vocabulary.TRIGGER_SCHEDULE)
+    _, annotations = _template_metadata(cw)
+    annotations[vocabulary.ANNOTATION_BACKEND] = Backend.CRONJOB.value
+    cronjob_spec: JsonDict = {
+        "schedule": spec.schedule.expression,
+        "timeZone": spec.schedule.time_zone,
+        "suspend": spec.suspend,
+        "concurrencyPolicy": spec.concurrency_policy.value,
+        "successfulJobsHistoryLimit": spec.successful_jobs_history_limit,
+        "failedJobsHistoryLimit": spec.failed_jobs_history_limit,
+        "jobTemplate": {
+            "metadata": {"labels": labels, "annotations": annotations},
+            "spec": _job_spec(cw, labels),
+        },
+    }
+    if spec.starting_deadline_seconds is not None:
+        cronjob_spec["startingDeadlineSeconds"] = spec.starting_deadline_seconds
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {
+            "name": naming.cronjob_name(cw.name),
+            "namespace": cw.namespace,
+            "labels": {
+                **selector_labels(cw),
+                vocabulary.LABEL_MANAGED_BY: vocabulary.MANAGED_BY,
+            },
+            "ownerReferences": [owner_reference(cw)],
+        },
+        "spec": cronjob_spec,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class DesiredSchedule:
+    """Everything one upsert sends to QStash, plus the pause state set by separate calls."""
+
+    schedule_id: str
+    destination: str
+    cron: str
+    body: str  # compact JSON naming the CronWorkflow; never secrets
+    retries: int | None
+    retry_delay: str | None
+    timeout: str | None
+    paused: bool
+
+    def fingerprint(self) -> str:
+        """A hash of what was applied; the operator calls QStash only when it changes."""
+        fields: dict[str, Any] = dataclasses.asdict(self)
+        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def delivery_body(cw: CronWorkflow) -> str:
+    """The schedule's body: which CronWorkflow a delivery is for. Compact, key-sorted JSON."""
+    return json.dumps(
+        {"namespace": cw.namespace, "name": cw.name, "uid": cw.uid},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+
+
+def webhook_destination(public_url: str) -> str:
+    return public_url.rstrip("/") + WEBHOOK_PATH
+
+
+def build_schedule(cw: CronWorkflow, *, cluster: str, public_url: str) -> DesiredSchedule:
+    return DesiredSchedule(
+        schedule_id=naming.schedule_id(cluster, cw.namespace, cw.name),
+        destination=webhook_destination(public_url),
+        cron=cw.spec.schedule.qstash_cron(),
+        body=delivery_body(cw),
+        retries=cw.spec.qstash.retries,
+        retry_delay=cw.spec.qstash.retry_delay,
+        timeout=cw.spec.qstash.timeout,
+        paused=cw.spec.suspend,
+    )

@@ -1,0 +1,229 @@
+"""The CronWorkflow, parsed from its raw body into typed, validated values.
+
+The CRD schema (crds/) rejects what it can at admission; :func:`parse` re-checks everything the
+code relies on, because objects may predate a schema change and because cron maths and time zones
+cannot be checked by CEL. Every refusal is an :class:`InvalidSpecError` naming the field.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import enum
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+from qstash_operator.domain import cron, naming
+from qstash_operator.domain.errors import InvalidSpecError
+from qstash_operator.domain.vocabulary import REASON_INVALID_JOB_TEMPLATE
+
+JsonDict = dict[str, Any]
+
+
+class ConcurrencyPolicy(enum.Enum):
+    ALLOW = "Allow"
+    FORBID = "Forbid"
+    REPLACE = "Replace"
+
+
+class BackendChoice(enum.Enum):
+    """``spec.backend``: what the user asked for."""
+
+    AUTO = "Auto"
+    QSTASH = "QStash"
+    CRONJOB = "CronJob"
+
+
+class Backend(enum.Enum):
+    """What actually runs the schedule (``status.backend``)."""
+
+    QSTASH = "QStash"
+    CRONJOB = "CronJob"
+
+
+DEFAULT_SUCCESSFUL_HISTORY: Final = 3
+DEFAULT_FAILED_HISTORY: Final = 1
+_DURATION = re.compile(r"^[1-9][0-9]*[smh]$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class QStashOptions:
+    """``spec.qstash``: delivery options passed to the QStash schedule (None: QStash's default)."""
+
+    retries: int | None = None
+    retry_delay: str | None = None  # QStash math expression in ms over `retried`
+    timeout: str | None = None  # "<n>s|m|h", per delivery attempt
+
+
+@dataclasses.dataclass(frozen=True)
+class CronWorkflowSpec:
+    schedule: cron.Schedule
+    suspend: bool
+    concurrency_policy: ConcurrencyPolicy
+    starting_deadline_seconds: int | None
+    successful_jobs_history_limit: int
+    failed_jobs_history_limit: int
+    backend: BackendChoice
+    qstash: QStashOptions
+    job_template: JsonDict  # a batch/v1 JobTemplateSpec, deep-copied
+
+    @property
+    def time_zone(self) -> str:
+        return self.schedule.time_zone
+
+
+@dataclasses.dataclass(frozen=True)
+class CronWorkflow:
+    """Identity plus the validated spec; ``annotations`` are kept for run-now requests."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: CronWorkflowSpec
+    annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def _get(mapping: Mapping[str, Any], key: str, default: Any) -> Any:
+    value = mapping.get(key, default)
+    return default if value is None else value
+
+
+def _int(value: Any, field: str, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidSpecError(field, f"must be an integer, got {value!r}", f"Set an integer >= {minimum}.")
+    if value < minimum:
+        raise InvalidSpecError(field, f"must be >= {minimum}, got {value}", f"Set an integer >= {minimum}.")
+    return value
+
+
+def _enum(enum_type: type[enum.Enum], value: Any, field: str) -> Any:
+    try:
+        return enum_type(value)
+    except ValueError:
+        allowed = ", ".join(str(member.value) for member in enum_type)
+        raise InvalidSpecError(field, f"unknown value {value!r}", f"Use one of: {allowed}.") from None
+
+
+def parse_qstash_options(raw: Mapping[str, Any]) -> QStashOptions:
+    retries = raw.get("retries")
+    if retries is not None:
+        retries = _int(retries, "spec.qstash.retries", minimum=0)
+    retry_delay = raw.get("retryDelay")
+    if retry_delay is not None and (not isinstance(retry_delay, str) or not retry_delay.strip()):
+        raise InvalidSpecError(
+            "spec.qstash.retryDelay",
+            "must be a non-empty QStash expression",
+            "Write milliseconds as an expression over `retried`, e.g. 'pow(2, retried) * 1000'.",
+        )
+    timeout = raw.get("timeout")
+    if timeout is not None and (not isinstance(timeout, str) or not _DURATION.match(timeout)):
+        raise InvalidSpecError(
+            "spec.qstash.timeout",
+            f"{timeout!r} is not a duration",
+            "Write a number with a unit s, m or h, e.g. '30s'.",
+        )
+    return QStashOptions(retries=retries, retry_delay=retry_delay, timeout=timeout)
+
+
+def parse_job_template(raw: Any) -> JsonDict:
+    field = "spec.jobTemplate"
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("spec"), Mapping):
+        raise InvalidSpecError(
+            field, "is missing or has no spec", "Give a batch/v1 JobTemplateSpec with spec.template.",
+            reason=REASON_INVALID_JOB_TEMPLATE,
+        )
+    pod = raw["spec"].get("template", {}).get("spec", {})
+    if not isinstance(pod, Mapping) or not pod.get("containers"):
+        raise InvalidSpecError(
+            "spec.jobTemplate.spec.template.spec.containers",
+            "no containers to run",
+            "List at least one container with an image.",
+            reason=REASON_INVALID_JOB_TEMPLATE,
+        )
+    restart = pod.get("restartPolicy", "Never")
+    if restart not in ("Never", "OnFailure"):
+        raise InvalidSpecError(
+            "spec.jobTemplate.spec.template.spec.restartPolicy",
+            f"{restart!r} is not allowed for Jobs",
+            "Use Never or OnFailure.",
+            reason=REASON_INVALID_JOB_TEMPLATE,
+        )
+    return copy.deepcopy(dict(raw))
+
+
+def parse_spec(spec: Mapping[str, Any]) -> CronWorkflowSpec:
+    """Validate a raw ``spec``; defaults as in the CRD for fields the API server did not default."""
+    schedule_text = spec.get("schedule")
+    if not isinstance(schedule_text, str):
+        raise InvalidSpecError("spec.schedule", "is required", 'Write five cron fields, e.g. "0 3 * * *".')
+    time_zone = _get(spec, "timeZone", "UTC")
+    if not isinstance(time_zone, str):
+        raise InvalidSpecError("spec.timeZone", "must be a string", "Use an IANA name such as UTC.")
+    schedule = cron.parse(schedule_text, time_zone)
+    deadline = spec.get("startingDeadlineSeconds")
+    if deadline is not None:
+        deadline = _int(deadline, "spec.startingDeadlineSeconds", minimum=0)
+    qstash_raw = _get(spec, "qstash", {})
+    if not isinstance(qstash_raw, Mapping):
+        raise InvalidSpecError("spec.qstash", "must be an object", "Give retries, retryDelay or timeout.")
+    suspend = _get(spec, "suspend", False)
+    if not isinstance(suspend, bool):
+        raise InvalidSpecError("spec.suspend", "must be true or false", "Set true or false.")
+    return CronWorkflowSpec(
+        schedule=schedule,
+        suspend=suspend,
+        concurrency_policy=_enum(
+            ConcurrencyPolicy, _get(spec, "concurrencyPolicy", "Allow"), "spec.concurrencyPolicy"
+        ),
+        starting_deadline_seconds=deadline,
+        successful_jobs_history_limit=_int(
+            _get(spec, "successfulJobsHistoryLimit", DEFAULT_SUCCESSFUL_HISTORY),
+            "spec.successfulJobsHistoryLimit",
+            minimum=0,
+        ),
+        failed_jobs_history_limit=_int(
+            _get(spec, "failedJobsHistoryLimit", DEFAULT_FAILED_HISTORY),
+            "spec.failedJobsHistoryLimit",
+            minimum=0,
+        ),
+        backend=_enum(BackendChoice, _get(spec, "backend", "Auto"), "spec.backend"),
+        qstash=parse_qstash_options(qstash_raw),
+        job_template=parse_job_template(spec.get("jobTemplate")),
+    )
+
+
+def validate_name(name: str) -> None:
+    if len(name) > naming.MAX_CRONWORKFLOW_NAME:
+        raise InvalidSpecError(
+            "metadata.name",
+            f"is {len(name)} characters long",
+            f"Use at most {naming.MAX_CRONWORKFLOW_NAME} so Job names fit in 63.",
+        )
+    if not _DNS_SUBDOMAIN.match(name):
+        raise InvalidSpecError("metadata.name", f"{name!r} is not a DNS name", "Use lowercase a-z, 0-9, '-' and '.'.")
+
+
+def parse(body: Mapping[str, Any]) -> CronWorkflow:
+    """A whole CronWorkflow object (as kopf or the API returns it) into a :class:`CronWorkflow`."""
+    meta = body.get("metadata") or {}
+    name = str(meta.get("name", ""))
+    namespace = str(meta.get("namespace", ""))
+    if not _DNS_LABEL.match(namespace):
+        raise InvalidSpecError("metadata.namespace", f"{namespace!r} is not a namespace", "Create it in a namespace.")
+    validate_name(name)
+    return CronWorkflow(
+        namespace=namespace,
+        name=name,
+        uid=str(meta.get("uid", "")),
+        generation=int(meta.get("generation") or 0),
+        spec=parse_spec(body.get("spec") or {}),
+        annotations=dict(meta.get("annotations") or {}),
+    )

@@ -1,0 +1,103 @@
+"""Fixed words: API names, label and annotation keys, condition types and CamelCase reasons.
+
+One vocabulary for status conditions, Kubernetes events, metrics labels and logs, in the manner of
+the CronJob controller's event reasons. Anything user-visible that names a reason takes it from
+here, so docs and alerts can rely on the words.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# -- the API ------------------------------------------------------------------------------------
+
+GROUP: Final = "qstash-operator.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+KIND: Final = "CronWorkflow"
+PLURAL: Final = "cronworkflows"
+SHORT_NAME: Final = "qcwf"
+
+PREFIX: Final = f"{GROUP}/"
+
+# -- labels (on Jobs and CronJobs we create; selectable) -------------------------------------------
+
+LABEL_CRONWORKFLOW: Final = PREFIX + "cronworkflow"  # the CronWorkflow's name
+LABEL_CRONWORKFLOW_UID: Final = PREFIX + "cronworkflow-uid"  # its uid (names can be reused)
+LABEL_TRIGGER: Final = PREFIX + "trigger"  # "schedule" | "manual"
+LABEL_MESSAGE_ID: Final = PREFIX + "message-id"  # QStash message id; one Job per message
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY: Final = "qstash-operator"
+
+TRIGGER_SCHEDULE: Final = "schedule"
+TRIGGER_MANUAL: Final = "manual"
+
+# -- annotations ---------------------------------------------------------------------------------
+
+ANNOTATION_SCHEDULED_TIME: Final = PREFIX + "scheduled-time"  # RFC 3339, UTC
+ANNOTATION_MESSAGE_ID: Final = PREFIX + "message-id"
+ANNOTATION_TRIGGERED_BY: Final = PREFIX + "triggered-by"  # who asked for a manual run
+ANNOTATION_BACKEND: Final = PREFIX + "backend"  # which backend made the Job
+ANNOTATION_RUN_NOW: Final = PREFIX + "run-now"  # on a CronWorkflow: make one manual Job
+# The CronJob controller's own annotation for the scheduled time of Jobs it creates (1.32+).
+ANNOTATION_K8S_SCHEDULED_TIME: Final = "batch.kubernetes.io/cronjob-scheduled-timestamp"
+
+# -- condition types -----------------------------------------------------------------------------
+
+CONDITION_READY: Final = "Ready"
+CONDITION_SCHEDULE_SYNCED: Final = "ScheduleSynced"
+CONDITION_SPEC_VALID: Final = "SpecValid"
+
+# -- reasons (conditions and events share them) ----------------------------------------------------
+
+# Spec problems (SpecValid=False)
+REASON_SPEC_VALID: Final = "SpecValid"
+REASON_INVALID_SCHEDULE: Final = "InvalidSchedule"
+REASON_UNKNOWN_TIME_ZONE: Final = "UnknownTimeZone"
+REASON_INVALID_JOB_TEMPLATE: Final = "InvalidJobTemplate"
+REASON_INVALID_SPEC: Final = "InvalidSpec"
+REASON_QSTASH_REJECTED: Final = "QStashRejected"
+REASON_BACKEND_UNAVAILABLE: Final = "BackendUnavailable"
+
+# Schedule sync (ScheduleSynced)
+REASON_SCHEDULE_UPSERTED: Final = "ScheduleUpserted"
+REASON_SCHEDULE_UP_TO_DATE: Final = "ScheduleUpToDate"
+REASON_SCHEDULE_DELETED: Final = "ScheduleDeleted"
+REASON_SCHEDULE_PAUSED: Final = "SchedulePaused"
+REASON_SCHEDULE_RESUMED: Final = "ScheduleResumed"
+REASON_CRONJOB_CREATED: Final = "CronJobCreated"
+REASON_CRONJOB_UPDATED: Final = "CronJobUpdated"
+REASON_CRONJOB_DELETED: Final = "CronJobDeleted"
+REASON_QSTASH_AUTH_FAILED: Final = "QStashAuthFailed"
+REASON_QSTASH_UNAVAILABLE: Final = "QStashUnavailable"
+REASON_QSTASH_RATE_LIMITED: Final = "QStashRateLimited"
+REASON_KUBERNETES_UNAVAILABLE: Final = "KubernetesUnavailable"
+REASON_FORBIDDEN: Final = "Forbidden"
+REASON_DRIFT_REPAIRED: Final = "DriftRepaired"
+REASON_ORPHAN_DELETED: Final = "OrphanScheduleDeleted"
+
+# Backend choice
+REASON_BACKEND_SELECTED: Final = "BackendSelected"
+REASON_BACKEND_CHANGED: Final = "BackendChanged"
+REASON_FALLBACK_TO_CRONJOB: Final = "FallbackToCronJob"
+REASON_PUBLIC_URL_REFUSED: Final = "PublicURLRefused"
+REASON_HANDOVER_PENDING: Final = "HandoverPending"
+REASON_HANDOVER_COMPLETE: Final = "HandoverComplete"
+REASON_QSTASH_SCHEDULE_LEFT_BEHIND: Final = "QStashScheduleLeftBehind"
+
+# Runs
+REASON_SUCCESSFUL_CREATE: Final = "SuccessfulCreate"
+REASON_FAILED_CREATE: Final = "FailedCreate"
+REASON_DUPLICATE_DELIVERY: Final = "DuplicateDelivery"
+REASON_SKIPPED_SUSPENDED: Final = "SkippedSuspended"
+REASON_SKIPPED_FORBID: Final = "JobAlreadyActive"  # the CronJob controller's word for it
+REASON_SKIPPED_DEADLINE: Final = "MissSchedule"  # ditto: later than startingDeadlineSeconds
+REASON_REPLACED_ACTIVE: Final = "SuccessfulDelete"  # Replace deleted the active Jobs
+REASON_MANUAL_RUN: Final = "ManualRun"
+REASON_SAW_COMPLETED_JOB: Final = "SawCompletedJob"
+REASON_HISTORY_PRUNED: Final = "HistoryPruned"
+
+# Ready
+REASON_READY: Final = "Ready"
+REASON_SUSPENDED: Final = "Suspended"
+REASON_NOT_READY: Final = "NotReady"
