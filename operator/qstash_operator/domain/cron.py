@@ -7,8 +7,8 @@ server (when to fire), so all three agree to the minute.
 The accepted language is what both backends understand: five fields (minute hour day-of-month
 month day-of-week) with numbers, ``*``, ``,``, ``-``, ``/``, month and weekday names and ``?``, or
 one of the macros ``@hourly @daily @midnight @weekly @monthly @yearly @annually``. croniter's
-extensions (``L``, ``W``, ``#``, ``H``, a seconds or year field) are refused, because QStash's parser
-(robfig/cron, per the wire reference section 2.4) and the CronJob controller would not take them.
+extensions (``L``, ``W``, ``#``, ``H``, a seconds or year field) are refused, because QStash's
+parser (robfig/cron, per the wire reference section 2.4) and the CronJob controller reject them.
 
 Daylight-saving time, one rule for both directions (Vixie cron's, which people expect):
 
@@ -97,7 +97,7 @@ def load_zone(time_zone: str, *, field: str = "spec.timeZone") -> ZoneInfo:
 
 
 def parse(expression: str, time_zone: str = "UTC", *, field: str = "spec.schedule") -> Schedule:
-    """Validate ``expression`` in ``time_zone``; raise :class:`InvalidSpecError` naming the field."""
+    """Validate ``expression`` in ``time_zone``; an :class:`InvalidSpecError` names the field."""
     original = expression
     text = " ".join(expression.split())
 
@@ -141,7 +141,9 @@ def parse(expression: str, time_zone: str = "UTC", *, field: str = "spec.schedul
     try:
         croniter(text, datetime(2000, 1, 1, tzinfo=zone))
     except (ValueError, KeyError, TypeError) as exc:
-        raise bad(f"{original!r} is not a valid cron expression ({exc})", "Check each field's range.") from exc
+        raise bad(
+            f"{original!r} is not a valid cron expression ({exc})", "Check each field's range."
+        ) from exc
     if not croniter.is_valid(text):
         raise bad(f"{original!r} is not a valid cron expression", "Check each field's range.")
     schedule = Schedule(expression=text, time_zone=time_zone, original=original)
@@ -210,7 +212,9 @@ def latest_tick(schedule: Schedule, at: datetime) -> datetime | None:
             return tick.astimezone(UTC)
 
 
-def tick_for_delivery(schedule: Schedule, delivered_at: datetime, *, early_tolerance: timedelta) -> datetime | None:
+def tick_for_delivery(
+    schedule: Schedule, delivered_at: datetime, *, early_tolerance: timedelta
+) -> datetime | None:
     """The tick a delivery at ``delivered_at`` belongs to.
 
     QStash does not say which tick it is delivering (wire reference section 3.1), so the tick is

@@ -98,9 +98,13 @@ def _get(mapping: Mapping[str, Any], key: str, default: Any) -> Any:
 
 def _int(value: Any, field: str, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidSpecError(field, f"must be an integer, got {value!r}", f"Set an integer >= {minimum}.")
+        raise InvalidSpecError(
+            field, f"must be an integer, got {value!r}", f"Set an integer >= {minimum}."
+        )
     if value < minimum:
-        raise InvalidSpecError(field, f"must be >= {minimum}, got {value}", f"Set an integer >= {minimum}.")
+        raise InvalidSpecError(
+            field, f"must be >= {minimum}, got {value}", f"Set an integer >= {minimum}."
+        )
     return value
 
 
@@ -109,7 +113,9 @@ def _enum(enum_type: type[enum.Enum], value: Any, field: str) -> Any:
         return enum_type(value)
     except ValueError:
         allowed = ", ".join(str(member.value) for member in enum_type)
-        raise InvalidSpecError(field, f"unknown value {value!r}", f"Use one of: {allowed}.") from None
+        raise InvalidSpecError(
+            field, f"unknown value {value!r}", f"Use one of: {allowed}."
+        ) from None
 
 
 def parse_qstash_options(raw: Mapping[str, Any]) -> QStashOptions:
@@ -137,7 +143,9 @@ def parse_job_template(raw: Any) -> JsonDict:
     field = "spec.jobTemplate"
     if not isinstance(raw, Mapping) or not isinstance(raw.get("spec"), Mapping):
         raise InvalidSpecError(
-            field, "is missing or has no spec", "Give a batch/v1 JobTemplateSpec with spec.template.",
+            field,
+            "is missing or has no spec",
+            "Give a batch/v1 JobTemplateSpec with spec.template.",
             reason=REASON_INVALID_JOB_TEMPLATE,
         )
     pod = raw["spec"].get("template", {}).get("spec", {})
@@ -163,7 +171,9 @@ def parse_spec(spec: Mapping[str, Any]) -> CronWorkflowSpec:
     """Validate a raw ``spec``; defaults as in the CRD for fields the API server did not default."""
     schedule_text = spec.get("schedule")
     if not isinstance(schedule_text, str):
-        raise InvalidSpecError("spec.schedule", "is required", 'Write five cron fields, e.g. "0 3 * * *".')
+        raise InvalidSpecError(
+            "spec.schedule", "is required", 'Write five cron fields, e.g. "0 3 * * *".'
+        )
     time_zone = _get(spec, "timeZone", "UTC")
     if not isinstance(time_zone, str):
         raise InvalidSpecError("spec.timeZone", "must be a string", "Use an IANA name such as UTC.")
@@ -173,7 +183,9 @@ def parse_spec(spec: Mapping[str, Any]) -> CronWorkflowSpec:
         deadline = _int(deadline, "spec.startingDeadlineSeconds", minimum=0)
     qstash_raw = _get(spec, "qstash", {})
     if not isinstance(qstash_raw, Mapping):
-        raise InvalidSpecError("spec.qstash", "must be an object", "Give retries, retryDelay or timeout.")
+        raise InvalidSpecError(
+            "spec.qstash", "must be an object", "Give retries, retryDelay or timeout."
+        )
     suspend = _get(spec, "suspend", False)
     if not isinstance(suspend, bool):
         raise InvalidSpecError("spec.suspend", "must be true or false", "Set true or false.")
@@ -208,7 +220,9 @@ def validate_name(name: str) -> None:
             f"Use at most {naming.MAX_CRONWORKFLOW_NAME} so Job names fit in 63.",
         )
     if not _DNS_SUBDOMAIN.match(name):
-        raise InvalidSpecError("metadata.name", f"{name!r} is not a DNS name", "Use lowercase a-z, 0-9, '-' and '.'.")
+        raise InvalidSpecError(
+            "metadata.name", f"{name!r} is not a DNS name", "Use lowercase a-z, 0-9, '-' and '.'."
+        )
 
 
 def parse(body: Mapping[str, Any]) -> CronWorkflow:
@@ -217,7 +231,9 @@ def parse(body: Mapping[str, Any]) -> CronWorkflow:
     name = str(meta.get("name", ""))
     namespace = str(meta.get("namespace", ""))
     if not _DNS_LABEL.match(namespace):
-        raise InvalidSpecError("metadata.namespace", f"{namespace!r} is not a namespace", "Create it in a namespace.")
+        raise InvalidSpecError(
+            "metadata.namespace", f"{namespace!r} is not a namespace", "Create it in a namespace."
+        )
     validate_name(name)
     return CronWorkflow(
         namespace=namespace,

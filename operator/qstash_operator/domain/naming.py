@@ -37,7 +37,9 @@ def schedule_id(cluster: str, namespace: str, name: str) -> ScheduleId:
     """``<cluster>.<namespace>.<name>``: stable, unique per cluster, QStash-legal."""
     sid = f"{cluster}.{namespace}.{name}"
     if not valid_cluster_name(cluster) or not _SCHEDULE_ID_CHARS.match(sid):
-        raise ValueError(f"cannot build a QStash schedule id from {cluster!r}/{namespace!r}/{name!r}")
+        raise ValueError(
+            f"cannot build a QStash schedule id from {cluster!r}/{namespace!r}/{name!r}"
+        )
     return ScheduleId(sid)
 
 

@@ -1,0 +1,1 @@
+"""QStash API adapter (the official SDK)."""

@@ -1,0 +1,259 @@
+"""The one object that reads the environment.
+
+``Settings.from_env(os.environ)`` is called once, by the CLI, and the result is handed out
+explicitly (kopf ``memo``, aiohttp ``AppKey``). Nothing else reads ``os.environ``. Missing or
+contradictory settings raise :class:`SettingsError` naming the variable and the fix, and the process
+stops before doing anything.
+
+Variables (the first four are the seed document's names):
+
+=====================================  =========================================================
+``QSTASH_TOKEN``                       QStash API token. Unset: development mode (CronJobs).
+``QSTASH_CURRENT_SIGNING_KEY``         Key QStash signs deliveries with (webhook).
+``QSTASH_NEXT_SIGNING_KEY``            Key it will sign with after a rotation (webhook).
+``QSTASH_URL``                         QStash API base (default https://qstash.upstash.io);
+                                       point it at ``qstash-operator qstash-server`` locally.
+``WEBHOOK_PUBLIC_URL``                 Public https URL of the webhook service (the seed's
+                                       ``NEXT_PUBLIC_APP_URL``, also read as a fallback).
+``QSTASH_SIGNING_KEYS_DIR``            Folder of a mounted Secret holding the two keys as files
+                                       named like the variables; re-read when they change.
+``QSTASH_OPERATOR_CLUSTER_NAME``       First part of schedule ids (default ``default``).
+``QSTASH_OPERATOR_BACKEND``            Default for ``spec.backend: Auto``: Auto|QStash|CronJob.
+``QSTASH_OPERATOR_RESYNC_SECONDS``     Drift-repair period (default 300).
+``QSTASH_OPERATOR_CLOCK_TOLERANCE``    Seconds of clock skew accepted on signatures (default 30).
+``QSTASH_OPERATOR_ALLOW_PRIVATE_URL``  ``true`` lets a loopback/private/http public URL serve
+                                       QStash (local stacks and tests only).
+``QSTASH_OPERATOR_NAMESPACES``         Comma-separated namespaces to watch (default: all).
+=====================================  =========================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final
+
+from qstash_operator.domain import naming
+from qstash_operator.domain.errors import SettingsError
+from qstash_operator.domain.model import BackendChoice
+from qstash_operator.domain.urls import check_public_url
+
+DEFAULT_QSTASH_URL: Final = "https://qstash.upstash.io"
+
+
+class Secret:
+    """A string that never prints itself: ``repr``/``str`` show ``***`` so logs cannot leak it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclasses.dataclass(frozen=True)
+class QStashSettings:
+    url: str = DEFAULT_QSTASH_URL
+    """API base URL; the SDK strips a trailing slash."""
+    token: Secret | None = None
+    """Bearer token for the QStash API. None means no QStash: development mode."""
+    current_signing_key: Secret | None = None
+    """HS256 key of today's deliveries."""
+    next_signing_key: Secret | None = None
+    """HS256 key after the next rotation; deliveries signed with it must verify too."""
+    signing_keys_dir: Path | None = None
+    """A mounted Secret with files QSTASH_CURRENT_SIGNING_KEY and QSTASH_NEXT_SIGNING_KEY. When
+    set, the files win over the variables and are re-read on change (rotation without restart)."""
+
+    @property
+    def has_signing_keys(self) -> bool:
+        return self.signing_keys_dir is not None or (
+            self.current_signing_key is not None and self.next_signing_key is not None
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    qstash: QStashSettings = dataclasses.field(default_factory=QStashSettings)
+    public_url: str | None = None
+    """Where QStash reaches the webhook, e.g. https://cron.example.com (no path)."""
+    cluster_name: str = "default"
+    """Schedule ids are <cluster>.<namespace>.<name>; two clusters sharing one QStash account
+    must use different names or they will delete each other's schedules as orphans."""
+    backend: BackendChoice = BackendChoice.AUTO
+    """What ``spec.backend: Auto`` means on this cluster."""
+    resync_seconds: float = 300.0
+    """Drift repair period: one QStash list call per period. Five minutes keeps a 1,000-schedule
+    cluster far below QStash's management-API burst limit while healing drift within a few ticks."""
+    clock_tolerance_seconds: int = 30
+    """Skew accepted on exp/nbf/iat of signatures and when matching a delivery to its tick."""
+    allow_private_url: bool = False
+    """Accept a loopback/private/plain-http public URL for QStash. For local stacks only: real
+    QStash refuses such destinations ("endpoint resolves to a loopback address")."""
+    namespaces: tuple[str, ...] = ()
+    """Namespaces the operator watches; empty means the whole cluster."""
+
+    # -- checks per process -----------------------------------------------------------------
+
+    def public_url_problem(self) -> str | None:
+        """Why the public URL cannot serve QStash, or None when it can."""
+        if self.public_url is None:
+            return "WEBHOOK_PUBLIC_URL is not set"
+        return check_public_url(self.public_url, allow_private=self.allow_private_url)
+
+    def qstash_problem(self) -> str | None:
+        """Why this cluster cannot use QStash (None when it can): the development-mode reason."""
+        if self.qstash.token is None:
+            return "QSTASH_TOKEN is not set"
+        if not self.qstash.has_signing_keys:
+            return "QSTASH_CURRENT_SIGNING_KEY and QSTASH_NEXT_SIGNING_KEY are not set"
+        return self.public_url_problem()
+
+    def require_webhook(self) -> None:
+        """The webhook cannot verify anything without keys and the URL QStash signs for."""
+        if not self.qstash.has_signing_keys:
+            missing = [
+                name
+                for name, value in (
+                    ("QSTASH_CURRENT_SIGNING_KEY", self.qstash.current_signing_key),
+                    ("QSTASH_NEXT_SIGNING_KEY", self.qstash.next_signing_key),
+                )
+                if value is None
+            ]
+            raise SettingsError(
+                " and ".join(missing),
+                "the webhook needs both signing keys to verify QStash deliveries",
+                "copy them from the QStash console (or `qstash-operator qstash-server` output), "
+                "or set QSTASH_SIGNING_KEYS_DIR to a mounted Secret",
+            )
+        if self.public_url is None:
+            raise SettingsError(
+                "WEBHOOK_PUBLIC_URL",
+                "the webhook needs the public URL QStash calls, to check the signature's subject",
+                "set it to the https origin QStash reaches, e.g. https://cron.example.com",
+            )
+
+    # -- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        def text(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        def secret(name: str) -> Secret | None:
+            value = text(name)
+            return None if value is None else Secret(value)
+
+        def number(name: str, default: float, minimum: float) -> float:
+            raw = text(name)
+            if raw is None:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise SettingsError(
+                    name, f"{raw!r} is not a number", f"set a number >= {minimum}"
+                ) from None
+            if value < minimum:
+                raise SettingsError(name, f"{raw} is below {minimum}", f"set a number >= {minimum}")
+            return value
+
+        def flag(name: str) -> bool:
+            raw = (text(name) or "false").lower()
+            if raw not in ("true", "false", "1", "0", "yes", "no"):
+                raise SettingsError(name, f"{raw!r} is not a boolean", "set true or false")
+            return raw in ("true", "1", "yes")
+
+        qstash_url = text("QSTASH_URL") or DEFAULT_QSTASH_URL
+        if not qstash_url.startswith(("http://", "https://")):
+            raise SettingsError(
+                "QSTASH_URL",
+                f"{qstash_url!r} has no http:// or https:// scheme",
+                f"set the API base, e.g. {DEFAULT_QSTASH_URL}",
+            )
+        keys_dir_raw = text("QSTASH_SIGNING_KEYS_DIR")
+        keys_dir = Path(keys_dir_raw) if keys_dir_raw else None
+        qstash = QStashSettings(
+            url=qstash_url.rstrip("/"),
+            token=secret("QSTASH_TOKEN"),
+            current_signing_key=secret("QSTASH_CURRENT_SIGNING_KEY"),
+            next_signing_key=secret("QSTASH_NEXT_SIGNING_KEY"),
+            signing_keys_dir=keys_dir,
+        )
+        if (qstash.current_signing_key is None) != (qstash.next_signing_key is None):
+            present, missing = (
+                ("QSTASH_CURRENT_SIGNING_KEY", "QSTASH_NEXT_SIGNING_KEY")
+                if qstash.current_signing_key is not None
+                else ("QSTASH_NEXT_SIGNING_KEY", "QSTASH_CURRENT_SIGNING_KEY")
+            )
+            raise SettingsError(
+                missing,
+                f"is unset while {present} is set",
+                "set both signing keys (QStash signs with the current one; the next one is what "
+                "it switches to on rotation)",
+            )
+
+        public_url = text("WEBHOOK_PUBLIC_URL") or text("NEXT_PUBLIC_APP_URL")
+        if public_url is not None and not public_url.startswith(("http://", "https://")):
+            raise SettingsError(
+                "WEBHOOK_PUBLIC_URL",
+                f"{public_url!r} has no scheme",
+                "write the full origin, e.g. https://cron.example.com",
+            )
+
+        cluster = text("QSTASH_OPERATOR_CLUSTER_NAME") or "default"
+        if not naming.valid_cluster_name(cluster):
+            raise SettingsError(
+                "QSTASH_OPERATOR_CLUSTER_NAME",
+                f"{cluster!r} is not allowed",
+                "use 1-40 characters of letters, digits, '-' and '_' (no dots: schedule ids "
+                "are <cluster>.<namespace>.<name>)",
+            )
+
+        backend_raw = text("QSTASH_OPERATOR_BACKEND") or "Auto"
+        matches = [
+            choice for choice in BackendChoice if choice.value.lower() == backend_raw.lower()
+        ]
+        if not matches:
+            raise SettingsError(
+                "QSTASH_OPERATOR_BACKEND",
+                f"{backend_raw!r} is not a backend",
+                "use Auto, QStash or CronJob",
+            )
+        namespaces = tuple(
+            part.strip()
+            for part in (text("QSTASH_OPERATOR_NAMESPACES") or "").split(",")
+            if part.strip()
+        )
+        settings = cls(
+            qstash=qstash,
+            public_url=public_url.rstrip("/") if public_url else None,
+            cluster_name=cluster,
+            backend=matches[0],
+            resync_seconds=number("QSTASH_OPERATOR_RESYNC_SECONDS", 300.0, 1.0),
+            clock_tolerance_seconds=int(number("QSTASH_OPERATOR_CLOCK_TOLERANCE", 30, 0)),
+            allow_private_url=flag("QSTASH_OPERATOR_ALLOW_PRIVATE_URL"),
+            namespaces=namespaces,
+        )
+        if settings.backend is BackendChoice.QSTASH and (problem := settings.qstash_problem()):
+            raise SettingsError(
+                "QSTASH_OPERATOR_BACKEND",
+                f"is QStash but {problem}",
+                "set the QStash variables, or use Auto to fall back to CronJobs",
+            )
+        return settings
