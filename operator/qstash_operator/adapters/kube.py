@@ -1,1 +1,351 @@
-"""Kubernetes API adapter."""
+"""The Kubernetes API, as the operator and the webhook need it: plain dicts in and out, our errors.
+
+Built on the official ``kubernetes`` client's asyncio flavour (``kubernetes.aio``: aiohttp,
+kubeconfig or in-cluster auth, TLS, connection pool) but speaking raw JSON paths, so every object
+is the same ``dict`` shape the domain builders produce and kopf hands to handlers; no model
+classes to convert, and no threads.
+
+Status codes become the project's errors (``domain.errors``) here and nowhere else:
+404 → NotFoundError, 409 AlreadyExists → AlreadyExistsError, 409 Conflict → ConflictError,
+403 → ForbiddenError, 400/422 → ApiRejectedError, 401/5xx/429/transport →
+KubernetesUnavailableError (retry later).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final
+from urllib.parse import quote
+
+import aiohttp
+from kubernetes.aio import client as k8s_client
+from kubernetes.aio import config as k8s_config
+from kubernetes.aio.client.exceptions import ApiException
+
+from qstash_operator.domain import vocabulary
+from qstash_operator.domain.builders import rfc3339
+from qstash_operator.domain.errors import (
+    AlreadyExistsError,
+    ApiRejectedError,
+    ConflictError,
+    ForbiddenError,
+    KubernetesUnavailableError,
+    NotFoundError,
+)
+from qstash_operator.domain.model import JsonDict
+
+logger = logging.getLogger(__name__)
+
+MERGE_PATCH: Final = "application/merge-patch+json"
+REQUEST_TIMEOUT: Final = aiohttp.ClientTimeout(total=30.0, connect=5.0)
+"""An API server that does not accept a connection in 5 s is down for our purposes (the webhook
+answers 503 and QStash retries); 30 s in all covers slow list calls."""
+MAX_CONNECTIONS: Final = 64
+"""Concurrent API calls. The webhook fans out hundreds of deliveries at a minute boundary; 64
+connections keep the API server busy without opening one per delivery."""
+
+CRONWORKFLOWS: Final = f"/apis/{vocabulary.GROUP}/{vocabulary.VERSION}"
+
+
+@dataclasses.dataclass(frozen=True)
+class UserInfo:
+    """Who a bearer token belongs to (TokenReview)."""
+
+    username: str
+    uid: str
+    groups: tuple[str, ...]
+    extra: Mapping[str, Sequence[str]]
+
+
+def _q(value: str) -> str:
+    return quote(value, safe="")
+
+
+class Kube:
+    """Async facade over the Kubernetes API. One per process; share it."""
+
+    def __init__(self, api_client: k8s_client.ApiClient) -> None:
+        self._api = api_client
+
+    @classmethod
+    async def from_environment(cls, kubeconfig: str | None = None) -> Kube:
+        """In-cluster config when running in a Pod, else ``$KUBECONFIG`` / ``~/.kube/config``."""
+        configuration = k8s_client.Configuration()
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)
+        except k8s_config.ConfigException:
+            await k8s_config.load_kube_config(
+                config_file=kubeconfig, client_configuration=configuration
+            )
+        configuration.connection_pool_maxsize = MAX_CONNECTIONS
+        return cls(k8s_client.ApiClient(configuration))
+
+    async def close(self) -> None:
+        await self._api.close()
+
+    # -- transport ------------------------------------------------------------------------
+
+    async def _run(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: Sequence[tuple[str, str]] = (),
+        content_type: str = "application/json",
+    ) -> Any:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        _, url, header_params, serialized, _ = await self._api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=list(query) or None,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = await self._api.call_api(
+                method,
+                url,
+                header_params=header_params,
+                body=serialized,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+            raw: bytes | str = await response.read()
+            status: int = response.status
+        except ApiException as exc:  # the client's own transport complaints
+            status, raw = exc.status or 0, (exc.body or b"")
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise KubernetesUnavailableError(f"{method} {path}: {type(exc).__name__}") from exc
+        data = raw.encode() if isinstance(raw, str) else raw
+        if 200 <= status < 300:
+            return json.loads(data) if data else {}
+        raise _error(method, path, status, data)
+
+    # -- health -------------------------------------------------------------------------
+
+    async def ready(self) -> bool:
+        try:
+            await self._run("GET", "/version")
+        except (KubernetesUnavailableError, ForbiddenError):
+            return False
+        return True
+
+    # -- CronWorkflows ------------------------------------------------------------------
+
+    async def get_cronworkflow(self, namespace: str, name: str) -> JsonDict:
+        path = f"{CRONWORKFLOWS}/namespaces/{_q(namespace)}/{vocabulary.PLURAL}/{_q(name)}"
+        result: JsonDict = await self._run("GET", path)
+        return result
+
+    async def list_cronworkflows(self, namespace: str | None = None) -> list[JsonDict]:
+        if namespace:
+            path = f"{CRONWORKFLOWS}/namespaces/{_q(namespace)}/{vocabulary.PLURAL}"
+        else:
+            path = f"{CRONWORKFLOWS}/{vocabulary.PLURAL}"
+        result = await self._run("GET", path)
+        items: list[JsonDict] = result.get("items", [])
+        return items
+
+    async def patch_cronworkflow(
+        self, namespace: str, name: str, patch: JsonDict, *, status: bool = False
+    ) -> JsonDict:
+        """Merge-patch the object (or its status subresource). A ``metadata.resourceVersion`` in
+        the patch makes it conditional: a concurrent writer turns it into ConflictError."""
+        path = f"{CRONWORKFLOWS}/namespaces/{_q(namespace)}/{vocabulary.PLURAL}/{_q(name)}"
+        if status:
+            path += "/status"
+        result: JsonDict = await self._run("PATCH", path, body=patch, content_type=MERGE_PATCH)
+        return result
+
+    # -- Jobs ---------------------------------------------------------------------------
+
+    async def create_job(self, job: JsonDict, *, dry_run: bool = False) -> JsonDict:
+        namespace = job["metadata"]["namespace"]
+        query = [("dryRun", "All")] if dry_run else []
+        result: JsonDict = await self._run(
+            "POST", f"/apis/batch/v1/namespaces/{_q(namespace)}/jobs", body=job, query=query
+        )
+        return result
+
+    async def get_job(self, namespace: str, name: str) -> JsonDict:
+        result: JsonDict = await self._run(
+            "GET", f"/apis/batch/v1/namespaces/{_q(namespace)}/jobs/{_q(name)}"
+        )
+        return result
+
+    async def list_jobs(self, namespace: str, selector: str) -> list[JsonDict]:
+        result = await self._run(
+            "GET",
+            f"/apis/batch/v1/namespaces/{_q(namespace)}/jobs",
+            query=[("labelSelector", selector)],
+        )
+        items: list[JsonDict] = result.get("items", [])
+        return items
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        """Delete a Job and (in the background) its Pods; a Job already gone is fine."""
+        with contextlib.suppress(NotFoundError):
+            await self._run(
+                "DELETE",
+                f"/apis/batch/v1/namespaces/{_q(namespace)}/jobs/{_q(name)}",
+                body={"propagationPolicy": "Background"},
+            )
+
+    # -- CronJobs -----------------------------------------------------------------------
+
+    def _cronjob_path(self, namespace: str, name: str | None = None) -> str:
+        path = f"/apis/batch/v1/namespaces/{_q(namespace)}/cronjobs"
+        return path if name is None else f"{path}/{_q(name)}"
+
+    async def get_cronjob(self, namespace: str, name: str) -> JsonDict:
+        result: JsonDict = await self._run("GET", self._cronjob_path(namespace, name))
+        return result
+
+    async def create_cronjob(self, cronjob: JsonDict) -> JsonDict:
+        result: JsonDict = await self._run(
+            "POST", self._cronjob_path(cronjob["metadata"]["namespace"]), body=cronjob
+        )
+        return result
+
+    async def patch_cronjob(self, namespace: str, name: str, patch: JsonDict) -> JsonDict:
+        result: JsonDict = await self._run(
+            "PATCH", self._cronjob_path(namespace, name), body=patch, content_type=MERGE_PATCH
+        )
+        return result
+
+    async def delete_cronjob(self, namespace: str, name: str) -> None:
+        """Delete a CronJob; its Jobs stay (orphaned, then garbage-collected by ownership)."""
+        with contextlib.suppress(NotFoundError):
+            await self._run(
+                "DELETE",
+                self._cronjob_path(namespace, name),
+                body={"propagationPolicy": "Background"},
+            )
+
+    # -- Events -------------------------------------------------------------------------
+
+    async def post_event(
+        self,
+        involved: JsonDict,
+        *,
+        type_: str,
+        reason: str,
+        message: str,
+        now: datetime,
+        component: str,
+    ) -> None:
+        """A core/v1 Event on ``involved`` (an object with apiVersion/kind/metadata).
+
+        Events are best effort: failing to post one is logged, never raised, so it cannot turn a
+        successful run into a retried one.
+        """
+        meta = involved["metadata"]
+        namespace = meta["namespace"]
+        stamp = rfc3339(now)
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion", vocabulary.API_VERSION),
+                "kind": involved.get("kind", vocabulary.KIND),
+                "name": meta["name"],
+                "namespace": namespace,
+                "uid": meta.get("uid", ""),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": component},
+            "reportingComponent": component,
+            "reportingInstance": component,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            await self._run("POST", f"/api/v1/namespaces/{_q(namespace)}/events", body=event)
+        except (KubernetesUnavailableError, ForbiddenError, NotFoundError) as exc:
+            logger.warning(
+                "could not post event %s on %s/%s: %s", reason, namespace, meta["name"], exc
+            )
+
+    # -- authentication and authorization (the seed's endpoints) -------------------------
+
+    async def review_token(self, token: str) -> UserInfo | None:
+        """TokenReview: who holds ``token``, or None if the API server does not know it."""
+        review = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": token},
+        }
+        result = await self._run("POST", "/apis/authentication.k8s.io/v1/tokenreviews", body=review)
+        status = result.get("status") or {}
+        if not status.get("authenticated"):
+            return None
+        user = status.get("user") or {}
+        return UserInfo(
+            username=str(user.get("username", "")),
+            uid=str(user.get("uid", "")),
+            groups=tuple(user.get("groups") or ()),
+            extra={key: tuple(value) for key, value in (user.get("extra") or {}).items()},
+        )
+
+    async def can(
+        self, user: UserInfo, *, verb: str, namespace: str | None, name: str | None = None
+    ) -> bool:
+        """SubjectAccessReview: may ``user`` do ``verb`` on cronworkflows (in ``namespace``)?"""
+        attributes: JsonDict = {
+            "group": vocabulary.GROUP,
+            "resource": vocabulary.PLURAL,
+            "verb": verb,
+        }
+        if namespace:
+            attributes["namespace"] = namespace
+        if name:
+            attributes["name"] = name
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": user.username,
+                "uid": user.uid,
+                "groups": list(user.groups),
+                "extra": {key: list(value) for key, value in user.extra.items()},
+                "resourceAttributes": attributes,
+            },
+        }
+        result = await self._run(
+            "POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", body=review
+        )
+        return bool((result.get("status") or {}).get("allowed"))
+
+
+def _error(method: str, path: str, status: int, data: bytes) -> Exception:
+    try:
+        payload = json.loads(data) if data else {}
+    except ValueError:
+        payload = {}
+    reason = payload.get("reason", "") if isinstance(payload, dict) else ""
+    message = payload.get("message", "") if isinstance(payload, dict) else ""
+    text = f"{method} {path}: HTTP {status} {reason} {message}".strip()
+    if status == 404:
+        return NotFoundError(text)
+    if status == 409:
+        return (
+            AlreadyExistsError(text)
+            if reason == "AlreadyExists"
+            else ConflictError(text, retry_after=0.1)
+        )
+    if status == 403:
+        return ForbiddenError(text)
+    if status in (400, 422):
+        return ApiRejectedError(text, detail=message or reason or f"HTTP {status}")
+    retry_after = 1.0 if status == 429 else None
+    return KubernetesUnavailableError(text, retry_after=retry_after)

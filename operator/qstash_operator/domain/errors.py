@@ -114,6 +114,14 @@ class QStashRejectedError(QStashOperatorError):
         super().__init__(message)
 
 
+class ApiRejectedError(QStashOperatorError):
+    """The Kubernetes API server refused a request as invalid (400/422); ``detail`` says why."""
+
+    def __init__(self, message: str, *, detail: str) -> None:
+        self.detail = detail
+        super().__init__(message)
+
+
 class NotFoundError(QStashOperatorError):
     """The object asked for does not exist (Kubernetes or QStash 404)."""
 

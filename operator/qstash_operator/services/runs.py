@@ -1,0 +1,311 @@
+"""Turn one tick (a QStash delivery) or one manual request into at most one Job.
+
+Shared by the webhook (deliveries, the trigger endpoint) and the operator (the ``run-now``
+annotation), so every Job is made by one path: read the CronWorkflow and its live Jobs, let
+:mod:`qstash_operator.domain.runs` decide, then act through the Kubernetes adapter.
+
+Exactly-once, and why it holds:
+
+- the tick's Job name ``<name>-<unix minutes>`` is the lock: two replicas, a QStash retry after a
+  lost response, or the fallback CronJob during a handover all race for one name, and the API
+  server lets one create win (``AlreadyExists`` is a duplicate, answered 200);
+- the message id on the Job catches a redelivered message even when its tick would be derived
+  differently the second time;
+- ``status.lastScheduleTime`` only moves forward after a create, so a tick whose Job was already
+  pruned by the history limits is not run again;
+- for ``Forbid`` and ``Replace`` the decision is *reserved* with a conditional status write
+  (``metadata.resourceVersion`` precondition) before the Job is created, so a manual run racing a
+  tick cannot both see "nothing active": the loser re-reads and decides again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Final, Protocol
+
+from qstash_operator.adapters.kube import Kube
+from qstash_operator.domain import builders, model, runs, vocabulary
+from qstash_operator.domain.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    InvalidSpecError,
+    NotFoundError,
+    PermanentDeliveryError,
+)
+from qstash_operator.domain.model import Backend, CronWorkflow, JsonDict
+from qstash_operator.domain.runs import JobView, Outcome, RunPlan
+
+logger = logging.getLogger(__name__)
+
+MAX_RESERVATION_ATTEMPTS: Final = 5
+"""Conditional status writes lost to concurrent writers before giving up (then the caller answers
+503 and QStash retries). Five covers a manual run, a tick and the operator writing at once."""
+
+
+class RunObserver(Protocol):
+    """Where outcomes are counted (metrics); the webhook and operator pass their own."""
+
+    def observed(self, outcome: Outcome, *, seconds: float | None) -> None: ...
+
+
+class _NoObserver:
+    def observed(self, outcome: Outcome, *, seconds: float | None) -> None:
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    outcome: Outcome
+    job_name: str | None
+    tick: datetime | None
+    message: str
+    namespace: str
+    name: str
+
+
+class RunService:
+    def __init__(
+        self,
+        kube: Kube,
+        *,
+        component: str,
+        tolerance: timedelta,
+        observer: RunObserver | None = None,
+    ) -> None:
+        self._kube = kube
+        self._component = component
+        self._tolerance = tolerance
+        self._observer: RunObserver = observer or _NoObserver()
+
+    # -- public ------------------------------------------------------------------------
+
+    async def run_delivery(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        uid: str,
+        message_id: str | None,
+        delivered_at: datetime,
+    ) -> RunResult:
+        """A verified QStash delivery for ``namespace/name`` (uid from the schedule's body)."""
+        for _ in range(MAX_RESERVATION_ATTEMPTS):
+            body = await self._load(namespace, name, uid)
+            cw = self._parse(body)
+            jobs = await self._jobs(cw)
+            status = body.get("status") or {}
+            plan = runs.plan_tick(
+                cw,
+                jobs=jobs,
+                last_schedule_time=runs.parse_time(status.get("lastScheduleTime")),
+                schedule_since=runs.parse_time(status.get("scheduleSince")),
+                delivered_at=delivered_at,
+                message_id=message_id,
+                tolerance=self._tolerance,
+            )
+            try:
+                return await self._execute(
+                    body,
+                    cw,
+                    jobs,
+                    plan,
+                    now=delivered_at,
+                    message_id=message_id,
+                    requested_by=None,
+                )
+            except ConflictError:
+                logger.info(
+                    "run reservation for %s/%s lost a race; deciding again", namespace, name
+                )
+        raise ConflictError(f"{namespace}/{name}: too many concurrent writers", retry_after=1.0)
+
+    async def run_manual(
+        self, *, namespace: str, name: str, requested_by: str, seed: str, now: datetime
+    ) -> RunResult:
+        """A person (or the run-now annotation) asked for a run now; same Job path as ticks."""
+        for _ in range(MAX_RESERVATION_ATTEMPTS):
+            body = await self._load(namespace, name, None)
+            cw = self._parse(body)
+            jobs = await self._jobs(cw)
+            plan = runs.plan_manual(cw, jobs=jobs, seed=seed)
+            try:
+                return await self._execute(
+                    body, cw, jobs, plan, now=now, message_id=None, requested_by=requested_by
+                )
+            except ConflictError:
+                logger.info("manual run of %s/%s lost a race; deciding again", namespace, name)
+        raise ConflictError(f"{namespace}/{name}: too many concurrent writers", retry_after=1.0)
+
+    # -- steps -------------------------------------------------------------------------
+
+    async def _load(self, namespace: str, name: str, uid: str | None) -> JsonDict:
+        try:
+            body = await self._kube.get_cronworkflow(namespace, name)
+        except NotFoundError:
+            raise PermanentDeliveryError(
+                "CronWorkflowGone", f"CronWorkflow {namespace}/{name} does not exist"
+            ) from None
+        actual = (body.get("metadata") or {}).get("uid")
+        if uid is not None and actual != uid:
+            raise PermanentDeliveryError(
+                "UidMismatch",
+                f"CronWorkflow {namespace}/{name} was recreated (uid {actual}, schedule for {uid})",
+            )
+        return body
+
+    def _parse(self, body: JsonDict) -> CronWorkflow:
+        try:
+            return model.parse(body)
+        except InvalidSpecError as exc:
+            meta = body.get("metadata") or {}
+            raise PermanentDeliveryError(
+                vocabulary.REASON_INVALID_SPEC,
+                f"CronWorkflow {meta.get('namespace')}/{meta.get('name')} is invalid: {exc}",
+            ) from exc
+
+    async def _jobs(self, cw: CronWorkflow) -> list[JobView]:
+        selector = builders.label_selector(builders.selector_labels(cw))
+        return [runs.job_view(job) for job in await self._kube.list_jobs(cw.namespace, selector)]
+
+    async def _execute(
+        self,
+        body: JsonDict,
+        cw: CronWorkflow,
+        jobs: Sequence[JobView],
+        plan: RunPlan,
+        *,
+        now: datetime,
+        message_id: str | None,
+        requested_by: str | None,
+    ) -> RunResult:
+        def result(outcome: Outcome, message: str) -> RunResult:
+            return RunResult(
+                outcome=outcome,
+                job_name=plan.job_name,
+                tick=plan.tick,
+                message=message,
+                namespace=cw.namespace,
+                name=cw.name,
+            )
+
+        if plan.outcome is not Outcome.RUN:
+            await self._event(body, plan.outcome.reason, plan.message, now, warning=False)
+            self._observer.observed(plan.outcome, seconds=None)
+            return result(plan.outcome, plan.message)
+        assert plan.job_name is not None  # RUN plans always name their Job
+
+        if cw.spec.concurrency_policy is not model.ConcurrencyPolicy.ALLOW:
+            await self._reserve(body, cw, jobs, plan.job_name)
+        for doomed in plan.delete_first:
+            await self._kube.delete_job(cw.namespace, doomed)
+            await self._event(
+                body,
+                vocabulary.REASON_REPLACED_ACTIVE,
+                f"deleted active Job {doomed} (concurrencyPolicy Replace)",
+                now,
+                warning=False,
+            )
+
+        backend = _backend_of(body)
+        job = builders.build_job(
+            cw,
+            name=plan.job_name,
+            trigger=vocabulary.TRIGGER_MANUAL if requested_by else vocabulary.TRIGGER_SCHEDULE,
+            backend=backend,
+            scheduled_time=plan.tick,
+            message_id=message_id,
+            requested_by=requested_by,
+        )
+        try:
+            created = await self._kube.create_job(job)
+        except AlreadyExistsError:
+            message = f"Job {plan.job_name} already exists"
+            self._observer.observed(Outcome.DUPLICATE_TICK, seconds=None)
+            return result(Outcome.DUPLICATE_TICK, message)
+
+        seconds = (now - plan.tick).total_seconds() if plan.tick else None
+        self._observer.observed(Outcome.RUN, seconds=seconds)
+        view = runs.job_view(created)
+        all_jobs = [job for job in jobs if job.name not in plan.delete_first] + [view]
+        await self._record(body, cw, all_jobs, plan, now=now, requested_by=requested_by)
+        what = (
+            f"for tick {builders.rfc3339(plan.tick)}" if plan.tick else f"asked by {requested_by}"
+        )
+        await self._event(
+            body, Outcome.RUN.reason, f"created Job {plan.job_name} {what}", now, warning=False
+        )
+        await self._prune(cw, all_jobs)
+        return result(Outcome.RUN, f"created Job {plan.job_name}")
+
+    async def _reserve(
+        self, body: JsonDict, cw: CronWorkflow, jobs: Sequence[JobView], job_name: str
+    ) -> None:
+        """Claim the run with a write that fails if the CronWorkflow changed since we read it."""
+        active = runs.active_references(jobs, cw.namespace)
+        active.append(
+            {"apiVersion": "batch/v1", "kind": "Job", "name": job_name, "namespace": cw.namespace}
+        )
+        patch = {
+            "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
+            "status": {"active": active},
+        }
+        await self._kube.patch_cronworkflow(cw.namespace, cw.name, patch, status=True)
+
+    async def _record(
+        self,
+        body: JsonDict,
+        cw: CronWorkflow,
+        jobs: Sequence[JobView],
+        plan: RunPlan,
+        *,
+        now: datetime,
+        requested_by: str | None,
+    ) -> None:
+        status: JsonDict = {"active": runs.active_references(jobs, cw.namespace)}
+        if plan.tick is not None:
+            previous = runs.parse_time((body.get("status") or {}).get("lastScheduleTime"))
+            if previous is None or plan.tick > previous:
+                status["lastScheduleTime"] = builders.rfc3339(plan.tick)
+        if requested_by is not None:
+            status["lastManualRun"] = {
+                "jobName": plan.job_name,
+                "requestedBy": requested_by,
+                "time": builders.rfc3339(now),
+            }
+        try:
+            await self._kube.patch_cronworkflow(
+                cw.namespace, cw.name, {"status": status}, status=True
+            )
+        except NotFoundError:
+            logger.info("CronWorkflow %s went away after its Job was created", cw.key)
+
+    async def _prune(self, cw: CronWorkflow, jobs: Sequence[JobView]) -> None:
+        for doomed in runs.history_to_prune(
+            jobs,
+            successful_limit=cw.spec.successful_jobs_history_limit,
+            failed_limit=cw.spec.failed_jobs_history_limit,
+        ):
+            await self._kube.delete_job(cw.namespace, doomed)
+
+    async def _event(
+        self, body: JsonDict, reason: str, message: str, now: datetime, *, warning: bool
+    ) -> None:
+        await self._kube.post_event(
+            body,
+            type_="Warning" if warning else "Normal",
+            reason=reason,
+            message=message,
+            now=now,
+            component=self._component,
+        )
+
+
+def _backend_of(body: JsonDict) -> Backend | None:
+    value = (body.get("status") or {}).get("backend")
+    try:
+        return Backend(value) if value else None
+    except ValueError:
+        return None
