@@ -24,6 +24,8 @@ Variables (the first four are the seed document's names):
 ``QSTASH_OPERATOR_ALLOW_PRIVATE_URL``  ``true`` lets a loopback/private/http public URL serve
                                        QStash (local stacks and tests only).
 ``QSTASH_OPERATOR_NAMESPACES``         Comma-separated namespaces to watch (default: all).
+``POD_NAMESPACE``, ``POD_NAME``        Set by the chart (downward API): where the leader Lease
+                                       lives and who holds it.
 =====================================  =========================================================
 """
 
@@ -106,6 +108,10 @@ class Settings:
     QStash refuses such destinations ("endpoint resolves to a loopback address")."""
     namespaces: tuple[str, ...] = ()
     """Namespaces the operator watches; empty means the whole cluster."""
+    pod_namespace: str = "default"
+    """The operator's own namespace: its leader Lease lives there."""
+    pod_name: str = "qstash-operator"
+    """This replica's identity in the leader Lease."""
 
     # -- checks per process -----------------------------------------------------------------
 
@@ -249,6 +255,8 @@ class Settings:
             clock_tolerance_seconds=int(number("QSTASH_OPERATOR_CLOCK_TOLERANCE", 30, 0)),
             allow_private_url=flag("QSTASH_OPERATOR_ALLOW_PRIVATE_URL"),
             namespaces=namespaces,
+            pod_namespace=text("POD_NAMESPACE") or "default",
+            pod_name=text("POD_NAME") or text("HOSTNAME") or "qstash-operator",
         )
         if settings.backend is BackendChoice.QSTASH and (problem := settings.qstash_problem()):
             raise SettingsError(

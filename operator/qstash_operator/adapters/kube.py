@@ -88,6 +88,11 @@ class Kube:
     async def close(self) -> None:
         await self._api.close()
 
+    @property
+    def api_client(self) -> k8s_client.ApiClient:
+        """The underlying client, for other adapters built on the same connection (leases)."""
+        return self._api
+
     # -- transport ------------------------------------------------------------------------
 
     async def _run(
@@ -210,6 +215,14 @@ class Kube:
     async def create_cronjob(self, cronjob: JsonDict) -> JsonDict:
         result: JsonDict = await self._run(
             "POST", self._cronjob_path(cronjob["metadata"]["namespace"]), body=cronjob
+        )
+        return result
+
+    async def replace_cronjob(self, cronjob: JsonDict) -> JsonDict:
+        """PUT the whole CronJob; its resourceVersion turns a concurrent edit into a conflict."""
+        meta = cronjob["metadata"]
+        result: JsonDict = await self._run(
+            "PUT", self._cronjob_path(meta["namespace"], meta["name"]), body=cronjob
         )
         return result
 

@@ -67,7 +67,9 @@ class TransientError(QStashOperatorError):
     """Worth retrying after ``retry_after`` seconds."""
 
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        self.retry_after = DEFAULT_RETRY_AFTER_SECONDS if retry_after is None else retry_after
+        self.retry_after: float = (
+            DEFAULT_RETRY_AFTER_SECONDS if retry_after is None else float(retry_after)
+        )
         super().__init__(message)
 
 

@@ -1,0 +1,226 @@
+"""``qstash-operator operator``: wire the services, say which mode we are in, run kopf as leader.
+
+Start-up order: settings (stop on bad ones) → one log line naming the mode and why → clients →
+the health/metrics server (every replica) → wait for the leader Lease → kopf handlers and the
+drift loop (the leader only). Losing the lease stops the process with exit code 3, so the
+Deployment restarts it as a standby rather than risk two leaders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+import kopf
+from aiohttp import web
+
+from qstash_operator.adapters.kube import Kube
+from qstash_operator.adapters.leader import lead
+from qstash_operator.adapters.operator_metrics import OperatorMetrics
+from qstash_operator.adapters.qstash_api import QStashSchedules
+from qstash_operator.domain import builders
+from qstash_operator.domain.errors import TransientError
+from qstash_operator.domain.model import BackendChoice
+from qstash_operator.entrypoints.handlers import OperatorServices, build_registry
+from qstash_operator.services.drift import DriftRepair
+from qstash_operator.services.observe import StatusMirror
+from qstash_operator.services.reconcile import QStashAvailability, Reconciler
+from qstash_operator.services.runs import RunService
+from qstash_operator.settings import Settings
+
+logger = logging.getLogger("qstash_operator")
+
+LOST_LEADERSHIP_EXIT: Final = 3
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--http-host",
+        default="0.0.0.0",  # noqa: S104  (a Pod serves probes on its own IP)
+        help="address of /healthz, /readyz, /metrics",
+    )
+    parser.add_argument(
+        "--http-port", type=int, default=8081, help="port of /healthz, /readyz, /metrics"
+    )
+    parser.add_argument(
+        "--leader-election",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="hold a Lease so only one replica reconciles (default: on)",
+    )
+    parser.add_argument("--lease-name", default="qstash-operator", help="name of the leader Lease")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+def mode_line(settings: Settings) -> str:
+    """The one line that says which backend ``Auto`` means here, and why."""
+    problem = settings.qstash_problem()
+    if settings.backend is BackendChoice.CRONJOB:
+        return (
+            "development mode: QSTASH_OPERATOR_BACKEND=CronJob, so CronWorkflows run as native "
+            "CronJobs"
+        )
+    if problem is None:
+        destination = builders.webhook_destination(settings.public_url or "")
+        return (
+            f"production mode: CronWorkflows run on QStash ({settings.qstash.url}), which delivers "
+            f"to {destination}"
+        )
+    return f"development mode: {problem}, so CronWorkflows with backend Auto run as native CronJobs"
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env(os.environ)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("kopf.objects").setLevel(
+        logging.WARNING if not args.verbose else logging.DEBUG
+    )
+    logger.info(mode_line(settings))
+    try:
+        return asyncio.run(_main(settings, args))
+    except KeyboardInterrupt:
+        return 0
+
+
+async def _health_app(services: OperatorServices, leading: asyncio.Event) -> web.AppRunner:
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        ok = await services.kube.ready()
+        body = {"apiServer": ok, "leader": leading.is_set()}
+        return web.json_response(body, status=200 if ok else 503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(
+            body=services.metrics.render(), content_type="text/plain", charset="utf-8"
+        )
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    return runner
+
+
+async def _drift_loop(services: OperatorServices) -> None:
+    """One pass per resync period; a failed pass waits as its error says, then tries again."""
+    assert services.drift is not None
+    delay = services.settings.resync_seconds
+    while True:
+        await asyncio.sleep(delay)
+        delay = services.settings.resync_seconds
+        try:
+            report = await services.drift.run_once(now=services.clock())
+        except TransientError as exc:
+            logger.warning("drift check failed: %s; next try in %.0fs", exc, exc.retry_after)
+            delay = exc.retry_after
+            continue
+        if report.recreated or report.updated or report.orphans_deleted:
+            logger.info(
+                "drift check: %d CronWorkflows, recreated %s, updated %s, deleted orphans %s",
+                report.checked,
+                list(report.recreated),
+                list(report.updated),
+                list(report.orphans_deleted),
+            )
+
+
+async def _main(settings: Settings, args: argparse.Namespace) -> int:
+    kube = await Kube.from_environment()
+    qstash = (
+        QStashSchedules(token=settings.qstash.token.reveal(), base_url=settings.qstash.url)
+        if settings.qstash.token is not None
+        else None
+    )
+    metrics = OperatorMetrics()
+    availability = QStashAvailability(settings)
+    services = OperatorServices(
+        settings=settings,
+        kube=kube,
+        qstash=qstash,
+        reconciler=Reconciler(
+            settings=settings, kube=kube, qstash=qstash, availability=availability, metrics=metrics
+        ),
+        drift=(
+            DriftRepair(settings=settings, kube=kube, qstash=qstash, metrics=metrics)
+            if qstash is not None and availability.problem is None
+            else None
+        ),
+        mirror=StatusMirror(kube),
+        runs=RunService(
+            kube,
+            component="qstash-operator",
+            tolerance=timedelta(seconds=settings.clock_tolerance_seconds),
+        ),
+        metrics=metrics,
+        clock=lambda: datetime.now(UTC),
+    )
+    leading = asyncio.Event()
+    runner = await _health_app(services, leading)
+    site = web.TCPSite(runner, args.http_host, args.http_port)
+    await site.start()
+
+    finished = asyncio.Event()
+
+    async def work() -> None:
+        leading.set()
+        metrics.leader.set(1)
+        drift = asyncio.create_task(_drift_loop(services)) if services.drift else None
+        try:
+            await kopf.operator(
+                registry=build_registry(),
+                memo=kopf.Memo(services=services),
+                standalone=True,
+                clusterwide=not settings.namespaces,
+                namespaces=settings.namespaces,
+            )
+        finally:
+            if drift is not None:
+                drift.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await drift
+            leading.clear()
+            metrics.leader.set(0)
+            finished.set()
+
+    try:
+        if not args.leader_election:
+            await work()
+            return 0
+        # The election renews for ever; it ends only when the lease is lost. kopf ends on
+        # SIGTERM/SIGINT. Whichever comes first decides the exit.
+        election = asyncio.create_task(
+            lead(
+                kube,
+                name=args.lease_name,
+                namespace=settings.pod_namespace,
+                identity=settings.pod_name,
+                work=work,
+            )
+        )
+        stopped = asyncio.create_task(finished.wait())
+        done, _ = await asyncio.wait({election, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (election, stopped):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if election in done:
+            logger.error("leader lease lost; exiting so a standby can take over")
+            return LOST_LEADERSHIP_EXIT
+        return 0
+    finally:
+        await runner.cleanup()
+        if qstash is not None:
+            await qstash.close()
+        await kube.close()

@@ -1,0 +1,157 @@
+"""Drift repair: once per resync period, make QStash match the CronWorkflows again.
+
+Schedules can change behind the operator's back (deleted or edited in the QStash console, a
+second cluster with the same name, a CronWorkflow deleted while the operator was down). One pass
+costs one QStash list call and one Kubernetes list call, however many CronWorkflows exist:
+
+- a CronWorkflow on the QStash backend whose schedule is missing or differs → upsert (an event
+  ``DriftRepaired`` on the object, a metric);
+- a schedule with this cluster's id prefix whose CronWorkflow no longer exists, or that is not on
+  QStash and not being handed over → delete (a log line and a metric: there is no object left to
+  carry an event).
+
+Order matters: schedules are listed *before* CronWorkflows, so a schedule created by a reconcile
+in flight always has its CronWorkflow in the second list and is never taken for an orphan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from datetime import datetime
+
+from qstash_operator.adapters.kube import Kube
+from qstash_operator.adapters.operator_metrics import OperatorMetrics
+from qstash_operator.adapters.qstash_api import ObservedSchedule, QStashSchedules
+from qstash_operator.domain import builders, model, naming, vocabulary
+from qstash_operator.domain.errors import InvalidSpecError
+from qstash_operator.domain.model import Backend, JsonDict
+from qstash_operator.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftReport:
+    checked: int
+    recreated: tuple[str, ...]
+    updated: tuple[str, ...]
+    orphans_deleted: tuple[str, ...]
+
+
+class DriftRepair:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        kube: Kube,
+        qstash: QStashSchedules,
+        metrics: OperatorMetrics,
+    ) -> None:
+        self._settings = settings
+        self._kube = kube
+        self._qstash = qstash
+        self._metrics = metrics
+
+    async def run_once(self, *, now: datetime) -> DriftReport:
+        prefix = naming.schedule_id_prefix(self._settings.cluster_name)
+        observed = {
+            s.schedule_id: s for s in await self._qstash.list() if s.schedule_id.startswith(prefix)
+        }
+        self._metrics.qstash_calls.labels(operation="list", outcome="ok").inc()
+        bodies = await self._list_cronworkflows()
+
+        recreated: list[str] = []
+        updated: list[str] = []
+        keep: set[str] = set()
+        for body in bodies:
+            status = body.get("status") or {}
+            meta = body.get("metadata") or {}
+            sid: str = naming.schedule_id(
+                self._settings.cluster_name, meta["namespace"], meta["name"]
+            )
+            on_qstash = status.get("backend") == Backend.QSTASH.value
+            retiring_qstash = (status.get("handover") or {}).get("from") == Backend.QSTASH.value
+            if retiring_qstash or meta.get("deletionTimestamp"):
+                keep.add(sid)  # the handover or the finalizer owns it
+                continue
+            if not on_qstash:
+                continue
+            keep.add(sid)
+            try:
+                cw = model.parse(body)
+            except InvalidSpecError:
+                continue  # reconcile reports it; nothing to repair toward
+            desired = builders.build_schedule(
+                cw, cluster=self._settings.cluster_name, public_url=self._public_url()
+            )
+            if status.get("appliedScheduleHash") != desired.fingerprint():
+                continue  # a reconcile is due (or running) and will apply the spec itself
+            current = observed.get(sid)
+            differences = ["missing"] if current is None else current.differs_from(desired)
+            if not differences:
+                continue
+            await self._repair(body, desired, current, differences, now=now)
+            (recreated if current is None else updated).append(sid)
+
+        orphans = sorted(set(observed) - keep)
+        for orphan in orphans:
+            await self._qstash.delete(orphan)
+            self._metrics.qstash_calls.labels(operation="delete", outcome="ok").inc()
+            self._metrics.drift_repairs.labels(kind="orphan").inc()
+            logger.warning(
+                "deleted QStash schedule %s: no CronWorkflow on this cluster (%s) uses it",
+                orphan,
+                self._settings.cluster_name,
+            )
+        return DriftReport(
+            checked=len(bodies),
+            recreated=tuple(recreated),
+            updated=tuple(updated),
+            orphans_deleted=tuple(orphans),
+        )
+
+    async def _list_cronworkflows(self) -> list[JsonDict]:
+        if not self._settings.namespaces:
+            return await self._kube.list_cronworkflows()
+        bodies: list[JsonDict] = []
+        for namespace in self._settings.namespaces:
+            bodies.extend(await self._kube.list_cronworkflows(namespace))
+        return bodies
+
+    def _public_url(self) -> str:
+        url = self._settings.public_url
+        assert url is not None, "drift repair runs only when QStash is usable"
+        return url
+
+    async def _repair(
+        self,
+        body: JsonDict,
+        desired: builders.DesiredSchedule,
+        current: ObservedSchedule | None,
+        differences: list[str],
+        *,
+        now: datetime,
+    ) -> None:
+        await self._qstash.upsert(desired)
+        self._metrics.qstash_calls.labels(operation="upsert", outcome="ok").inc()
+        if current is None or current.paused != desired.paused:
+            await self._qstash.set_paused(desired.schedule_id, desired.paused)
+            self._metrics.qstash_calls.labels(
+                operation="pause" if desired.paused else "resume", outcome="ok"
+            ).inc()
+        kind = "missing" if current is None else "changed"
+        self._metrics.drift_repairs.labels(kind=kind).inc()
+        what = (
+            "was missing; recreated it"
+            if current is None
+            else f"differed in {', '.join(differences)}; restored it"
+        )
+        await self._kube.post_event(
+            body,
+            type_="Warning",
+            reason=vocabulary.REASON_DRIFT_REPAIRED,
+            message=f"QStash schedule {desired.schedule_id} {what}",
+            now=now,
+            component="qstash-operator",
+        )
