@@ -1,0 +1,241 @@
+"""The seed's endpoints for people and scripts, in Kubernetes terms (DESIGN.md's table).
+
+=====================================================  ==========  ===============================
+route                                                  RBAC verb   effect
+=====================================================  ==========  ===============================
+``GET /api/cron[?namespace=ns]``                       list        every CronWorkflow, summarised
+``POST /api/cron/activate/{namespace}/{name}``         patch       ``spec.suspend: false``
+``DELETE /api/cron/deactivate/{namespace}/{name}``     patch       ``spec.suspend: true``
+``GET /api/test-cron``                                 list        backend health and drift
+``POST /api/test-cron?workflowId=ns/name&action=       trigger     one manual Job, now
+trigger``
+=====================================================  ==========  ===============================
+
+Callers send ``Authorization: Bearer <Kubernetes token>``. The token is checked with a
+TokenReview and the request authorised with a SubjectAccessReview on ``cronworkflows`` in group
+``qstash-operator.dev``, so RBAC decides who may do what: 401 without a valid token, 403 when the
+review says no. The CronWorkflow stays the source of truth: these views patch it or go through the
+run service, never around it. Views parse, call a service, and shape JSON; errors are mapped in
+:mod:`qstash_webhook.errors`.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from qstash_operator.adapters.kube import UserInfo
+from qstash_operator.domain.builders import rfc3339
+from qstash_operator.domain.runs import Outcome
+from qstash_operator.services.catalog import BackendHealth, Summary
+from qstash_webhook import typedefs
+from qstash_webhook.errors import ApiError
+
+VERB_LIST: Final = "list"
+VERB_PATCH: Final = "patch"
+VERB_TRIGGER: Final = "trigger"
+"""A custom verb: grant it with ``verbs: ["trigger"]`` on ``cronworkflows`` in a Role."""
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+# -- parsing -------------------------------------------------------------------------------------
+
+
+def _namespace(value: str, what: str = "namespace") -> str:
+    if not _DNS_LABEL.match(value):
+        raise ApiError(400, "InvalidParameter", f"{what} {value!r} is not a namespace name")
+    return value
+
+
+def _name(value: str) -> str:
+    if not _DNS_SUBDOMAIN.match(value):
+        raise ApiError(400, "InvalidParameter", f"{value!r} is not a CronWorkflow name")
+    return value
+
+
+def parse_workflow_id(value: str | None) -> tuple[str, str]:
+    """``workflowId=<namespace>/<name>`` (the seed's id, made unambiguous in a cluster)."""
+    if not value or value.count("/") != 1:
+        raise ApiError(
+            400, "InvalidParameter", "workflowId must be <namespace>/<name>, e.g. default/backup"
+        )
+    namespace, name = value.split("/")
+    return _namespace(namespace), _name(name)
+
+
+# -- authentication and authorisation -------------------------------------------------------------
+
+
+def _bearer(request: web.Request) -> str:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(
+            401,
+            "Unauthenticated",
+            "send Authorization: Bearer <Kubernetes token> (e.g. kubectl create token <sa>)",
+            headers={"WWW-Authenticate": 'Bearer realm="qstash-operator"'},
+        )
+    return token
+
+
+async def authorize(
+    request: web.Request, *, verb: str, namespace: str | None, name: str | None = None
+) -> UserInfo:
+    """Who is asking (TokenReview), and may they (SubjectAccessReview)? Else 401 / 403."""
+    kube = request.app[typedefs.kube_key]
+    user = await kube.review_token(_bearer(request))
+    if user is None:
+        raise ApiError(
+            401,
+            "InvalidToken",
+            "the Kubernetes API server does not accept this token",
+            headers={"WWW-Authenticate": 'Bearer realm="qstash-operator", error="invalid_token"'},
+        )
+    if not await kube.can(user, verb=verb, namespace=namespace, name=name):
+        where = f"in namespace {namespace}" if namespace else "cluster-wide"
+        target = f"cronworkflows/{name}" if name else "cronworkflows"
+        raise ApiError(
+            403,
+            "Forbidden",
+            f"{user.username} may not {verb} {target} {where} "
+            f"(RBAC: verb {verb!r} on cronworkflows.qstash-operator.dev)",
+        )
+    return user
+
+
+# -- JSON shapes ----------------------------------------------------------------------------------
+
+
+def _time(moment: datetime | None) -> str | None:
+    return rfc3339(moment) if moment else None
+
+
+def summary_json(summary: Summary) -> dict[str, Any]:
+    next_run: dict[str, str] | None = None
+    if summary.next_run is not None:
+        next_run = {
+            "utc": rfc3339(summary.next_run),
+            "local": summary.next_run.astimezone(ZoneInfo(summary.time_zone)).isoformat(),
+        }
+    return {
+        "namespace": summary.namespace,
+        "name": summary.name,
+        "uid": summary.uid,
+        "schedule": summary.schedule,
+        "timeZone": summary.time_zone,
+        "state": summary.state,
+        "backend": summary.backend,
+        "nextRun": next_run,
+        "lastRun": _time(summary.last_run),
+        "lastSuccessfulRun": _time(summary.last_successful_run),
+        "ready": {
+            "status": summary.ready.status,
+            "reason": summary.ready.reason,
+            "message": summary.ready.message,
+        },
+        "scheduleId": summary.schedule_id,
+        "cronJobName": summary.cronjob_name,
+        "active": list(summary.active_jobs),
+        "problem": summary.problem,
+    }
+
+
+def health_json(health: BackendHealth, now: datetime) -> dict[str, Any]:
+    drift = None
+    if health.drift is not None:
+        drift = {
+            "missingSchedules": list(health.drift.missing_schedules),
+            "orphanSchedules": list(health.drift.orphan_schedules),
+        }
+    return {
+        "healthy": health.healthy,
+        "time": rfc3339(now),
+        "backends": {
+            "qstash": {
+                "configured": health.qstash.configured,
+                "reachable": health.qstash.reachable,
+                "problem": health.qstash.problem,
+                "schedules": health.qstash.schedules,
+            },
+            # The CronJob backend is the cluster's own controller: reachable with the API.
+            "cronJob": {"available": True},
+        },
+        "cronWorkflows": {"byBackend": dict(health.by_backend), "byState": dict(health.by_state)},
+        "drift": drift,
+    }
+
+
+# -- views ----------------------------------------------------------------------------------------
+
+
+async def list_cronworkflows(request: web.Request) -> web.Response:
+    now = request.app[typedefs.clock_key]()
+    raw_namespace = request.query.get("namespace") or None
+    namespace = _namespace(raw_namespace) if raw_namespace else None
+    await authorize(request, verb=VERB_LIST, namespace=namespace)
+    summaries = await request.app[typedefs.catalog_key].list(namespace=namespace, now=now)
+    return web.json_response(
+        {"time": rfc3339(now), "items": [summary_json(summary) for summary in summaries]}
+    )
+
+
+async def _set_suspended(request: web.Request, *, suspend: bool) -> web.Response:
+    now = request.app[typedefs.clock_key]()
+    namespace = _namespace(request.match_info["namespace"])
+    name = _name(request.match_info["name"])
+    await authorize(request, verb=VERB_PATCH, namespace=namespace, name=name)
+    summary = await request.app[typedefs.catalog_key].set_suspended(
+        namespace=namespace, name=name, suspend=suspend, now=now
+    )
+    return web.json_response(summary_json(summary))
+
+
+async def activate(request: web.Request) -> web.Response:
+    return await _set_suspended(request, suspend=False)
+
+
+async def deactivate(request: web.Request) -> web.Response:
+    return await _set_suspended(request, suspend=True)
+
+
+async def backend_status(request: web.Request) -> web.Response:
+    now = request.app[typedefs.clock_key]()
+    await authorize(request, verb=VERB_LIST, namespace=None)
+    health = await request.app[typedefs.catalog_key].health(now=now)
+    return web.json_response(health_json(health, now))
+
+
+async def trigger(request: web.Request) -> web.Response:
+    now = request.app[typedefs.clock_key]()
+    if request.query.get("action") != "trigger":
+        raise ApiError(400, "InvalidParameter", "action must be 'trigger'")
+    namespace, name = parse_workflow_id(request.query.get("workflowId"))
+    user = await authorize(request, verb=VERB_TRIGGER, namespace=namespace, name=name)
+    result = await request.app[typedefs.runs_key].run_manual(
+        namespace=namespace,
+        name=name,
+        requested_by=user.username,
+        seed=uuid.uuid4().hex,  # one request, one Job: a new id per request
+        now=now,
+    )
+    body = {
+        "outcome": result.outcome.value,
+        "cronWorkflow": f"{namespace}/{name}",
+        "job": result.job_name,
+        "requestedBy": user.username,
+        "message": result.message,
+    }
+    if result.outcome is Outcome.RUN:
+        return web.json_response(body, status=201)
+    # Not run (concurrencyPolicy Forbid with a Job active): the request conflicts with a run.
+    return web.json_response(
+        {"error": result.message, "reason": result.outcome.reason, **body}, status=409
+    )

@@ -1,0 +1,102 @@
+"""The aiohttp application: one factory for production and tests.
+
+``make_app(settings, kube=..., keys=..., clock=...)`` wires the shared core (run service, catalog,
+signature verifier) to the routes. Everything with a lifecycle (the Kubernetes client) is created
+and closed by the caller (``qstash_webhook.main`` or a test fixture), so the same factory serves
+both and tests can hand in a clock.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from aiohttp import web
+
+from qstash_operator.adapters import qstash_health
+from qstash_operator.adapters.kube import Kube
+from qstash_operator.adapters.qstash_health import ScheduleInfo
+from qstash_operator.adapters.signing_keys import SigningKeySource
+from qstash_operator.domain import builders
+from qstash_operator.services.catalog import CatalogService, ScheduleLister
+from qstash_operator.services.runs import RunService
+from qstash_operator.settings import Settings
+from qstash_webhook import api, delivery, health, typedefs
+from qstash_webhook.errors import error_middleware
+from qstash_webhook.metrics import WebhookMetrics
+
+COMPONENT: Final = "qstash-operator-webhook"
+"""Events' source component: ``kubectl describe`` shows who made the Job."""
+MAX_BODY_BYTES: Final = 16 * 1024
+"""Deliveries carry ~120 bytes of JSON and the API takes no body; 16 KiB leaves room and keeps a
+hostile sender from making us buffer megabytes before the signature check (413 beyond)."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _schedule_lister(settings: Settings) -> ScheduleLister | None:
+    token = settings.qstash.token
+    if token is None:
+        return None
+    url = settings.qstash.url
+
+    async def schedules() -> list[ScheduleInfo]:
+        return await qstash_health.list_schedules(url=url, token=token.reveal())
+
+    return schedules
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_post(builders.WEBHOOK_PATH, delivery.deliver, name="delivery")
+    app.router.add_get("/api/cron", api.list_cronworkflows, name="list")
+    app.router.add_post("/api/cron/activate/{namespace}/{name}", api.activate, name="activate")
+    app.router.add_delete(
+        "/api/cron/deactivate/{namespace}/{name}", api.deactivate, name="deactivate"
+    )
+    app.router.add_get("/api/test-cron", api.backend_status, name="status")
+    app.router.add_post("/api/test-cron", api.trigger, name="trigger")
+    app.router.add_get("/healthz", health.healthz, name="healthz")
+    app.router.add_get("/readyz", health.readyz, name="readyz")
+    app.router.add_get("/metrics", health.metrics, name="metrics")
+
+
+def make_app(
+    settings: Settings,
+    *,
+    kube: Kube,
+    keys: SigningKeySource,
+    clock: typedefs.Clock = utc_now,
+    schedules: ScheduleLister | None = None,
+    metrics: WebhookMetrics | None = None,
+) -> web.Application:
+    """The webhook application. ``settings.public_url`` must be set (``require_webhook``).
+
+    ``schedules`` lists QStash's schedules for the status view; by default the SDK is used when
+    ``QSTASH_TOKEN`` is set.
+    """
+    if settings.public_url is None:
+        raise ValueError("make_app needs settings.public_url (call settings.require_webhook())")
+    metrics = metrics or WebhookMetrics()
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
+    app[typedefs.settings_key] = settings
+    app[typedefs.kube_key] = kube
+    app[typedefs.signing_keys_key] = keys
+    app[typedefs.clock_key] = clock
+    app[typedefs.metrics_key] = metrics
+    app[typedefs.destination_key] = builders.webhook_destination(settings.public_url)
+    app[typedefs.runs_key] = RunService(
+        kube,
+        component=COMPONENT,
+        tolerance=timedelta(seconds=settings.clock_tolerance_seconds),
+        observer=metrics,
+    )
+    app[typedefs.catalog_key] = CatalogService(
+        kube,
+        cluster=settings.cluster_name,
+        schedules=schedules if schedules is not None else _schedule_lister(settings),
+        qstash_problem=settings.qstash_problem(),
+    )
+    setup_routes(app)
+    return app

@@ -1,0 +1,184 @@
+"""``POST /api/qstash/webhook``: verify QStash's signature, then run the tick as one Job.
+
+The order is the contract (DESIGN.md, "The delivery contract"):
+
+1. read "now" once, and the raw body (capped by the app's ``client_max_size``: 413 beyond);
+2. verify ``Upstash-Signature`` over those exact bytes against the configured public URL, before
+   anything looks inside the body (401 with the failure category otherwise);
+3. parse the body: a verified body that is not ``{"namespace","name","uid"}`` was signed by QStash
+   for something we can never run, so it is answered 489 non-retryable (retrying cannot help);
+4. hand over to :class:`~qstash_operator.services.runs.RunService` (the one path that makes Jobs)
+   and map its errors (:mod:`qstash_webhook.errors`).
+
+Every answer is counted (``qstash_webhook_deliveries_total{result}``) and logged as one structured
+line with the message id, the CronWorkflow, the outcome, the tick and the Job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from typing import Any, Final
+
+from aiohttp import web
+
+from qstash_operator.domain import signature
+from qstash_operator.domain.builders import rfc3339
+from qstash_operator.domain.errors import (
+    PermanentDeliveryError,
+    QStashOperatorError,
+    SignatureError,
+)
+from qstash_operator.services.runs import RunResult
+from qstash_webhook import errors, logs, typedefs
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER: Final = "Upstash-Signature"
+MESSAGE_ID_HEADER: Final = "Upstash-Message-Id"
+RETRIED_HEADER: Final = "Upstash-Retried"
+MAX_MESSAGE_ID: Final = 256
+"""QStash ids are ``msg_`` plus a few dozen characters; anything far longer is not from QStash
+(the header is outside the signature), and it ends up in a Job annotation, so it is refused."""
+MAX_NAMESPACE: Final = 63  # a DNS label
+MAX_NAME: Final = 253  # a DNS subdomain
+MAX_UID: Final = 128  # uids are 36-character UUIDs; leave room, refuse nonsense
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Which CronWorkflow a delivery is for: the schedule's body, as the operator wrote it."""
+
+    namespace: str
+    name: str
+    uid: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def _malformed(problem: str) -> PermanentDeliveryError:
+    return PermanentDeliveryError("MalformedBody", f"the delivery body {problem}")
+
+
+def parse_target(body: bytes) -> Target:
+    """The body ``{"namespace","name","uid"}`` (``builders.delivery_body``); extra keys ignored.
+
+    Raises :class:`PermanentDeliveryError`: the body was verified, so QStash will send exactly
+    these bytes on every retry, and they will never name a CronWorkflow.
+    """
+    try:
+        data: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise _malformed("is not JSON") from None
+    if not isinstance(data, dict):
+        raise _malformed("is not a JSON object")
+    values: dict[str, str] = {}
+    for key, limit in (("namespace", MAX_NAMESPACE), ("name", MAX_NAME), ("uid", MAX_UID)):
+        value = data.get(key)
+        if not isinstance(value, str) or not value or len(value) > limit:
+            raise _malformed(f"has no usable {key!r} (a string of 1-{limit} characters)")
+        values[key] = value
+    return Target(**values)
+
+
+def _result_json(result: RunResult) -> dict[str, Any]:
+    return {
+        "outcome": result.outcome.value,
+        "cronWorkflow": f"{result.namespace}/{result.name}",
+        "job": result.job_name,
+        "tick": rfc3339(result.tick) if result.tick else None,
+        "message": result.message,
+    }
+
+
+async def deliver(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    now = app[typedefs.clock_key]()  # the one "now" of this request
+    started = time.perf_counter()
+    metrics = app[typedefs.metrics_key]
+    message_id = request.headers.get(MESSAGE_ID_HEADER) or None
+    retried = request.headers.get(RETRIED_HEADER)
+    fields: dict[str, Any] = {"message_id": message_id, "retried": retried}
+
+    def finish(response: web.Response, result: str, level: int, **more: Any) -> web.Response:
+        metrics.delivery(result)
+        metrics.request_seconds.labels(route="delivery").observe(time.perf_counter() - started)
+        logs.event(
+            logger,
+            level,
+            "delivery",
+            **fields,
+            result=result,
+            status=response.status,
+            seconds=round(time.perf_counter() - started, 4),
+            **more,
+        )
+        return response
+
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return finish(
+            errors.error_response(413, "TooLarge", "the delivery body is too large"),
+            "bad_request",
+            logging.WARNING,
+        )
+
+    keys = app[typedefs.signing_keys_key].keys()
+    try:
+        signature.verify(
+            body=body,
+            signature=request.headers.get(SIGNATURE_HEADER),
+            url=app[typedefs.destination_key],
+            current_key=keys.current.reveal(),
+            next_key=keys.next.reveal(),
+            now=now.timestamp(),
+            tolerance=app[typedefs.settings_key].clock_tolerance_seconds,
+        )
+    except SignatureError as exc:
+        metrics.signature_refused(exc.failure)
+        return finish(
+            errors.error_response(401, exc.failure.value, "signature refused"),
+            "unauthorized",
+            logging.WARNING,
+            reason=exc.failure.value,
+        )
+
+    if message_id is not None and len(message_id) > MAX_MESSAGE_ID:
+        return finish(
+            errors.error_response(400, "MalformedMessageId", "Upstash-Message-Id is too long"),
+            "bad_request",
+            logging.WARNING,
+        )
+    try:
+        target = parse_target(body)
+    except PermanentDeliveryError as exc:
+        response, result = errors.for_delivery(exc)
+        return finish(response, result, logging.WARNING, reason=exc.reason)
+    fields["cronworkflow"] = target.key
+
+    try:
+        run = await app[typedefs.runs_key].run_delivery(
+            namespace=target.namespace,
+            name=target.name,
+            uid=target.uid,
+            message_id=message_id,
+            delivered_at=now,
+        )
+    except QStashOperatorError as exc:
+        response, result = errors.for_delivery(exc)
+        # 503s are expected weather (QStash retries); a 500 is a bug.
+        level = logging.ERROR if response.status == 500 else logging.WARNING
+        return finish(response, result, level, reason=getattr(exc, "reason", None), error=str(exc))
+    return finish(
+        web.json_response(_result_json(run)),
+        run.outcome.value,
+        logging.INFO,
+        outcome=run.outcome.value,
+        tick=rfc3339(run.tick) if run.tick else None,
+        job=run.job_name,
+    )

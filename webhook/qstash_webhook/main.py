@@ -1,0 +1,109 @@
+"""``qstash-operator webhook [--host] [--port]``: serve deliveries and the seed's API.
+
+Start-up order, and why:
+
+1. settings and signing keys first: without both keys and the public URL nothing can be verified,
+   so the process stops here with the variable's name (exit code 2 from the CLI);
+2. the Kubernetes client is *configured* (kubeconfig or in-cluster) but not contacted: an API
+   server that is down or still booting must not stop the webhook, which answers deliveries 503
+   with ``Retry-After`` until the API answers, and reports it on ``/readyz``;
+3. serve until SIGTERM/SIGINT, then close the listener and the client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+from typing import Final
+
+from aiohttp import web
+
+from qstash_operator.adapters.kube import Kube
+from qstash_operator.adapters.signing_keys import SigningKeySource
+from qstash_operator.domain.errors import SettingsError
+from qstash_operator.settings import Settings
+from qstash_webhook import logs, typedefs
+from qstash_webhook.app import make_app
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORT: Final = 8080
+SHUTDOWN_GRACE_SECONDS: Final = 10.0
+"""In-flight deliveries get this long to finish after SIGTERM: well below the kubelet's default
+30 s grace period, and each delivery is a handful of API calls."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host",
+        default="0.0.0.0",  # noqa: S104 -- in a Pod the Service reaches us on the Pod IP
+        help="address to listen on (default: all interfaces)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        default=None,
+        help="kubeconfig file when not running in a Pod (default: $KUBECONFIG, ~/.kube/config)",
+    )
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    parser.epilog = (
+        "Environment: WEBHOOK_PUBLIC_URL and the signing keys (QSTASH_CURRENT_SIGNING_KEY, "
+        "QSTASH_NEXT_SIGNING_KEY, or QSTASH_SIGNING_KEYS_DIR) are required; "
+        "QSTASH_OPERATOR_CLOCK_TOLERANCE, QSTASH_TOKEN/QSTASH_URL (status page) are optional."
+    )
+
+
+async def _connect(kubeconfig: str | None) -> Kube:
+    try:
+        return await Kube.from_environment(kubeconfig)
+    except Exception as exc:  # the client raises its own config errors; none is recoverable
+        raise SettingsError(
+            "KUBECONFIG",
+            f"no usable Kubernetes configuration ({type(exc).__name__}: {exc})",
+            "run in a Pod with a ServiceAccount, or point --kubeconfig/KUBECONFIG at a file",
+        ) from exc
+
+
+async def serve(settings: Settings, keys: SigningKeySource, args: argparse.Namespace) -> None:
+    kube = await _connect(args.kubeconfig)
+    app = make_app(settings, kube=kube, keys=keys)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS
+    )
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        site = web.TCPSite(runner, args.host, args.port)
+        await site.start()
+        logger.info(
+            "webhook listening on %s:%s; QStash destination %s",
+            args.host,
+            args.port,
+            app[typedefs.destination_key],
+        )
+        await stop.wait()
+        logger.info("stopping")
+    finally:
+        await runner.cleanup()
+        await kube.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    logs.configure(getattr(logging, args.log_level.upper()))
+    settings = Settings.from_env(os.environ)
+    settings.require_webhook()
+    keys = SigningKeySource.from_settings(settings.qstash)
+    loaded = keys.load()
+    logger.info("signing keys loaded from %s", loaded.origin)
+    asyncio.run(serve(settings, keys, args))
+    return 0

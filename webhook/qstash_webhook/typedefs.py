@@ -1,0 +1,28 @@
+"""Typed keys of the application's storage (aiohttp ``AppKey``), declared in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from aiohttp import web
+
+from qstash_operator.adapters.kube import Kube
+from qstash_operator.adapters.signing_keys import SigningKeySource
+from qstash_operator.services.catalog import CatalogService
+from qstash_operator.services.runs import RunService
+from qstash_operator.settings import Settings
+from qstash_webhook.metrics import WebhookMetrics
+
+Clock = Callable[[], datetime]
+"""Returns "now", timezone-aware UTC. Read once per request, in the view."""
+
+settings_key = web.AppKey("settings", Settings)
+kube_key = web.AppKey("kube", Kube)
+signing_keys_key = web.AppKey("signing_keys", SigningKeySource)
+runs_key = web.AppKey("runs", RunService)
+catalog_key = web.AppKey("catalog", CatalogService)
+metrics_key = web.AppKey("metrics", WebhookMetrics)
+clock_key: web.AppKey[Clock] = web.AppKey("clock")
+destination_key = web.AppKey("destination", str)
+"""The exact URL QStash signs for (``sub``): WEBHOOK_PUBLIC_URL + /api/qstash/webhook."""
