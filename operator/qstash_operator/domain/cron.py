@@ -166,9 +166,19 @@ def _raw_ticks_after(schedule: Schedule, after: datetime) -> Iterator[datetime]:
         yield it.get_next(datetime)
 
 
+def _is_repeat(tick: datetime) -> bool:
+    """True for the second occurrence of an ambiguous local time (the hour after a fall back).
+
+    ``fold`` alone is not enough: croniter sets it on times that are not ambiguous at all.
+    """
+    if tick.fold != 1:
+        return False
+    return tick.replace(fold=0).utcoffset() != tick.replace(fold=1).utcoffset()
+
+
 def _keep(schedule: Schedule, tick: datetime) -> bool:
-    """The fall-back rule: drop the repeat of a fixed-hour tick (``fold=1``)."""
-    return not (schedule.fixed_hour and getattr(tick, "fold", 0) == 1)
+    """The fall-back rule: drop the repeat of a fixed-hour tick."""
+    return not (schedule.fixed_hour and _is_repeat(tick))
 
 
 def ticks_after(schedule: Schedule, after: datetime) -> Iterator[datetime]:

@@ -1,0 +1,200 @@
+"""Run decisions, a table in the CronJob controller's style: spec, status, environment, expect."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from qstash_operator.domain import naming, runs
+from qstash_operator.domain.runs import JobView, Outcome
+from tests.unit.domain.factories import cronworkflow, job
+from tests.unit.instants import (
+    HALF_PAST,
+    JUST_AFTER_THE_HOUR,
+    JUST_BEFORE_THE_HOUR,
+    TOP_OF_THE_HOUR,
+)
+
+TICK_JOB = naming.job_name("report", TOP_OF_THE_HOUR)
+PREVIOUS_TICK_JOB = naming.job_name("report", TOP_OF_THE_HOUR - timedelta(hours=1))
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    # cw spec
+    spec: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # cw status and live Jobs
+    last_schedule_time: datetime | None = None
+    schedule_since: datetime | None = None
+    jobs: tuple[JobView, ...] = ()
+    # environment
+    delivered_at: datetime = JUST_AFTER_THE_HOUR
+    message_id: str | None = "msg_1"
+    # expectations
+    outcome: Outcome = Outcome.RUN
+    job_name: str | None = TICK_JOB
+    delete_first: tuple[str, ...] = ()
+
+
+CASES = {
+    "never ran, is time, runs": Case(),
+    "never ran, five minutes late, runs": Case(delivered_at=TOP_OF_THE_HOUR + timedelta(minutes=5)),
+    "QStash early within tolerance, runs the coming tick": Case(
+        delivered_at=TOP_OF_THE_HOUR - timedelta(seconds=10)
+    ),
+    "same message again, duplicate": Case(
+        jobs=(job(TICK_JOB, active=True, message_id="msg_1"),),
+        outcome=Outcome.DUPLICATE_MESSAGE,
+    ),
+    "same message after the next tick, still the first Job": Case(
+        jobs=(job(PREVIOUS_TICK_JOB, succeeded=True, message_id="msg_1"),),
+        outcome=Outcome.DUPLICATE_MESSAGE,
+        job_name=PREVIOUS_TICK_JOB,
+    ),
+    "other message for a tick that has its Job, duplicate": Case(
+        jobs=(job(TICK_JOB, active=True, message_id="msg_0"),),
+        outcome=Outcome.DUPLICATE_TICK,
+    ),
+    "tick already recorded but its Job pruned, duplicate": Case(
+        last_schedule_time=TOP_OF_THE_HOUR,
+        outcome=Outcome.DUPLICATE_TICK,
+    ),
+    "previous tick recorded, this one runs": Case(
+        last_schedule_time=TOP_OF_THE_HOUR - timedelta(hours=1)
+    ),
+    "tick before the schedule took effect, skipped": Case(
+        schedule_since=TOP_OF_THE_HOUR + timedelta(seconds=1),
+        outcome=Outcome.SKIPPED_RETROACTIVE,
+        job_name=None,
+    ),
+    "schedule took effect before the tick, runs": Case(schedule_since=JUST_BEFORE_THE_HOUR),
+    "suspended, skipped": Case(
+        spec={"suspend": True}, outcome=Outcome.SKIPPED_SUSPENDED, job_name=None
+    ),
+    "within the starting deadline, runs": Case(
+        spec={"startingDeadlineSeconds": 120}, delivered_at=TOP_OF_THE_HOUR + timedelta(seconds=119)
+    ),
+    "past the starting deadline, skipped": Case(
+        spec={"startingDeadlineSeconds": 120},
+        delivered_at=TOP_OF_THE_HOUR + timedelta(seconds=121),
+        outcome=Outcome.SKIPPED_DEADLINE,
+        job_name=None,
+    ),
+    "Allow with an active Job, runs beside it": Case(jobs=(job(PREVIOUS_TICK_JOB, active=True),)),
+    "Forbid with an active Job, skipped": Case(
+        spec={"concurrencyPolicy": "Forbid"},
+        jobs=(job(PREVIOUS_TICK_JOB, active=True),),
+        outcome=Outcome.SKIPPED_FORBID,
+        job_name=None,
+    ),
+    "Forbid with only finished Jobs, runs": Case(
+        spec={"concurrencyPolicy": "Forbid"},
+        jobs=(job(PREVIOUS_TICK_JOB, succeeded=True), job("report-manual-aaaaa", failed=True)),
+    ),
+    "Replace with active Jobs, deletes them first": Case(
+        spec={"concurrencyPolicy": "Replace"},
+        jobs=(job(PREVIOUS_TICK_JOB, active=True), job("report-manual-aaaaa", active=True)),
+        delete_first=(PREVIOUS_TICK_JOB, "report-manual-aaaaa"),
+    ),
+    "no message id (a manual curl), still one per tick": Case(message_id=None),
+    "half past an hourly tick, still the top of the hour": Case(delivered_at=HALF_PAST),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
+def test_plan_tick(case: Case) -> None:
+    cw = cronworkflow(case.spec)
+    plan = runs.plan_tick(
+        cw,
+        jobs=case.jobs,
+        last_schedule_time=case.last_schedule_time,
+        schedule_since=case.schedule_since,
+        delivered_at=case.delivered_at,
+        message_id=case.message_id,
+        tolerance=timedelta(seconds=30),
+    )
+    assert plan.outcome is case.outcome, plan.message
+    if case.outcome in (Outcome.RUN, Outcome.DUPLICATE_TICK, Outcome.DUPLICATE_MESSAGE):
+        assert plan.job_name == case.job_name
+    assert plan.delete_first == case.delete_first
+    assert plan.message or case.outcome is Outcome.RUN
+
+
+def test_a_manual_run_ignores_suspend_but_honours_forbid() -> None:
+    suspended = cronworkflow({"suspend": True})
+    assert runs.plan_manual(suspended, jobs=(), seed="s").outcome is Outcome.RUN
+    forbid = cronworkflow({"concurrencyPolicy": "Forbid"})
+    blocked = runs.plan_manual(forbid, jobs=(job(TICK_JOB, active=True),), seed="s")
+    assert blocked.outcome is Outcome.SKIPPED_FORBID
+
+
+def test_the_same_manual_request_twice_is_one_job() -> None:
+    cw = cronworkflow()
+    first = runs.plan_manual(cw, jobs=(), seed="uid/1")
+    assert first.job_name is not None
+    again = runs.plan_manual(cw, jobs=(job(first.job_name, active=True),), seed="uid/1")
+    assert again.outcome is Outcome.DUPLICATE_MESSAGE
+
+
+def test_job_view_reads_the_api_shape() -> None:
+    view = runs.job_view(
+        {
+            "metadata": {
+                "name": "report-1",
+                "uid": "u1",
+                "creationTimestamp": "2026-06-01T10:00:01Z",
+                "labels": {"qstash-operator.dev/trigger": "schedule"},
+                "annotations": {"qstash-operator.dev/message-id": "msg_9"},
+            },
+            "status": {
+                "completionTime": "2026-06-01T10:00:30Z",
+                "conditions": [
+                    {"type": "SuccessCriteriaMet", "status": "True"},
+                    {
+                        "type": "Complete",
+                        "status": "True",
+                        "lastTransitionTime": "2026-06-01T10:00:31Z",
+                    },
+                ],
+            },
+        }
+    )
+    assert view == JobView(
+        name="report-1",
+        uid="u1",
+        created_at=TOP_OF_THE_HOUR + timedelta(seconds=1),
+        active=False,
+        succeeded=True,
+        failed=False,
+        finished_at=TOP_OF_THE_HOUR + timedelta(seconds=30),
+        message_id="msg_9",
+        trigger="schedule",
+    )
+    assert runs.job_view({"metadata": {"name": "x"}}).active is True
+
+
+def test_history_keeps_the_newest_of_each_kind() -> None:
+    def at(minutes: int) -> datetime:
+        return TOP_OF_THE_HOUR + timedelta(minutes=minutes)
+
+    jobs = [
+        job("ok-1", succeeded=True, finished_at=at(1)),
+        job("ok-2", succeeded=True, finished_at=at(2)),
+        job("ok-3", succeeded=True, finished_at=at(3)),
+        job("bad-1", failed=True, finished_at=at(4)),
+        job("bad-2", failed=True, finished_at=at(5)),
+        job("running", active=True, created_at=at(0)),
+    ]
+    assert runs.history_to_prune(jobs, successful_limit=2, failed_limit=1) == ["ok-1", "bad-1"]
+    assert runs.history_to_prune(jobs, successful_limit=0, failed_limit=0) == [
+        "ok-1",
+        "ok-2",
+        "ok-3",
+        "bad-1",
+        "bad-2",
+    ]
+    assert runs.last_successful_time(jobs) == at(3)
+    assert [ref["name"] for ref in runs.active_references(jobs, "ns")] == ["running"]

@@ -1,0 +1,139 @@
+"""Settings: the seed's variable names, refusals naming the variable, secrets that never print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qstash_operator.domain.errors import SettingsError
+from qstash_operator.domain.model import BackendChoice
+from qstash_operator.settings import DEFAULT_QSTASH_URL, Settings
+
+PRODUCTION = {
+    "QSTASH_TOKEN": "token-value-123",
+    "QSTASH_CURRENT_SIGNING_KEY": "sig_current_value_0000000000000",
+    "QSTASH_NEXT_SIGNING_KEY": "sig_next_value_00000000000000000",
+    "WEBHOOK_PUBLIC_URL": "https://cron.example.com/",
+}
+
+
+def test_an_empty_environment_is_development_mode() -> None:
+    settings = Settings.from_env({})
+    assert settings.qstash.url == DEFAULT_QSTASH_URL
+    assert settings.qstash_problem() == "QSTASH_TOKEN is not set"
+    assert settings.cluster_name == "default"
+    assert settings.backend is BackendChoice.AUTO
+
+
+def test_production_settings_can_use_qstash() -> None:
+    settings = Settings.from_env(PRODUCTION)
+    assert settings.qstash_problem() is None
+    assert settings.public_url == "https://cron.example.com"
+    settings.require_webhook()
+
+
+def test_the_seed_name_of_the_public_url_is_read_too() -> None:
+    env = {**PRODUCTION, "WEBHOOK_PUBLIC_URL": "", "NEXT_PUBLIC_APP_URL": "https://app.example.com"}
+    assert Settings.from_env(env).public_url == "https://app.example.com"
+
+
+def test_secrets_never_print() -> None:
+    settings = Settings.from_env(PRODUCTION)
+    text = repr(settings) + str(settings)
+    for name in ("QSTASH_TOKEN", "QSTASH_CURRENT_SIGNING_KEY", "QSTASH_NEXT_SIGNING_KEY"):
+        assert PRODUCTION[name] not in text
+    assert settings.qstash.token is not None
+    assert settings.qstash.token.reveal() == PRODUCTION["QSTASH_TOKEN"]
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        pytest.param(
+            {"QSTASH_URL": "qstash.upstash.io"}, "QSTASH_URL", id="api url without scheme"
+        ),
+        pytest.param(
+            {"QSTASH_CURRENT_SIGNING_KEY": "sig_a"}, "QSTASH_NEXT_SIGNING_KEY", id="one key only"
+        ),
+        pytest.param(
+            {"WEBHOOK_PUBLIC_URL": "cron.example.com"},
+            "WEBHOOK_PUBLIC_URL",
+            id="public url without scheme",
+        ),
+        pytest.param(
+            {"QSTASH_OPERATOR_CLUSTER_NAME": "eu.prod"},
+            "QSTASH_OPERATOR_CLUSTER_NAME",
+            id="cluster name with a dot",
+        ),
+        pytest.param(
+            {"QSTASH_OPERATOR_BACKEND": "Lambda"}, "QSTASH_OPERATOR_BACKEND", id="unknown backend"
+        ),
+        pytest.param(
+            {"QSTASH_OPERATOR_BACKEND": "QStash"},
+            "QSTASH_OPERATOR_BACKEND",
+            id="QStash forced without a token",
+        ),
+        pytest.param(
+            {"QSTASH_OPERATOR_RESYNC_SECONDS": "soon"},
+            "QSTASH_OPERATOR_RESYNC_SECONDS",
+            id="resync not a number",
+        ),
+        pytest.param(
+            {"QSTASH_OPERATOR_RESYNC_SECONDS": "0"},
+            "QSTASH_OPERATOR_RESYNC_SECONDS",
+            id="resync zero",
+        ),
+        pytest.param(
+            {"QSTASH_OPERATOR_ALLOW_PRIVATE_URL": "maybe"},
+            "QSTASH_OPERATOR_ALLOW_PRIVATE_URL",
+            id="flag not a boolean",
+        ),
+    ],
+)
+def test_bad_settings_name_the_variable_and_the_fix(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)
+    assert caught.value.variable == variable
+    assert "Fix:" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "missing"),
+    [
+        pytest.param(
+            {"WEBHOOK_PUBLIC_URL": "https://a.example"},
+            "QSTASH_CURRENT_SIGNING_KEY and QSTASH_NEXT_SIGNING_KEY",
+            id="no keys",
+        ),
+        pytest.param(
+            {"QSTASH_CURRENT_SIGNING_KEY": "a", "QSTASH_NEXT_SIGNING_KEY": "b"},
+            "WEBHOOK_PUBLIC_URL",
+            id="no public url",
+        ),
+    ],
+)
+def test_the_webhook_refuses_to_start_without_what_it_verifies_with(
+    env: dict[str, str], missing: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env).require_webhook()
+    assert caught.value.variable == missing
+
+
+def test_a_keys_folder_is_enough_for_the_webhook(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {"QSTASH_SIGNING_KEYS_DIR": str(tmp_path), "WEBHOOK_PUBLIC_URL": "https://a.example"}
+    )
+    settings.require_webhook()
+
+
+def test_private_urls_make_development_mode_unless_allowed() -> None:
+    env = {**PRODUCTION, "WEBHOOK_PUBLIC_URL": "http://127.0.0.1:8000"}
+    problem = Settings.from_env(env).qstash_problem()
+    assert problem is not None
+    assert "not https" in problem
+    assert (
+        Settings.from_env({**env, "QSTASH_OPERATOR_ALLOW_PRIVATE_URL": "true"}).qstash_problem()
+        is None
+    )
