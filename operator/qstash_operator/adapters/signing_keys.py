@@ -111,6 +111,7 @@ class SigningKeySource:
                 )
             return self._environment
         try:
+            self._checked_at = self._monotonic()
             self._read_files()
         except (OSError, ValueError) as exc:
             raise SettingsError(
