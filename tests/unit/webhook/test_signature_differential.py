@@ -88,7 +88,8 @@ CASES = [
             None,
             REJECT,
             why="expired 10 s ago, within the configured clock tolerance: the SDK's "
-            "clock_tolerance never reaches PyJWT (wire reference 4.3), so it refuses regardless of tolerance",
+            "clock_tolerance never reaches PyJWT (wire reference 4.3), so it refuses "
+            "regardless of tolerance",
         ),
         id="expired ten seconds ago, inside the tolerance",
     ),
