@@ -16,16 +16,25 @@ How this differs from the SDK's ``Receiver`` (each difference is on purpose):
   key's error for every failure of a current-key token;
 - ``sub`` is compared with the configured public URL, never one rebuilt from request headers.
 
-PyJWT does the JWS work (header, base64url, HMAC with a constant-time compare); the claims are
-checked here so the clock can be injected. The body hash is compared in constant time too.
+The JWS work is done here too, for HS256 only, because it is small and the hot path of every
+delivery: split the three segments, read the header, HMAC-SHA256 the signing input with each key
+and compare in constant time, then read the claims. Going through PyJWT's generic decoder
+(options merging, algorithm registry, a second header parse, an exception per wrong key) made
+verification about 0.7x the SDK's speed; this is faster than the SDK (``bench/signature_bench.py``).
+The HMAC state of each key (its padded inner and outer hashes) is computed once and copied per
+token. ``sign`` still uses PyJWT, so the two are checked against each other in the tests.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import dataclasses
+import functools
 import hashlib
 import hmac
+import json
+import math
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -53,37 +62,45 @@ def body_hash(body: bytes) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(body).digest()).decode().rstrip("=")
 
 
-def _decode(token: str, keys: Sequence[str]) -> tuple[dict[str, Any], int]:
+def _segment(text: str) -> bytes:
+    """base64url without padding, as JWS writes it; anything undecodable is malformed."""
     try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError as exc:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, binascii.Error) as exc:
         raise SignatureError(SignatureFailure.MALFORMED) from exc
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:  # includes UnicodeDecodeError
+        raise SignatureError(SignatureFailure.MALFORMED) from exc
+    if not isinstance(value, dict):
+        raise SignatureError(SignatureFailure.MALFORMED)
+    return value
+
+
+@functools.lru_cache(maxsize=8)  # a process verifies with two keys (four across a rotation)
+def _keyed_mac(key: str) -> hmac.HMAC:
+    return hmac.new(key.encode(), digestmod=hashlib.sha256)
+
+
+def _decode(token: str, keys: Sequence[str]) -> tuple[dict[str, Any], int]:
+    header_text, payload_text, signature_text = token.split(".")
+    header = _json_object(_segment(header_text))
     if header.get("alg") != ALGORITHM:
         raise SignatureError(SignatureFailure.ALGORITHM)
+    try:
+        signing_input = token[: len(header_text) + 1 + len(payload_text)].encode("ascii")
+    except UnicodeEncodeError as exc:  # base64url is ASCII; anything else is not a JWS
+        raise SignatureError(SignatureFailure.MALFORMED) from exc
+    mac = _segment(signature_text)
     for index, key in enumerate(keys):
-        try:
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=[ALGORITHM],
-                options={
-                    "verify_signature": True,
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "verify_iat": False,
-                    "verify_aud": False,
-                    "verify_iss": False,
-                    "verify_sub": False,
-                    "verify_jti": False,
-                },
-            )
-        except jwt.InvalidSignatureError:
-            continue
-        except jwt.PyJWTError as exc:
-            raise SignatureError(SignatureFailure.MALFORMED) from exc
-        if not isinstance(claims, dict):
-            raise SignatureError(SignatureFailure.CLAIMS)
-        return claims, index
+        expected = _keyed_mac(key).copy()
+        expected.update(signing_input)
+        if hmac.compare_digest(expected.digest(), mac):
+            claims = _json_object(_segment(payload_text))
+            return claims, index
     raise SignatureError(SignatureFailure.BAD_SIGNATURE)
 
 
@@ -92,6 +109,8 @@ def _int_claim(claims: dict[str, Any], name: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SignatureError(SignatureFailure.CLAIMS)
+    if isinstance(value, float) and not math.isfinite(value):  # JSON's NaN and Infinity
         raise SignatureError(SignatureFailure.CLAIMS)
     return int(value)
 
