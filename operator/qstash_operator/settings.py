@@ -24,6 +24,10 @@ Variables (the first four are the seed document's names):
 ``QSTASH_OPERATOR_ALLOW_PRIVATE_URL``  ``true`` lets a loopback/private/http public URL serve
                                        QStash (local stacks and tests only).
 ``QSTASH_OPERATOR_NAMESPACES``         Comma-separated namespaces to watch (default: all).
+``QSTASH_OPERATOR_API_URL``           Where ``qstash-operator list|trigger`` reach the webhook's
+                                       API (default WEBHOOK_PUBLIC_URL, else the local stack).
+``QSTASH_OPERATOR_API_TOKEN``         Kubernetes bearer token those commands send (default: the
+                                       kubeconfig user's token, if it has one).
 ``POD_NAMESPACE``, ``POD_NAME``        Set by the chart (downward API): where the leader Lease
                                        lives and who holds it.
 =====================================  =========================================================
@@ -108,6 +112,11 @@ class Settings:
     QStash refuses such destinations ("endpoint resolves to a loopback address")."""
     namespaces: tuple[str, ...] = ()
     """Namespaces the operator watches; empty means the whole cluster."""
+    api_url: str | None = None
+    """Base URL of the webhook's API for the CLI tools; None: WEBHOOK_PUBLIC_URL, else the local
+    stack's default (people run the tools from a laptop, where the public URL is the way in)."""
+    api_token: Secret | None = None
+    """Bearer token for the CLI tools (a Kubernetes token the webhook checks by TokenReview)."""
     pod_namespace: str = "default"
     """The operator's own namespace: its leader Lease lives there."""
     pod_name: str = "qstash-operator"
@@ -255,6 +264,8 @@ class Settings:
             clock_tolerance_seconds=int(number("QSTASH_OPERATOR_CLOCK_TOLERANCE", 30, 0)),
             allow_private_url=flag("QSTASH_OPERATOR_ALLOW_PRIVATE_URL"),
             namespaces=namespaces,
+            api_url=(text("QSTASH_OPERATOR_API_URL") or "").rstrip("/") or None,
+            api_token=secret("QSTASH_OPERATOR_API_TOKEN"),
             pod_namespace=text("POD_NAMESPACE") or "default",
             pod_name=text("POD_NAME") or text("HOSTNAME") or "qstash-operator",
         )

@@ -93,6 +93,13 @@ class Kube:
         """The underlying client, for other adapters built on the same connection (leases)."""
         return self._api
 
+    def bearer_token(self) -> str | None:
+        """The token this client authenticates with, if its kubeconfig user has one (the CLI
+        tools forward it to the webhook's API, which checks it with a TokenReview)."""
+        value = self._api.configuration.api_key.get("authorization") or ""
+        scheme, _, token = str(value).partition(" ")
+        return token.strip() or None if scheme.lower() == "bearer" else None
+
     # -- transport ------------------------------------------------------------------------
 
     async def _run(

@@ -1,0 +1,282 @@
+"""``qstash-operator list | trigger ns/name | next ns/name -n 5``: the seed's API for people.
+
+``list`` and ``trigger`` call the webhook's HTTP API (``GET /api/cron``, ``POST /api/test-cron``)
+rather than the Kubernetes API, so they go through the same TokenReview/SubjectAccessReview checks
+and the same run path as any script, and a manual run records who asked. ``next`` only reads the
+CronWorkflow and does the cron maths locally, so it needs nothing but read access to the CR.
+
+Where the API is and who you are, first match wins:
+
+- URL: ``--url``, ``QSTASH_OPERATOR_API_URL``, ``WEBHOOK_PUBLIC_URL``, :data:`LOCAL_URL`;
+- token: ``--token``, ``QSTASH_OPERATOR_API_TOKEN``, the current kubeconfig user's token.
+
+Exit codes: 0 done, 1 the API said no (the reason is printed), 2 bad configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import aiohttp
+
+from qstash_operator.adapters.kube import Kube
+from qstash_operator.domain import cron, model
+from qstash_operator.domain.errors import (
+    InvalidSpecError,
+    NotFoundError,
+    SettingsError,
+    TransientError,
+)
+from qstash_operator.settings import Settings
+
+LOCAL_URL: Final = "http://127.0.0.1:8080"
+"""The webhook's default listen address (``qstash-operator webhook``) on the local stack."""
+REQUEST_TIMEOUT: Final = aiohttp.ClientTimeout(total=30.0)
+"""A manual run is four API calls behind the webhook; 30 s means something is wrong."""
+DEFAULT_COUNT: Final = 5
+
+_HELP: Final = {
+    "list": "List CronWorkflows (backend, state, next and last run) through the webhook API.",
+    "trigger": "Run a CronWorkflow now through the webhook API, honouring concurrencyPolicy.",
+    "next": "Print the next fire times of a CronWorkflow, in its time zone and in UTC.",
+}
+_SOURCES: Final = (
+    "The API URL is --url, else $QSTASH_OPERATOR_API_URL, else $WEBHOOK_PUBLIC_URL, else "
+    f"{LOCAL_URL}. The bearer token is --token, else $QSTASH_OPERATOR_API_TOKEN, else the "
+    "current kubeconfig user's token (e.g. from `kubectl create token <serviceaccount>`); "
+    "RBAC on cronworkflows.qstash-operator.dev decides: verb list for `list`, trigger for "
+    "`trigger`."
+)
+
+
+def _command(parser: argparse.ArgumentParser) -> str:
+    return parser.prog.split()[-1]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    command = _command(parser)
+    parser.description = _HELP.get(command, parser.description)
+    if command in ("trigger", "next"):
+        parser.add_argument("workflow", metavar="NAMESPACE/NAME", help="the CronWorkflow")
+    if command == "next":
+        parser.add_argument(
+            "-n",
+            "--count",
+            type=int,
+            default=DEFAULT_COUNT,
+            help=f"how many fire times (default {DEFAULT_COUNT})",
+        )
+        parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: usual)")
+    else:
+        parser.add_argument("--url", default=None, help="base URL of the webhook service")
+        parser.add_argument("--token", default=None, help="Kubernetes bearer token to send")
+        parser.add_argument("--kubeconfig", default=None, help="kubeconfig to take a token from")
+        parser.epilog = _SOURCES
+    if command == "list":
+        parser.add_argument("--namespace", default=None, help="only this namespace")
+    parser.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
+
+def _split(workflow: str) -> tuple[str, str]:
+    namespace, _, name = workflow.partition("/")
+    if not namespace or not name or "/" in name:
+        raise SettingsError(
+            "NAMESPACE/NAME", f"{workflow!r} is not <namespace>/<name>", "e.g. default/backup"
+        )
+    return namespace, name
+
+
+# -- next ------------------------------------------------------------------------------------
+
+
+def format_next(cw: model.CronWorkflow, now: datetime, count: int) -> list[str]:
+    zone = cw.spec.schedule.zone
+    lines = []
+    for tick in cron.next_ticks(cw.spec.schedule, now, count):
+        local = tick.astimezone(zone)
+        lines.append(
+            f"{local.strftime('%Y-%m-%d %H:%M %Z')} ({cw.spec.time_zone})   "
+            f"{tick.strftime('%Y-%m-%dT%H:%M:%SZ')} (UTC)"
+        )
+    return lines
+
+
+async def _next(args: argparse.Namespace, now: datetime) -> int:
+    namespace, name = _split(args.workflow)
+    if args.count < 1:
+        raise SettingsError("--count", f"{args.count} is below 1", "ask for at least one")
+    kube = await Kube.from_environment(args.kubeconfig)
+    try:
+        body = await kube.get_cronworkflow(namespace, name)
+    except NotFoundError:
+        print(f"CronWorkflow {namespace}/{name} not found", file=sys.stderr)
+        return 1
+    finally:
+        await kube.close()
+    try:
+        cw = model.parse(body)
+    except InvalidSpecError as exc:
+        print(f"CronWorkflow {namespace}/{name} is invalid: {exc}", file=sys.stderr)
+        return 1
+    if args.output == "json":
+        ticks = cron.next_ticks(cw.spec.schedule, now, args.count)
+        print(
+            json.dumps(
+                {
+                    "cronWorkflow": f"{namespace}/{name}",
+                    "timeZone": cw.spec.time_zone,
+                    "suspended": cw.spec.suspend,
+                    "next": [
+                        {
+                            "utc": tick.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                            "local": tick.astimezone(cw.spec.schedule.zone).isoformat(),
+                        }
+                        for tick in ticks
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    if cw.spec.suspend:
+        print(f"# {namespace}/{name} is suspended: these ticks will not run until it is resumed")
+    for line in format_next(cw, now, args.count):
+        print(line)
+    return 0
+
+
+# -- list and trigger (the webhook API) ------------------------------------------------------
+
+
+async def _token(args: argparse.Namespace, settings: Settings) -> str:
+    if args.token:
+        return str(args.token)
+    if settings.api_token is not None:
+        return settings.api_token.reveal()
+    try:
+        kube = await Kube.from_environment(args.kubeconfig)
+    except Exception:  # no kubeconfig at all: fall through to the message below
+        token = None
+    else:
+        token = kube.bearer_token()
+        await kube.close()
+    if token:
+        return token
+    raise SettingsError(
+        "QSTASH_OPERATOR_API_TOKEN",
+        "no bearer token: the kubeconfig user has none (client certificates cannot be forwarded)",
+        'pass --token "$(kubectl create token <serviceaccount>)" or set the variable',
+    )
+
+
+def _base_url(args: argparse.Namespace, settings: Settings) -> str:
+    return str(args.url or settings.api_url or settings.public_url or LOCAL_URL).rstrip("/")
+
+
+async def _call(
+    method: str, url: str, token: str, params: dict[str, str]
+) -> tuple[int, dict[str, Any]]:
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as session:
+        try:
+            async with session.request(method, url, params=params, headers=headers) as response:
+                try:
+                    data = await response.json(content_type=None)
+                except ValueError:
+                    data = {"error": (await response.text())[:200]}
+                return response.status, data if isinstance(data, dict) else {"data": data}
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError(f"cannot reach {url}: {type(exc).__name__} {exc}") from exc
+
+
+def _failed(status: int, data: dict[str, Any]) -> int:
+    reason = data.get("reason") or f"HTTP {status}"
+    print(f"error: {data.get('error', 'request failed')} ({reason})", file=sys.stderr)
+    return 1
+
+
+def format_list(items: list[dict[str, Any]]) -> list[str]:
+    header = (
+        "NAMESPACE",
+        "NAME",
+        "SCHEDULE",
+        "TIMEZONE",
+        "BACKEND",
+        "STATE",
+        "NEXT RUN",
+        "LAST RUN",
+        "READY",
+    )
+    rows = [header]
+    for item in items:
+        next_run = (item.get("nextRun") or {}).get("local") or "-"
+        rows.append(
+            (
+                item.get("namespace", ""),
+                item.get("name", ""),
+                item.get("schedule", ""),
+                item.get("timeZone", ""),
+                item.get("backend") or "-",
+                item.get("state", ""),
+                next_run[:16].replace("T", " ") if next_run != "-" else "-",
+                (item.get("lastRun") or "-").replace("T", " ").rstrip("Z"),
+                (item.get("ready") or {}).get("status", "Unknown"),
+            )
+        )
+    widths = [max(len(str(row[col])) for row in rows) for col in range(len(header))]
+    return [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+
+
+async def _list(args: argparse.Namespace, settings: Settings) -> int:
+    token = await _token(args, settings)
+    params = {"namespace": args.namespace} if args.namespace else {}
+    status, data = await _call("GET", f"{_base_url(args, settings)}/api/cron", token, params)
+    if status != 200:
+        return _failed(status, data)
+    if args.output == "json":
+        print(json.dumps(data, indent=2))
+    else:
+        for line in format_list(list(data.get("items") or [])):
+            print(line)
+    return 0
+
+
+async def _trigger(args: argparse.Namespace, settings: Settings) -> int:
+    namespace, name = _split(args.workflow)
+    token = await _token(args, settings)
+    params = {"workflowId": f"{namespace}/{name}", "action": "trigger"}
+    status, data = await _call("POST", f"{_base_url(args, settings)}/api/test-cron", token, params)
+    if status not in (200, 201):
+        return _failed(status, data)
+    if args.output == "json":
+        print(json.dumps(data, indent=2))
+    else:
+        print(f"job/{data.get('job')} created in {namespace} (asked by {data.get('requestedBy')})")
+    return 0
+
+
+async def _main(args: argparse.Namespace) -> int:
+    now = datetime.now(UTC)  # the one reading of the clock for this command
+    if args.command == "next":
+        return await _next(args, now)
+    settings = Settings.from_env(os.environ)
+    if args.command == "list":
+        return await _list(args, settings)
+    return await _trigger(args, settings)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_main(args))
+    except TransientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
