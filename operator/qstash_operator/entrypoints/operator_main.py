@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # httpx logs every QStash call at INFO; our own lines say what was done and why.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("kopf.objects").setLevel(
         logging.WARNING if not args.verbose else logging.DEBUG
     )

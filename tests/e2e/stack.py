@@ -1,0 +1,286 @@
+"""The project's own processes around the real control plane: operator and webhook as children.
+
+Each runs through the real CLI (``python -m qstash_operator.cli ...``) with the environment a Pod
+would have, logs to a file in the test's temporary folder, dies with the test process (parent
+death signal), and can be killed with ``SIGKILL`` on purpose. The QStash-compatible server runs in
+a thread of the test process (:class:`ThreadedServer`) so tests drive its clock and faults
+directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from qstash_operator.qstash_server.testing import ThreadedServer
+from tests.cluster.controlplane import ControlPlane, _child_setup
+from tests.cluster.polling import poll_until
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def http_get(url: str, *, timeout: float = 5.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback)
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except (urllib.error.URLError, OSError):
+        return 0, ""
+
+
+class Child:
+    """One of our processes, started through the CLI."""
+
+    def __init__(self, name: str, args: list[str], env: Mapping[str, str], log: Path) -> None:
+        self.name = name
+        self.args = args
+        self.env = dict(env)
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Child:
+        with self.log.open("ab") as sink:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "qstash_operator.cli", *self.args],
+                cwd=REPO,
+                env=self.env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_child_setup(os.getpid()),
+            )
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """``kill -9``: no cleanup, no goodbye."""
+        if self.process is not None and self.running:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self, grace: float = 10.0) -> int | None:
+        if self.process is None:
+            return None
+        if self.running:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+class Stack:
+    """Operators and webhooks for one test, wired to one QStash server and the control plane."""
+
+    def __init__(
+        self, plane: ControlPlane, qstash: ThreadedServer, workdir: Path, namespace: str
+    ) -> None:
+        self.plane = plane
+        self.qstash = qstash
+        self.workdir = workdir
+        self.namespace = namespace
+        self.cluster_name = "t" + namespace.replace(".", "-")[-30:]
+        self.webhook_port = free_port()
+        self.public_url = f"http://127.0.0.1:{self.webhook_port}"
+        self.children: list[Child] = []
+
+    # -- environments -------------------------------------------------------------------------
+
+    def base_env(self) -> dict[str, str]:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("QSTASH_", "WEBHOOK_", "NEXT_PUBLIC_"))
+        }
+        env.update(self.plane.env())
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def qstash_env(self) -> dict[str, str]:
+        return {
+            "QSTASH_URL": self.qstash.url,
+            "QSTASH_TOKEN": self.qstash.token,
+            "QSTASH_CURRENT_SIGNING_KEY": self.qstash.current_key,
+            "QSTASH_NEXT_SIGNING_KEY": self.qstash.next_key,
+            "WEBHOOK_PUBLIC_URL": self.public_url,
+            # The webhook listens on loopback, which real QStash would refuse; the local server
+            # delivers there, so the operator is told this is a local stack.
+            "QSTASH_OPERATOR_ALLOW_PRIVATE_URL": "true",
+        }
+
+    # -- processes --------------------------------------------------------------------------
+
+    def operator(
+        self,
+        *,
+        qstash: bool = True,
+        extra_env: Mapping[str, str] | None = None,
+        leader_election: bool = False,
+        name: str = "operator",
+        start: bool = True,
+    ) -> tuple[Child, int]:
+        env = self.base_env()
+        if qstash:
+            env.update(self.qstash_env())
+        env.update(
+            {
+                "QSTASH_OPERATOR_CLUSTER_NAME": self.cluster_name,
+                "QSTASH_OPERATOR_NAMESPACES": self.namespace,
+                "POD_NAMESPACE": self.namespace,
+                "POD_NAME": f"{name}-{len(self.children)}",
+            }
+        )
+        env.update(extra_env or {})
+        port = free_port()
+        args = ["operator", "--http-host", "127.0.0.1", "--http-port", str(port)]
+        if not leader_election:
+            args.append("--no-leader-election")
+        child = Child(name, args, env, self.workdir / f"{name}-{len(self.children)}.log")
+        self.children.append(child)
+        if start:
+            child.start()
+            self.wait_http(child, f"http://127.0.0.1:{port}/healthz")
+        return child, port
+
+    def webhook(
+        self, *, extra_env: Mapping[str, str] | None = None, port: int | None = None
+    ) -> Child:
+        env = self.base_env()
+        env.update(self.qstash_env())
+        env.update(extra_env or {})
+        port = port or self.webhook_port
+        args = ["webhook", "--host", "127.0.0.1", "--port", str(port)]
+        child = Child("webhook", args, env, self.workdir / f"webhook-{len(self.children)}.log")
+        self.children.append(child)
+        child.start()
+        self.wait_http(child, f"http://127.0.0.1:{port}/healthz")
+        return child
+
+    def wait_http(self, child: Child, url: str, timeout: float = 30.0) -> None:
+        def up() -> bool:
+            if not child.running:
+                raise AssertionError(f"{child.name} exited early:\n{child.output()[-4000:]}")
+            return http_get(url, timeout=1.0)[0] == 200
+
+        poll_until(up, timeout=timeout, interval=0.1, what=f"{child.name} to answer {url}")
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.stop()
+
+    # -- the cluster, as a user sees it -------------------------------------------------------
+
+    def apply(self, manifest: Mapping[str, Any]) -> None:
+        self.plane.kubectl("apply", "-n", self.namespace, "-f", "-", input=json.dumps(manifest))
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        result = self.plane.kubectl(
+            "get", kind, name, "-n", self.namespace, "-o", "json", "--ignore-not-found", check=False
+        )
+        text = result.stdout.strip()
+        return json.loads(text) if text else None
+
+    def list(self, kind: str, selector: str | None = None) -> list[dict[str, Any]]:
+        args = ["get", kind, "-n", self.namespace, "-o", "json"]
+        if selector:
+            args += ["-l", selector]
+        items: list[dict[str, Any]] = json.loads(self.plane.kubectl(*args).stdout)["items"]
+        return items
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [
+            event
+            for event in self.list("events")
+            if event.get("involvedObject", {}).get("name") == name
+        ]
+
+    def condition(self, name: str, kind: str) -> dict[str, Any] | None:
+        body = self.get("cronworkflow", name) or {}
+        for item in (body.get("status") or {}).get("conditions") or []:
+            if item.get("type") == kind:
+                return dict(item)
+        return None
+
+    def wait_condition(
+        self, name: str, kind: str, status: str, *, timeout: float = 30.0, reason: str | None = None
+    ) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+
+        def matches() -> bool:
+            condition = self.condition(name, kind)
+            if (
+                condition
+                and condition.get("status") == status
+                and (reason is None or condition.get("reason") == reason)
+            ):
+                found.update(condition)
+                return True
+            return False
+
+        poll_until(
+            matches, timeout=timeout, interval=0.2, what=f"{name} {kind}={status} {reason or ''}"
+        )
+        return found
+
+
+def cronworkflow(
+    name: str, spec: Mapping[str, Any] | None = None, **annotations: str
+) -> dict[str, Any]:
+    """A CronWorkflow manifest whose Job completes quickly under kwok."""
+    full: dict[str, Any] = {
+        "schedule": "*/5 * * * *",
+        "jobTemplate": {
+            "spec": {
+                "backoffLimit": 0,
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "main", "image": "busybox:1.36", "args": ["true"]}],
+                    }
+                },
+            }
+        },
+    }
+    full.update(spec or {})
+    metadata: dict[str, Any] = {"name": name}
+    if annotations:
+        metadata["annotations"] = dict(annotations)
+    return {
+        "apiVersion": "qstash-operator.dev/v1alpha1",
+        "kind": "CronWorkflow",
+        "metadata": metadata,
+        "spec": full,
+    }
+
+
+def wait(predicate: Any, *, timeout: float = 30.0, what: str = "condition") -> None:
+    poll_until(predicate, timeout=timeout, interval=0.2, what=what)
+
+
+def elapsed_since(start: float) -> float:
+    return time.monotonic() - start
