@@ -1,0 +1,930 @@
+"""A real, throw-away Kubernetes control plane for integration and end-to-end tests.
+
+Why this exists: the operator's behaviour lives in what the API server does with it — CRD schema
+validation and defaulting, CEL rules, RBAC, the status subresource, owner references and garbage
+collection, CronJob and Job controllers — and none of that can be faked faithfully. So the tests run
+the real binaries (built from Go modules by ``tests/cluster/build.sh``) as ordinary processes on
+loopback, with no Docker and no network:
+
+* etcd, on tmpfs when ``/dev/shm`` exists, without fsync;
+* kube-apiserver with TLS, client-certificate and service-account-token authentication, and RBAC
+  (so a ServiceAccount token really is denied what its Roles do not grant);
+* kube-controller-manager with the controllers the project relies on (job, cronjob, garbage
+  collector, namespace, service accounts and their tokens, deployments, RBAC aggregation);
+* kube-scheduler, and kwok with one fake node, so pods are scheduled, "run" and finish (see
+  ``kwok-stages.yaml`` for the simulated life cycle and its test knobs).
+
+Every process gets its own process group, its own log file in the run directory, and a parent-death
+signal, so nothing outlives the Python process that started it — not even after ``kill -9``.
+``stop()`` ends the groups (SIGTERM, then SIGKILL after a deadline) and deletes the run directory;
+it is also wired to ``atexit`` and to SIGTERM/SIGINT/SIGHUP. Run directories left behind by a
+process that was killed outright are swept at the next start.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO_ROOT / "tests" / "cluster" / "build.sh"
+KWOK_STAGES = REPO_ROOT / "tests" / "cluster" / "kwok-stages.yaml"
+CRD_DIR = REPO_ROOT / "crds"
+
+BINARIES = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "helm",
+    "kwok",
+)
+SERVICE_CIDR = "10.96.0.0/16"
+POD_CIDR = "10.244.0.0/16"
+FAKE_NODE = "kwok-node-0"
+SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
+# The node annotation kwok is told to select on: it manages this node and no other.
+KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
+CONTROLLERS = (
+    "job-controller",
+    "cronjob-controller",
+    "garbage-collector-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "root-ca-certificate-publisher-controller",
+    "clusterrole-aggregation-controller",
+    "deployment-controller",
+    "replicaset-controller",
+    "ttl-after-finished-controller",
+)
+RUN_DIR_PREFIX = "qso-cp-"
+ETCD_DIR_PREFIX = "qso-etcd-"
+
+_PR_SET_PDEATHSIG = 1
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane could not be started or driven; the message carries the log tail."""
+
+
+class KubectlError(subprocess.CalledProcessError):
+    """A kubectl (or helm) call failed; str() shows the command and its stderr."""
+
+    def __str__(self) -> str:
+        cmd = " ".join(str(part) for part in self.cmd)
+        return f"`{cmd}` exited {self.returncode}:\n{self.stderr or ''}{self.stdout or ''}"
+
+
+# --- binaries ---------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Where build.sh keeps (or would keep) the binaries, without building anything."""
+    out = subprocess.run(
+        [str(BUILD_SCRIPT), "--print"], check=True, capture_output=True, text=True
+    ).stdout
+    return Path(out.strip().splitlines()[-1])
+
+
+def build_binaries(*, quiet: bool = False) -> Path:
+    """Run build.sh (a no-op when the cache is warm) and return the binaries' directory.
+
+    The script's progress goes to stderr, which is passed through so a cold build (tens of
+    minutes) is visibly alive; only its last stdout line, the directory, is captured.
+    """
+    proc = subprocess.run(
+        [str(BUILD_SCRIPT)],
+        check=False,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL if quiet else None,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise ControlPlaneError(f"{BUILD_SCRIPT} failed with exit code {proc.returncode}")
+    bin_dir = Path(proc.stdout.strip().splitlines()[-1])
+    missing = [name for name in BINARIES if not (bin_dir / name).is_file()]
+    if missing:
+        raise ControlPlaneError(f"{bin_dir} lacks {', '.join(missing)}; rerun {BUILD_SCRIPT}")
+    return bin_dir
+
+
+# --- process plumbing -------------------------------------------------------------------------
+
+
+def _libc_prctl() -> Callable[..., int] | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:  # pragma: no cover - not Linux
+        return None
+    return getattr(libc, "prctl", None)
+
+
+_PRCTL = _libc_prctl()
+
+
+def _child_setup(parent_pid: int) -> Callable[[], None]:
+    """Return a preexec_fn: die with the parent (even on SIGKILL), and not a moment later.
+
+    PR_SET_PDEATHSIG fires when the *thread* that forked the child exits; the control plane is
+    started from the main thread (pytest's session fixture, the up.py script), which lives as long
+    as the process. If the parent died between fork and prctl, the child kills itself.
+    """
+    prctl = _PRCTL
+
+    def setup() -> None:
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent_pid:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return setup
+
+
+def _free_ports(count: int) -> list[int]:
+    """Ports the kernel hands out for binding now; held together so they are distinct."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            socks.append(sock)
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class _Process:
+    """One control-plane binary running in its own process group, logging to one file."""
+
+    name: str
+    argv: list[str]
+    log: Path
+    env: dict[str, str]
+    popen: subprocess.Popen[bytes] | None = None
+    pgids: list[int] = field(default_factory=list)
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            log.write(f"\n=== {time.strftime('%H:%M:%S')} {' '.join(self.argv)}\n".encode())
+            log.flush()
+            self.popen = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+                preexec_fn=_child_setup(os.getpid()),
+            )
+        # start_new_session makes the child a session and group leader: pgid == pid.
+        self.pgids.append(self.popen.pid)
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.popen is None else self.popen.pid
+
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def signal_group(self, sig: int) -> None:
+        if self.popen is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, sig)
+
+    def failure(self, what: str) -> ControlPlaneError:
+        code = None if self.popen is None else self.popen.poll()
+        state = "is running" if code is None else f"exited with code {code}"
+        return ControlPlaneError(
+            f"{what}: {self.name} {state}; last lines of {self.log}:\n{_tail(self.log)}"
+        )
+
+
+def _stop_processes(processes: Sequence[_Process], grace: float) -> None:
+    """SIGTERM every group at once, wait up to `grace` seconds, then SIGKILL what is left."""
+    for proc in processes:
+        proc.signal_group(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in processes:
+        if proc.popen is None:
+            continue
+        remaining = max(0.0, deadline - time.monotonic())
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.popen.wait(timeout=remaining)
+    for proc in processes:
+        # Also catches grandchildren left in the group after the leader exited.
+        proc.signal_group(signal.SIGKILL)
+        if proc.popen is not None:
+            proc.popen.wait()
+
+
+# --- signal and exit handling -----------------------------------------------------------------
+
+_LIVE: list[ControlPlane] = []
+_HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_previous_handlers: dict[int, Any] = {}
+_handlers_installed = False
+
+
+def _stop_all() -> None:
+    for plane in list(_LIVE):
+        plane.stop()
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    _stop_all()
+    previous = _previous_handlers.get(signum, signal.SIG_DFL)
+    if callable(previous):
+        previous(signum, frame)  # e.g. SIGINT's default raises KeyboardInterrupt
+    elif previous == signal.SIG_DFL:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
+def _install_exit_handlers() -> None:
+    global _handlers_installed
+    if _handlers_installed:
+        return
+    _handlers_installed = True
+    atexit.register(_stop_all)
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread; atexit still applies
+    for sig in _HANDLED_SIGNALS:
+        previous = signal.getsignal(sig)
+        if previous == signal.SIG_IGN:
+            continue
+        _previous_handlers[sig] = previous
+        signal.signal(sig, _on_signal)
+
+
+def sweep_stale_run_dirs() -> list[Path]:
+    """Delete run directories whose owning process is gone (it was killed before stop())."""
+    removed: list[Path] = []
+    roots = {(Path(tempfile.gettempdir()), RUN_DIR_PREFIX), (Path("/dev/shm"), ETCD_DIR_PREFIX)}
+    for root, prefix in roots:
+        if not root.is_dir():
+            continue
+        for path in root.glob(f"{prefix}*"):
+            owner = path.name[len(prefix) :].split("-", 1)[0]
+            if owner.isdigit() and not _pid_alive(int(owner)):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
+
+
+# --- the control plane ------------------------------------------------------------------------
+
+
+class ControlPlane:
+    """etcd + kube-apiserver + controllers + scheduler + kwok on loopback, in a temporary dir.
+
+    Use as a context manager or call start()/stop(). Everything a test needs to talk to it is a
+    property or helper here: ``kubeconfig``, ``server``, ``ca_file``, ``env()``, ``kubectl()``,
+    ``helm()``, ``request()``, ``create_service_account_token()``, ``kubeconfig_for_token()``.
+    """
+
+    def __init__(
+        self,
+        bin_dir: Path | None = None,
+        *,
+        crd_dir: Path | None = CRD_DIR,
+        start_timeout: float = 90.0,
+        stop_grace: float = 10.0,
+        keep_run_dir: bool = False,
+    ) -> None:
+        self.bin_dir = bin_dir if bin_dir is not None else cache_dir()
+        self.crd_dir = crd_dir
+        self.start_timeout = start_timeout
+        self.stop_grace = stop_grace
+        self.keep_run_dir = keep_run_dir or os.environ.get("QSO_KEEP_CLUSTER_DIR") == "1"
+        self.startup_seconds: float | None = None
+        self.timings: dict[str, float] = {}
+        self._run_dir: Path | None = None
+        self._etcd_dir: Path | None = None
+        self._processes: dict[str, _Process] = {}
+        self._api_port = 0
+        self._ssl: ssl.SSLContext | None = None
+        self._stopped = False
+
+    # -- public surface ---------------------------------------------------------------------
+
+    @property
+    def run_dir(self) -> Path:
+        if self._run_dir is None:
+            raise ControlPlaneError("the control plane has not been started")
+        return self._run_dir
+
+    @property
+    def etcd_dir(self) -> Path:
+        """etcd's data directory (on tmpfs when /dev/shm exists)."""
+        if self._etcd_dir is None:
+            raise ControlPlaneError("the control plane has not been started")
+        return self._etcd_dir
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.run_dir / "pki"
+
+    @property
+    def kubeconfig(self) -> Path:
+        """Admin kubeconfig (client certificate in system:masters; bypasses RBAC)."""
+        return self.run_dir / "admin.kubeconfig"
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self._api_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.pki_dir / "ca.crt"
+
+    @property
+    def node_name(self) -> str:
+        return FAKE_NODE
+
+    def log_file(self, component: str) -> Path:
+        """The log of one component: etcd, kube-apiserver, kube-controller-manager, ..."""
+        return self.run_dir / f"{component}.log"
+
+    def pids(self) -> dict[str, int]:
+        """Process ids of the components that are running now."""
+        return {
+            name: proc.popen.pid
+            for name, proc in self._processes.items()
+            if proc.popen is not None and proc.running()
+        }
+
+    def process_groups(self) -> list[int]:
+        """Every process group this control plane has ever started (restarts included)."""
+        return [pgid for proc in self._processes.values() for pgid in proc.pgids]
+
+    def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Environment for subprocesses: KUBECONFIG, the built binaries first on PATH, kubectl's
+        cache and helm's homes inside the run directory, and loopback exempt from any proxy."""
+        env = dict(os.environ)
+        no_proxy = ",".join(
+            part for part in (env.get("NO_PROXY", ""), "127.0.0.1,localhost") if part
+        )
+        env.update(
+            KUBECONFIG=str(self.kubeconfig),
+            PATH=f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}",
+            NO_PROXY=no_proxy,
+            no_proxy=no_proxy,
+            KUBECACHEDIR=str(self.run_dir / "kube-cache"),  # not ~/.kube/cache
+            HELM_CACHE_HOME=str(self.run_dir / "helm" / "cache"),
+            HELM_CONFIG_HOME=str(self.run_dir / "helm" / "config"),
+            HELM_DATA_HOME=str(self.run_dir / "helm" / "data"),
+        )
+        if extra:
+            env.update(extra)
+        return env
+
+    def kubectl(
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 60.0,
+        kubeconfig: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the built kubectl against this cluster (as admin unless `kubeconfig` is given)."""
+        extra = {"KUBECONFIG": str(kubeconfig)} if kubeconfig is not None else None
+        return self._run_tool("kubectl", args, input, check, timeout, extra)
+
+    def helm(
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 120.0,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the built helm against this cluster."""
+        return self._run_tool("helm", args, input, check, timeout, None)
+
+    def create_service_account_token(
+        self, namespace: str, service_account: str, *, duration: str = "1h"
+    ) -> str:
+        """A bound token for the ServiceAccount, minted through the TokenRequest API."""
+        out = self.kubectl(
+            "create",
+            "token",
+            service_account,
+            "--namespace",
+            namespace,
+            f"--duration={duration}",
+        )
+        return out.stdout.strip()
+
+    def kubeconfig_for_token(self, token: str, path: Path | str) -> Path:
+        """Write a kubeconfig that authenticates with `token` (e.g. a chart's ServiceAccount)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self._kubeconfig_text("token-user", {"token": token}))
+        path.chmod(0o600)
+        return path
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | None = None,
+        timeout: float = 10.0,
+        content_type: str = "application/json",
+    ) -> tuple[int, Any]:
+        """One raw HTTPS request to the API server: (status, decoded JSON or text).
+
+        Authenticates with the admin client certificate, or with `token` as a bearer token (the
+        client certificate is then not offered, so RBAC applies to the token's subject).
+        """
+        context = self._ssl_context(client_cert=token is None)
+        conn = http.client.HTTPSConnection(
+            "127.0.0.1", self._api_port, context=context, timeout=timeout
+        )
+        headers = {"Accept": "application/json"}
+        payload: bytes | None = None
+        if body is not None:
+            payload = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+            headers["Content-Type"] = content_type
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        try:
+            conn.request(method, path, body=payload, headers=headers)
+            response = conn.getresponse()
+            raw = response.read().decode(errors="replace")
+        finally:
+            conn.close()
+        try:
+            return response.status, json.loads(raw)
+        except json.JSONDecodeError:
+            return response.status, raw
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> ControlPlane:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> ControlPlane:
+        if self._run_dir is not None:
+            raise ControlPlaneError("a ControlPlane starts once; make a new one")
+        missing = [name for name in BINARIES if not (self.bin_dir / name).is_file()]
+        if missing:
+            raise ControlPlaneError(
+                f"{self.bin_dir} lacks {', '.join(missing)}; run {BUILD_SCRIPT} first"
+            )
+        sweep_stale_run_dirs()
+        _install_exit_handlers()
+        began = time.monotonic()
+        owner = f"{os.getpid()}-"
+        self._run_dir = Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{owner}"))
+        shm = Path("/dev/shm")
+        self._etcd_dir = Path(
+            tempfile.mkdtemp(
+                prefix=f"{ETCD_DIR_PREFIX}{owner}", dir=shm if shm.is_dir() else self._run_dir
+            )
+        )
+        _LIVE.append(self)
+        try:
+            self._boot(began)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - began
+        return self
+
+    def stop(self) -> None:
+        """Stop every process group and delete the run directory. Safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self in _LIVE:
+            _LIVE.remove(self)
+        # etcd last: an API server that loses etcd first hangs in its shutdown until timeouts.
+        # Everything else goes at once; the clients hold no state worth an ordered shutdown.
+        procs = list(self._processes.values())
+        _stop_processes([p for p in procs if p.name != "etcd"], self.stop_grace)
+        _stop_processes([p for p in procs if p.name == "etcd"], self.stop_grace)
+        if not self.keep_run_dir:
+            for directory in (self._etcd_dir, self._run_dir):
+                if directory is not None:
+                    shutil.rmtree(directory, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def apiserver_down(self) -> Iterator[None]:
+        """Stop kube-apiserver for the duration of the block, then start it again on the same
+        port and wait until it is ready. Controllers, kwok and clients reconnect on their own."""
+        proc = self._processes["kube-apiserver"]
+        _stop_processes([proc], self.stop_grace)
+        try:
+            yield
+        finally:
+            proc.start()
+            self._wait_apiserver_ready(time.monotonic() + self.start_timeout)
+
+    def restart_apiserver(self) -> float:
+        """Stop and start kube-apiserver on the same port; return the seconds it was away."""
+        began = time.monotonic()
+        with self.apiserver_down():
+            pass
+        return time.monotonic() - began
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _run_tool(
+        self,
+        tool: str,
+        args: Sequence[str],
+        input_text: str | None,
+        check: bool,
+        timeout: float,
+        extra_env: Mapping[str, str] | None,
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [str(self.bin_dir / tool), *args]
+        proc = subprocess.run(
+            argv,
+            input=input_text,
+            capture_output=True,
+            text=True,
+            env=self.env(extra_env),
+            timeout=timeout,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise KubectlError(proc.returncode, argv, proc.stdout, proc.stderr)
+        return proc
+
+    def _boot(self, began: float) -> None:
+        deadline = began + self.start_timeout
+        self._make_pki()
+        self.timings["pki"] = time.monotonic() - began
+        etcd_client, etcd_peer, self._api_port = _free_ports(3)
+        self.kubeconfig.write_text(
+            self._kubeconfig_text(
+                "admin",
+                {
+                    "client-certificate": str(self.pki_dir / "admin.crt"),
+                    "client-key": str(self.pki_dir / "admin.key"),
+                },
+            )
+        )
+        self.kubeconfig.chmod(0o600)
+
+        self._spawn("etcd", self._etcd_argv(etcd_client, etcd_peer))
+        self._wait_etcd(etcd_client, deadline)
+        self.timings["etcd"] = time.monotonic() - began
+
+        self._spawn("kube-apiserver", self._apiserver_argv(etcd_client))
+        self._wait_apiserver_ready(deadline)
+        self.timings["apiserver"] = time.monotonic() - began
+
+        self._spawn("kube-controller-manager", self._controller_manager_argv())
+        self._spawn("kube-scheduler", self._scheduler_argv())
+        self._spawn("kwok", self._kwok_argv())
+        self._create_fake_node()
+        if self.crd_dir is not None:
+            self._apply_crds(deadline)
+        self.timings["crds"] = time.monotonic() - began
+        self._wait_for(
+            "the default ServiceAccount in namespace default",
+            lambda: (
+                self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")[0] == 200
+            ),
+            deadline,
+            watch="kube-controller-manager",
+        )
+        self._wait_for(f"node {FAKE_NODE} to be Ready", self._node_ready, deadline, watch="kwok")
+        self.timings["ready"] = time.monotonic() - began
+
+    def _make_pki(self) -> None:
+        pki = self.pki_dir
+        pki.mkdir(parents=True)
+        # A minimal request config: the distro's default one adds extensions of its own.
+        (pki / "req.cnf").write_text(
+            "[req]\ndistinguished_name = dn\n[dn]\n"
+            "[ca]\n"
+            "basicConstraints = critical,CA:TRUE\n"
+            "keyUsage = critical,keyCertSign,cRLSign,digitalSignature\n"
+            "subjectKeyIdentifier = hash\n"
+            "authorityKeyIdentifier = keyid:always\n"
+        )
+        common = (
+            "basicConstraints=critical,CA:FALSE\n"
+            "keyUsage=critical,digitalSignature,keyEncipherment\n"
+            "subjectKeyIdentifier=hash\n"
+            "authorityKeyIdentifier=keyid,issuer\n"
+        )
+        (pki / "server.ext").write_text(
+            common + "extendedKeyUsage=serverAuth\n"
+            "subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,"
+            "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,"
+            "DNS:kubernetes.default.svc.cluster.local\n"
+        )
+        (pki / "client.ext").write_text(common + "extendedKeyUsage=clientAuth\n")
+
+        def openssl(command: str) -> None:
+            """Run `openssl <command>`, its arguments written as one string (none has blanks)."""
+            argv = ["openssl", *command.split()]
+            proc = subprocess.run(argv, cwd=pki, capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                raise ControlPlaneError(f"{' '.join(argv)} failed:\n{proc.stderr}")
+
+        new_ec_key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -config req.cnf"
+        openssl(
+            f"req -x509 {new_ec_key} -extensions ca -days 30 -keyout ca.key -out ca.crt "
+            "-subj /CN=qstash-operator-test-ca"
+        )
+        for name, subject, ext in (
+            ("apiserver", "/CN=kube-apiserver", "server.ext"),
+            ("admin", "/O=system:masters/CN=admin", "client.ext"),
+        ):
+            openssl(f"req {new_ec_key} -keyout {name}.key -out {name}.csr -subj {subject}")
+            openssl(
+                f"x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 "
+                f"-extfile {ext} -out {name}.crt"
+            )
+        # The ServiceAccount token signer: RSA, as in real clusters (RS256 tokens).
+        openssl("genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key")
+        openssl("pkey -in sa.key -pubout -out sa.pub")
+        for key in pki.glob("*.key"):
+            key.chmod(0o600)
+
+    def _kubeconfig_text(self, user: str, credentials: Mapping[str, str]) -> str:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "qso-test",
+                    "cluster": {"server": self.server, "certificate-authority": str(self.ca_file)},
+                }
+            ],
+            "users": [{"name": user, "user": dict(credentials)}],
+            "contexts": [{"name": "qso-test", "context": {"cluster": "qso-test", "user": user}}],
+            "current-context": "qso-test",
+        }
+        # JSON is valid YAML, and every kubeconfig reader accepts it.
+        return json.dumps(config, indent=2) + "\n"
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        if self._stopped:
+            raise ControlPlaneError(f"not starting {name}: the control plane is stopping")
+        env = self.env()
+        proc = _Process(name=name, argv=argv, log=self.log_file(name), env=env)
+        self._processes[name] = proc
+        proc.start()
+
+    def _etcd_argv(self, client: int, peer: int) -> list[str]:
+        assert self._etcd_dir is not None
+        client_url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
+        return [
+            str(self.bin_dir / "etcd"),
+            "--name=default",
+            f"--data-dir={self._etcd_dir / 'data'}",
+            f"--listen-client-urls={client_url}",
+            f"--advertise-client-urls={client_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=default={peer_url}",
+            "--unsafe-no-fsync=true",
+            "--log-level=warn",
+        ]
+
+    def _apiserver_argv(self, etcd_client: int) -> list[str]:
+        pki = self.pki_dir
+        return [
+            str(self.bin_dir / "kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{etcd_client}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={self._api_port}",
+            f"--cert-dir={self.run_dir / 'apiserver-certs'}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={self.ca_file}",
+            "--authorization-mode=RBAC",
+            f"--service-account-issuer={SA_ISSUER}",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            # Endpoints may not hold loopback addresses, and nothing here needs them.
+            "--endpoint-reconciler-type=none",
+            # That plugin gives every new node the not-ready taint, which only the node
+            # lifecycle controller lifts; the fake node would never take a pod without it.
+            "--disable-admission-plugins=TaintNodesByCondition",
+            "--allow-privileged=true",
+            "--profiling=false",
+            # Close open watches promptly on SIGTERM; otherwise a stop while clients stay
+            # connected (restart_apiserver) waits for the HTTP server's own 60 s timeout.
+            "--shutdown-watch-termination-grace-period=2s",
+        ]
+
+    def _controller_manager_argv(self) -> list[str]:
+        return [
+            str(self.bin_dir / "kube-controller-manager"),
+            f"--kubeconfig={self.kubeconfig}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            "--secure-port=0",
+            f"--controllers={','.join(CONTROLLERS)}",
+            f"--service-account-private-key-file={self.pki_dir / 'sa.key'}",
+            f"--root-ca-file={self.ca_file}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--profiling=false",
+        ]
+
+    def _scheduler_argv(self) -> list[str]:
+        return [
+            str(self.bin_dir / "kube-scheduler"),
+            f"--kubeconfig={self.kubeconfig}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            "--secure-port=0",
+            "--profiling=false",
+        ]
+
+    def _kwok_argv(self) -> list[str]:
+        key, value = KWOK_NODE_ANNOTATION
+        return [
+            str(self.bin_dir / "kwok"),
+            f"--kubeconfig={self.kubeconfig}",
+            f"--config={KWOK_STAGES}",
+            f"--manage-nodes-with-annotation-selector={key}={value}",
+            f"--cidr={POD_CIDR}",
+            "--node-ip=10.240.0.10",
+        ]
+
+    def _create_fake_node(self) -> None:
+        key, value = KWOK_NODE_ANNOTATION
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": FAKE_NODE,
+                "annotations": {key: value, "node.alpha.kubernetes.io/ttl": "0"},
+                "labels": {
+                    "kubernetes.io/hostname": FAKE_NODE,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "type": "kwok",
+                },
+            },
+            # No taints: every pod may land here, as on a one-node dev cluster.
+            "spec": {},
+        }
+        status, answer = self.request("POST", "/api/v1/nodes", node)
+        if status != 201:
+            raise ControlPlaneError(f"creating node {FAKE_NODE} failed ({status}): {answer}")
+
+    def _apply_crds(self, deadline: float) -> None:
+        assert self.crd_dir is not None
+        files = sorted(str(p) for p in self.crd_dir.glob("*.yaml"))
+        if not files:
+            return
+        file_args = [arg for f in files for arg in ("-f", f)]
+        self.kubectl("apply", "--server-side", "--force-conflicts", *file_args)
+        remaining = max(1.0, deadline - time.monotonic())
+        self.kubectl(
+            "wait",
+            "--for=condition=Established",
+            f"--timeout={int(remaining)}s",
+            *file_args,
+            timeout=remaining + 5,
+        )
+
+    def _node_ready(self) -> bool:
+        status, node = self.request("GET", f"/api/v1/nodes/{FAKE_NODE}")
+        if status != 200:
+            return False
+        conditions = node.get("status", {}).get("conditions", [])
+        return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+    def _ssl_context(self, *, client_cert: bool = True) -> ssl.SSLContext:
+        if client_cert and self._ssl is not None:
+            return self._ssl
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        # What Python 3.13's default context does; checking it here keeps the PKI acceptable
+        # to strict verifiers whichever Python runs the tests.
+        context.verify_flags |= ssl.VERIFY_X509_STRICT | ssl.VERIFY_X509_PARTIAL_CHAIN
+        if client_cert:
+            context.load_cert_chain(self.pki_dir / "admin.crt", self.pki_dir / "admin.key")
+            self._ssl = context
+        return context
+
+    def _wait_etcd(self, port: int, deadline: float) -> None:
+        def healthy() -> bool:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            try:
+                conn.request("GET", "/health")
+                response = conn.getresponse()
+                return response.status == 200 and json.loads(response.read()).get("health") in (
+                    "true",
+                    True,
+                )
+            finally:
+                conn.close()
+
+        self._wait_for("etcd to be healthy", healthy, deadline, watch="etcd")
+
+    def _wait_apiserver_ready(self, deadline: float) -> None:
+        def ready() -> bool:
+            status, _ = self.request("GET", "/readyz", timeout=5)
+            return status == 200
+
+        self._wait_for("kube-apiserver /readyz", ready, deadline, watch="kube-apiserver")
+
+    def _wait_for(
+        self, what: str, check: Callable[[], bool], deadline: float, *, watch: str
+    ) -> None:
+        """Poll `check` until it holds; fail early, with the log, if any component died."""
+        delay = 0.05
+        while True:
+            for proc in self._processes.values():
+                if not proc.running():
+                    raise proc.failure(f"while waiting for {what}")
+            try:
+                if check():
+                    return
+            except (OSError, http.client.HTTPException, ValueError):
+                pass  # not listening yet, or answering half-started
+            if time.monotonic() > deadline:
+                raise self._processes[watch].failure(f"timed out waiting for {what}")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+
+
+def main_pid_children() -> list[int]:
+    """Pids of this process's direct children that are still alive (for leak checks)."""
+    me = os.getpid()
+    children: list[int] = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # fields[0] is the state, fields[1] the parent pid.
+        if int(fields[1]) == me and fields[0] != "Z":
+            children.append(int(stat.parent.name))
+    return children
+
+
+def processes_in_groups(pgids: Sequence[int]) -> list[int]:
+    """Pids of live processes in any of the given process groups."""
+    wanted = set(pgids)
+    found: list[int] = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # fields: state, ppid, pgrp, ...
+        if int(fields[2]) in wanted and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+if __name__ == "__main__":  # pragma: no cover - use `python -m tests.cluster.up`
+    sys.exit("run `python -m tests.cluster.up` to start a cluster by hand")
