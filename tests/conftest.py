@@ -1,0 +1,123 @@
+"""Shared fixtures: one real control plane per test session, and a fresh namespace per test.
+
+Why session scope: the control plane starts in a few seconds, but every test paying that would
+still add up, and tests isolate themselves by namespace anyway. Tests under ``tests/integration/``
+and ``tests/e2e/``, and any test that asks for the control plane, are marked ``cluster``
+automatically, so ``pytest -m "not cluster"`` runs the unit tests alone without starting anything.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from subprocess import CompletedProcess
+
+import pytest
+
+from tests.cluster.controlplane import ControlPlane, KubectlError, build_binaries
+from tests.cluster.polling import poll_until
+
+TESTS_DIR = Path(__file__).parent
+CLUSTER_TEST_DIRS = frozenset({"integration", "e2e"})
+CLUSTER_FIXTURES = frozenset({"control_plane", "kubectl", "namespace"})
+
+Kubectl = Callable[..., CompletedProcess[str]]
+
+_started: list[ControlPlane] = []
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            top = item.path.relative_to(TESTS_DIR).parts[0]
+        except ValueError:
+            top = ""
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if top in CLUSTER_TEST_DIRS or fixtures & CLUSTER_FIXTURES:
+            item.add_marker(pytest.mark.cluster)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for plane in _started:
+        if plane.startup_seconds is not None:
+            phases = ", ".join(f"{k} {v:.1f}s" for k, v in plane.timings.items())
+            terminalreporter.write_line(
+                f"control plane: ready in {plane.startup_seconds:.1f}s ({phases})"
+            )
+
+
+@pytest.fixture(scope="session")
+def control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
+    """The real control plane (etcd, kube-apiserver, controllers, scheduler, kwok), CRDs applied.
+
+    Builds the binaries first when the cache is cold, with build.sh's progress shown live.
+    """
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:
+        with capture.global_and_fixture_disabled():
+            bin_dir = build_binaries()
+    else:  # pragma: no cover - capture disabled by -p no:capture
+        bin_dir = build_binaries()
+    plane = ControlPlane(bin_dir)
+    plane.start()
+    _started.append(plane)
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture
+def kubectl(control_plane: ControlPlane) -> Kubectl:
+    """``kubectl("get", "pods", "-n", ns, input=None, check=True)`` as admin."""
+    return control_plane.kubectl
+
+
+def _namespace_name(test_name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", test_name.lower()).strip("-")[:40].strip("-")
+    return f"t-{slug}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace (with its default ServiceAccount), deleted after the test.
+
+    Deletion is not awaited: the namespace controller finishes it in the background, and the
+    next test's namespace has a different name.
+    """
+    name = _namespace_name(request.node.name)
+    status, answer = control_plane.request(
+        "POST",
+        "/api/v1/namespaces",
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "labels": {"qstash-operator.dev/test": "true"}},
+        },
+    )
+    assert status == 201, f"creating namespace {name} failed ({status}): {answer}"
+
+    def default_sa_exists() -> bool:
+        status, _ = control_plane.request(
+            "GET", f"/api/v1/namespaces/{name}/serviceaccounts/default"
+        )
+        return status == 200
+
+    poll_until(
+        default_sa_exists, timeout=30, interval=0.1, what=f"the default ServiceAccount in {name}"
+    )
+    try:
+        yield name
+    finally:
+        try:
+            control_plane.kubectl(
+                "delete", "namespace", name, "--wait=false", "--ignore-not-found", timeout=30
+            )
+        except (
+            KubectlError,
+            subprocess.TimeoutExpired,
+        ) as error:  # the cluster may be gone already; not this test's fault
+            request.node.warn(pytest.PytestWarning(f"could not delete namespace {name}: {error}"))
