@@ -17,13 +17,14 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import aiohttp
 import pytest
 from aiohttp import web
 from qstash import AsyncQStash
 
 from qstash_operator.adapters.kube import Kube
 from qstash_operator.adapters.signing_keys import SigningKeySource
-from qstash_operator.domain import builders, model, naming, vocabulary
+from qstash_operator.domain import builders, model, naming, signature, vocabulary
 from qstash_operator.qstash_server.testing import RunningServer
 from qstash_operator.settings import QStashSettings, Secret, Settings
 from qstash_webhook.app import make_app
@@ -160,6 +161,39 @@ class Stack:
         status, answer = await asyncio.to_thread(self.control_plane.request, "GET", path)
         assert status == 200
         return [event for event in answer["items"] if event["involvedObject"]["name"] == name]
+
+    async def deliver(
+        self,
+        name: str,
+        *,
+        message_id: str,
+        uid: str | None = None,
+        webhook: Webhook | None = None,
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """POST a delivery for ``name`` signed as QStash would now (by the driven clock)."""
+        if uid is None:
+            uid = (await self.get(name))["metadata"]["uid"]
+        body = json.dumps(
+            {"name": name, "namespace": self.namespace, "uid": uid}, separators=(",", ":")
+        ).encode()
+        token = signature.sign(
+            body=body,
+            url=self.destination,
+            key=self.qstash.current_key,
+            now=int(self.clock().timestamp()),
+            jwt_id=f"jwt_{message_id}",
+        )
+        headers = {"Upstash-Signature": token, "Upstash-Message-Id": message_id}
+        url = f"{(webhook or self.webhook).url}/api/qstash/webhook"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url, data=body, headers=headers) as response,
+        ):
+            return response.status, await response.json(), dict(response.headers)
+
+    def metric(self, name: str, **labels: str) -> float:
+        value = self.webhook.metrics.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
 
     def schedule_id(self, name: str) -> str:
         return naming.schedule_id(CLUSTER, self.namespace, name)
