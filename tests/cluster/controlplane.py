@@ -79,6 +79,7 @@ CONTROLLERS = (
 )
 RUN_DIR_PREFIX = "qso-cp-"
 ETCD_DIR_PREFIX = "qso-etcd-"
+KEEP_MARKER = ".keep"  # a run dir holding this is never swept
 
 _PR_SET_PDEATHSIG = 1
 
@@ -306,6 +307,8 @@ def sweep_stale_run_dirs() -> list[Path]:
             continue
         for path in root.glob(f"{prefix}*"):
             owner = path.name[len(prefix) :].split("-", 1)[0]
+            if (path / KEEP_MARKER).exists():
+                continue  # kept on purpose (keep_run_dir) for a post-mortem
             if owner.isdigit() and not _pid_alive(int(owner)):
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
@@ -527,6 +530,9 @@ class ControlPlane:
                 prefix=f"{ETCD_DIR_PREFIX}{owner}", dir=shm if shm.is_dir() else self._run_dir
             )
         )
+        if self.keep_run_dir:
+            for directory in (self._run_dir, self._etcd_dir):
+                (directory / KEEP_MARKER).touch()
         _LIVE.append(self)
         try:
             self._boot(began)

@@ -57,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\n# stopping", file=sys.stderr)
     finally:
         plane.stop()
+        if args.keep:
+            print(
+                f"# kept {plane.run_dir} and {plane.etcd_dir}; delete them by hand", file=sys.stderr
+            )
     return 0
 
 
