@@ -167,7 +167,10 @@ async def test_api_server_down_answers_503_and_the_retry_runs_the_tick(stack: St
         assert first["status"] == 503
         assert '"reason": "Unavailable"' in first.get("responseBody", "")
     finally:
-        await asyncio.to_thread(outage.__exit__, None, None, None)
+        # On this (the main) thread, blocking the loop while the API server restarts: the
+        # fixture gives its processes a parent-death signal, which Linux ties to the *thread*
+        # that spawned them, so a restart from a worker thread dies with that thread.
+        outage.__exit__(None, None, None)
     outcome = await stack.qstash.wait_for_message(message_id, timeout=60)
     assert outcome["state"] == "SUCCESS"
     [job] = await stack.jobs("outage")
