@@ -239,14 +239,17 @@ class Kube:
         )
         return result
 
-    async def delete_cronjob(self, namespace: str, name: str) -> None:
-        """Delete a CronJob; its Jobs stay (orphaned, then garbage-collected by ownership)."""
+    async def delete_cronjob(self, namespace: str, name: str, *, uid: str | None = None) -> None:
+        """Delete a CronJob (its Jobs follow by ownership); a CronJob already gone is fine.
+
+        With ``uid``, only that very object is deleted (a precondition the API server checks),
+        never a namesake created in between.
+        """
+        options: JsonDict = {"propagationPolicy": "Background"}
+        if uid is not None:
+            options["preconditions"] = {"uid": uid}
         with contextlib.suppress(NotFoundError):
-            await self._run(
-                "DELETE",
-                self._cronjob_path(namespace, name),
-                body={"propagationPolicy": "Background"},
-            )
+            await self._run("DELETE", self._cronjob_path(namespace, name), body=options)
 
     # -- Events -------------------------------------------------------------------------
 

@@ -77,8 +77,16 @@ class KubernetesUnavailableError(TransientError):
     """The API server did not answer, or answered 5xx / 429."""
 
 
+OUTAGE_FIRST_RETRY_SECONDS: Final = 2.0
+"""First retry after an outage (5xx, refused connection); callers double it per attempt up to
+five minutes, so a blip heals in seconds and a long outage costs a handful of calls an hour."""
+
+
 class QStashUnavailableError(TransientError):
     """QStash did not answer, or answered 5xx."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message, retry_after=retry_after or OUTAGE_FIRST_RETRY_SECONDS)
 
 
 class QStashRateLimitedError(TransientError):

@@ -44,6 +44,7 @@ REFRESH_SECONDS: Final = 30.0
 """How often each CronWorkflow's nextScheduleTime is recomputed and a due handover finished.
 Pure computation unless something changed; 30 s keeps 1,000 objects well under 1 % CPU."""
 MAX_BACKOFF_SECONDS: Final = 300.0
+KOPF_PREFIX: Final = f"kopf.{vocabulary.GROUP}"
 
 
 @dataclasses.dataclass
@@ -91,13 +92,12 @@ def build_registry() -> kopf.OperatorRegistry:
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        # Progress and the last-handled spec live in annotations under our own prefix, so the
-        # structural schema does not prune them and they read as ours in `kubectl get -o yaml`.
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-            prefix=vocabulary.GROUP
-        )
+        # Progress and the last-handled spec live in annotations (the structural schema would
+        # prune unknown status fields). Their prefix must differ from ours: kopf hides annotations
+        # under its storage prefix from diffs, and run-now is one of ours that must be seen.
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=vocabulary.GROUP, key="last-handled-configuration"
+            prefix=KOPF_PREFIX, key="last-handled-configuration"
         )
         settings.persistence.finalizer = f"{vocabulary.GROUP}/finalizer"
         # Our events use one vocabulary (domain.vocabulary); kopf's "Handler succeeded" posts

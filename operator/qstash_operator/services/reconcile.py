@@ -182,15 +182,17 @@ class Reconciler:
         return Result(patch)
 
     async def finalize(self, body: JsonDict, *, now: datetime) -> None:
-        """The CronWorkflow is being deleted: remove its QStash schedule (a CronJob goes by GC).
+        """The CronWorkflow is being deleted: remove its schedule on every backend it may have.
 
-        A schedule that does not exist counts as deleted. Without a QStash token nothing can be
-        deleted; a schedule created earlier is then left behind, said in a log line.
+        The CronJob is owned and would be garbage-collected anyway; deleting it here makes the
+        schedule stop at once rather than when the collector gets to it. A schedule that does not
+        exist counts as deleted. Without a QStash token a QStash schedule cannot be deleted; that
+        is said in a log line (the webhook refuses its deliveries: the CronWorkflow is gone).
         """
         meta = body.get("metadata") or {}
-        schedule_id = naming.schedule_id(
-            self._settings.cluster_name, str(meta.get("namespace")), str(meta.get("name"))
-        )
+        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+        await self._delete_owned_cronjob(namespace, name, str(meta.get("uid")))
+        schedule_id = naming.schedule_id(self._settings.cluster_name, namespace, name)
         status = body.get("status") or {}
         used_qstash = status.get("backend") == Backend.QSTASH.value or (
             (status.get("handover") or {}).get("from") == Backend.QSTASH.value
@@ -394,12 +396,25 @@ class Reconciler:
         await self._kube.replace_cronjob(replacement)
         return vocabulary.REASON_CRONJOB_UPDATED
 
+    async def _delete_owned_cronjob(
+        self, namespace: str, cronworkflow: str, owner_uid: str
+    ) -> None:
+        """Delete the CronWorkflow's CronJob, and only if it really is its own."""
+        name = naming.cronjob_name(cronworkflow)
+        try:
+            existing = await self._kube.get_cronjob(namespace, name)
+        except NotFoundError:
+            return
+        meta = existing.get("metadata") or {}
+        if any(ref.get("uid") == owner_uid for ref in meta.get("ownerReferences") or []):
+            await self._kube.delete_cronjob(namespace, name, uid=meta.get("uid"))
+
     async def _retire(
         self, body: JsonDict, cw: CronWorkflow, old: Backend, *, now: datetime
     ) -> None:
         """Delete the previous backend's schedule after a handover."""
         if old is Backend.CRONJOB:
-            await self._kube.delete_cronjob(cw.namespace, naming.cronjob_name(cw.name))
+            await self._delete_owned_cronjob(cw.namespace, cw.name, cw.uid)
             what = f"CronJob {naming.cronjob_name(cw.name)}"
             reason = vocabulary.REASON_HANDOVER_COMPLETE
         elif self._qstash is not None:
