@@ -50,6 +50,9 @@ async def test_a_tick_becomes_one_job_with_its_name_owner_labels_and_annotations
     assert [ref["name"] for ref in status["active"]] == [meta["name"]]
     reasons = {event["reason"] for event in await stack.events("report")}
     assert vocabulary.REASON_SUCCESSFUL_CREATE in reasons
+    assert stack.metric("qstash_webhook_deliveries_total", result="run") == 1
+    assert stack.metric("qstash_webhook_job_creation_seconds_count") == 1
+    assert stack.metric("qstash_webhook_job_creation_seconds_sum") == DELIVERY_DELAY
 
 
 @pytest.mark.parametrize(
