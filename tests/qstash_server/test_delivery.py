@@ -17,7 +17,7 @@ import jwt
 import pytest
 
 from qstash_operator.qstash_server import clock
-from qstash_operator.qstash_server.testing import RunningServer, header
+from qstash_operator.qstash_server.testing import ControlError, RunningServer, header
 from tests.qstash_server.conftest import START, TOP, TOP_MS, Sdk
 from tests.qstash_server.receiver import Reply, VerifyingReceiver
 
@@ -147,7 +147,7 @@ async def test_fire_respects_pause_unless_forced(
 ) -> None:
     schedule_id = await make_schedule(client, receiver.url("/f"), "0 0 1 1 *")
     await client.schedule("pause", schedule_id)
-    with pytest.raises(RuntimeError, match="409"):
+    with pytest.raises(ControlError, match="409"):
         await qstash.fire(schedule_id)
     message_id = await qstash.fire(schedule_id, force=True)
     [delivery] = await qstash.wait_for_deliveries(1, message_id=message_id)

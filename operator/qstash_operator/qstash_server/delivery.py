@@ -48,6 +48,9 @@ NON_RETRYABLE_STATUS: Final = 489
 NON_RETRYABLE_HEADER: Final = "Upstash-NonRetryable-Error"
 RESPONSE_BODY_LOG_BYTES: Final = 1024
 """How much of a destination's answer the attempt log keeps (enough for an error message)."""
+REQUEST_BODY_LOG_BYTES: Final = 64 * 1024
+"""How much of each delivered body the attempt log keeps: whole for any webhook payload, bounded
+so that a log of ``log_limit`` attempts of 1 MB messages cannot eat gigabytes."""
 MAX_IDLE_SECONDS: Final = 60.0
 """The scheduler loop re-checks at least once a minute even with no schedules (QStash's tick)."""
 MIN_SLEEP_SECONDS: Final = 0.001
@@ -312,7 +315,8 @@ class Sender:
             "url": settings.destination,
             "method": settings.method,
             "headers": [list(pair) for pair in headers],
-            **model.body_fields(settings.body),
+            **model.body_fields(settings.body[:REQUEST_BODY_LOG_BYTES]),
+            "bodyTruncated": len(settings.body) > REQUEST_BODY_LOG_BYTES,
             "startedAt": int(self._wall() * 1000),
             "status": None,
             "error": None,
@@ -410,9 +414,9 @@ class Scheduler:
     def schedule_removed(self, schedule_id: str) -> None:
         self._next_due.pop(schedule_id, None)
 
-    def _refresh(self, schedule_id: str) -> None:
+    def _refresh(self, schedule_id: str, cache: firing.TickCache | None = None) -> None:
         record = self._store.schedules[schedule_id]
-        self._next_due[schedule_id] = firing.next_due(
+        self._next_due[schedule_id] = (cache or firing.TickCache()).next_due(
             record.schedule, considered_until=clock.from_ms(record.considered_until_ms)
         )
 
@@ -429,12 +433,13 @@ class Scheduler:
             (tick, schedule_id) for schedule_id, tick in self._next_due.items() if tick <= now
         )
         fired: list[Fired] = []
+        cache = firing.TickCache()
         for _, schedule_id in due:
             record = self._store.schedules.get(schedule_id)
             if record is None:
                 self._next_due.pop(schedule_id, None)
                 continue
-            tick = firing.due_tick(
+            tick = cache.due_tick(
                 record.schedule,
                 considered_until=clock.from_ms(record.considered_until_ms),
                 now=now,
@@ -443,7 +448,7 @@ class Scheduler:
             self._store.schedules[schedule_id] = record
             if tick is not None and not record.paused:
                 fired.append(self._trigger(record, tick))
-            self._refresh(schedule_id)
+            self._refresh(schedule_id, cache)
         if due:
             self._store.mark_dirty()
         return fired
@@ -497,12 +502,13 @@ class Scheduler:
             fired.append(self._trigger(record, planned.tick))
         driven.set(target)
         target_ms = clock.to_ms(target)
+        cache = firing.TickCache()
         for schedule_id, record in list(self._store.schedules.items()):
             if record.considered_until_ms < target_ms:
                 self._store.schedules[schedule_id] = dataclasses.replace(
                     record, considered_until_ms=target_ms
                 )
-            self._refresh(schedule_id)
+            self._refresh(schedule_id, cache)
         self._store.mark_dirty()
         return fired
 

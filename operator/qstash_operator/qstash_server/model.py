@@ -99,8 +99,18 @@ _SCHEDULE_ID = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
 def new_id(prefix: str, length: int = ID_LENGTH) -> str:
-    """A random opaque id in QStash's style (``scd_``, ``msg_``, ``jwt_``, ``sig_`` + base58)."""
-    return prefix + "".join(secrets.choice(_BASE58) for _ in range(length))
+    """A random opaque id in QStash's style (``scd_``, ``msg_``, ``jwt_``, ``sig_`` + base58).
+
+    One ``token_bytes`` call, read as base-58 digits: 8 random bits per character against the
+    5.9 a base-58 digit holds, so the digits are uniform to within 2**-(2*length); per-character
+    ``secrets.choice`` was a third of the cost of firing a tick.
+    """
+    number = int.from_bytes(secrets.token_bytes(length), "big")
+    digits = []
+    for _ in range(length):
+        number, digit = divmod(number, len(_BASE58))
+        digits.append(_BASE58[digit])
+    return prefix + "".join(digits)
 
 
 def new_signing_key() -> str:

@@ -83,6 +83,7 @@ class Delivery(TypedDict):
     outcome: str  # success | failed | non_retryable | dropped
     startedAt: int  # wall-clock Unix ms
     finishedAt: int
+    bodyTruncated: bool  # the log keeps the first 64 KiB of a body
     body: NotRequired[str]
     bodyBase64: NotRequired[str]
     responseBody: NotRequired[str]
