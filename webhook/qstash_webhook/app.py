@@ -13,9 +13,8 @@ from typing import Final
 
 from aiohttp import web
 
-from qstash_operator.adapters import qstash_health
 from qstash_operator.adapters.kube import Kube
-from qstash_operator.adapters.qstash_health import ScheduleInfo
+from qstash_operator.adapters.qstash_api import ObservedSchedule, QStashSchedules
 from qstash_operator.adapters.signing_keys import SigningKeySource
 from qstash_operator.domain import builders
 from qstash_operator.services.catalog import CatalogService, ScheduleLister
@@ -32,6 +31,10 @@ MAX_BODY_BYTES: Final = 16 * 1024
 hostile sender from making us buffer megabytes before the signature check (413 beyond)."""
 
 
+STATUS_TIMEOUT: Final = 5.0
+"""A person is waiting on the status page; QStash that does not list in 5 s is "unreachable"."""
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -42,8 +45,12 @@ def _schedule_lister(settings: Settings) -> ScheduleLister | None:
         return None
     url = settings.qstash.url
 
-    async def schedules() -> list[ScheduleInfo]:
-        return await qstash_health.list_schedules(url=url, token=token.reveal())
+    async def schedules() -> list[ObservedSchedule]:
+        client = QStashSchedules(token=token.reveal(), base_url=url, timeout=STATUS_TIMEOUT)
+        try:
+            return await client.list()
+        finally:
+            await client.close()
 
     return schedules
 

@@ -251,6 +251,30 @@ class Kube:
         with contextlib.suppress(NotFoundError):
             await self._run("DELETE", self._cronjob_path(namespace, name), body=options)
 
+    # -- Leases (leader election) --------------------------------------------------------
+
+    def _lease_path(self, namespace: str, name: str | None = None) -> str:
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{_q(namespace)}/leases"
+        return path if name is None else f"{path}/{_q(name)}"
+
+    async def get_lease(self, namespace: str, name: str) -> JsonDict:
+        result: JsonDict = await self._run("GET", self._lease_path(namespace, name))
+        return result
+
+    async def create_lease(self, lease: JsonDict) -> JsonDict:
+        result: JsonDict = await self._run(
+            "POST", self._lease_path(lease["metadata"]["namespace"]), body=lease
+        )
+        return result
+
+    async def replace_lease(self, lease: JsonDict) -> JsonDict:
+        """PUT with the resourceVersion read: a concurrent candidate turns it into a conflict."""
+        meta = lease["metadata"]
+        result: JsonDict = await self._run(
+            "PUT", self._lease_path(meta["namespace"], meta["name"]), body=lease
+        )
+        return result
+
     # -- Events -------------------------------------------------------------------------
 
     async def post_event(

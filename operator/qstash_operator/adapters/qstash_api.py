@@ -149,10 +149,12 @@ def _error_text(body: str) -> str:
 class QStashSchedules:
     """The schedule operations the operator needs. One instance per process."""
 
-    def __init__(self, *, token: str, base_url: str) -> None:
+    def __init__(self, *, token: str, base_url: str, timeout: float | None = None) -> None:
         self._client = AsyncQStash(token, retry=False, base_url=base_url)
         # The SDK offers no timeout option; its one httpx client is reachable here.
-        self._client.http._client.timeout = TIMEOUT
+        self._client.http._client.timeout = (
+            TIMEOUT if timeout is None else httpx.Timeout(timeout, connect=min(timeout, 5.0))
+        )
         self.base_url = base_url
 
     async def close(self) -> None:
@@ -186,6 +188,8 @@ class QStashSchedules:
     async def list(self) -> list[ObservedSchedule]:
         try:
             return [ObservedSchedule.from_sdk(item) for item in await self._client.schedule.list()]
+        except (KeyError, ValueError, TypeError) as exc:  # a reply the SDK could not parse
+            raise QStashUnavailableError("list schedules: QStash sent an unreadable list") from exc
         except Exception as exc:
             raise _translate(exc, "list schedules") from exc
 

@@ -27,7 +27,7 @@ import dataclasses
 import enum
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from qstash_operator.domain import cron, naming, vocabulary
 from qstash_operator.domain.model import ConcurrencyPolicy, CronWorkflow, JsonDict
@@ -140,10 +140,42 @@ class RunPlan:
     message: str = ""
 
 
+RESERVATION_PREFIX: Final = "reserved:"
+"""``status.active`` entries written before their Job exists carry ``uid: reserved:<time>``."""
+RESERVATION_TTL: Final = timedelta(seconds=60)
+"""A reservation whose Job never appeared (its writer crashed) stops counting after a minute; a
+Job create takes milliseconds, so a live reservation is always far younger."""
+
+
+def reservation_uid(now: datetime) -> str:
+    return RESERVATION_PREFIX + now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def reserved_names(active: Sequence[Any] | None, *, now: datetime) -> tuple[str, ...]:
+    """Names of runs another writer has reserved and is about to create (Forbid/Replace)."""
+    names = []
+    for entry in active or ():
+        uid = entry.get("uid", "") if isinstance(entry, dict) else ""
+        if not isinstance(uid, str) or not uid.startswith(RESERVATION_PREFIX):
+            continue
+        stamp = parse_time(uid[len(RESERVATION_PREFIX) :])
+        if stamp is not None and now - RESERVATION_TTL <= stamp <= now + RESERVATION_TTL:
+            names.append(str(entry.get("name", "")))
+    return tuple(names)
+
+
 def _concurrency(
-    cw: CronWorkflow, jobs: Sequence[JobView], *, tick: datetime | None, name: str
+    cw: CronWorkflow,
+    jobs: Sequence[JobView],
+    *,
+    tick: datetime | None,
+    name: str,
+    reserved: Sequence[str] = (),
 ) -> RunPlan:
-    active = [job.name for job in jobs if job.active]
+    live = {job.name for job in jobs}
+    active = [job.name for job in jobs if job.active] + [
+        pending for pending in reserved if pending not in live and pending != name
+    ]
     policy = cw.spec.concurrency_policy
     if active and policy is ConcurrencyPolicy.FORBID:
         return RunPlan(
@@ -151,7 +183,11 @@ def _concurrency(
             tick=tick,
             message=f"concurrencyPolicy is Forbid and {', '.join(sorted(active))} is still active",
         )
-    replace = tuple(sorted(active)) if policy is ConcurrencyPolicy.REPLACE else ()
+    replace = (
+        tuple(sorted(job.name for job in jobs if job.active))
+        if policy is ConcurrencyPolicy.REPLACE
+        else ()
+    )
     return RunPlan(Outcome.RUN, tick=tick, job_name=name, delete_first=replace)
 
 
@@ -164,6 +200,7 @@ def plan_tick(
     delivered_at: datetime,
     message_id: str | None,
     tolerance: timedelta,
+    reserved: Sequence[str] = (),
 ) -> RunPlan:
     """Decide what a QStash delivery at ``delivered_at`` does (rules in the module docstring)."""
     if message_id is not None:
@@ -207,17 +244,19 @@ def plan_tick(
             tick=tick,
             message=f"delivered {late}s after its tick, past startingDeadlineSeconds={deadline}",
         )
-    return _concurrency(cw, jobs, tick=tick, name=name)
+    return _concurrency(cw, jobs, tick=tick, name=name, reserved=reserved)
 
 
-def plan_manual(cw: CronWorkflow, *, jobs: Sequence[JobView], seed: str) -> RunPlan:
+def plan_manual(
+    cw: CronWorkflow, *, jobs: Sequence[JobView], seed: str, reserved: Sequence[str] = ()
+) -> RunPlan:
     """A manual run honours concurrencyPolicy (not suspend: asking explicitly overrides it)."""
     name = naming.manual_job_name(cw.name, seed)
     if any(job.name == name for job in jobs):
         return RunPlan(
             Outcome.DUPLICATE_MESSAGE, job_name=name, message=f"Job {name} already exists"
         )
-    return _concurrency(cw, jobs, tick=None, name=name)
+    return _concurrency(cw, jobs, tick=None, name=name, reserved=reserved)
 
 
 def active_references(jobs: Iterable[JobView], namespace: str) -> list[JsonDict]:

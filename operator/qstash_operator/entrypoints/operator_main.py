@@ -173,8 +173,6 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
     site = web.TCPSite(runner, args.http_host, args.http_port)
     await site.start()
 
-    finished = asyncio.Event()
-
     async def work() -> None:
         leading.set()
         metrics.leader.set(1)
@@ -194,30 +192,19 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
                     await drift
             leading.clear()
             metrics.leader.set(0)
-            finished.set()
 
     try:
         if not args.leader_election:
             await work()
             return 0
-        # The election renews for ever; it ends only when the lease is lost. kopf ends on
-        # SIGTERM/SIGINT. Whichever comes first decides the exit.
-        election = asyncio.create_task(
-            lead(
-                kube,
-                name=args.lease_name,
-                namespace=settings.pod_namespace,
-                identity=settings.pod_name,
-                work=work,
-            )
+        kept = await lead(
+            kube,
+            name=args.lease_name,
+            namespace=settings.pod_namespace,
+            identity=settings.pod_name,
+            work=work,
         )
-        stopped = asyncio.create_task(finished.wait())
-        done, _ = await asyncio.wait({election, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (election, stopped):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if election in done:
+        if not kept:
             logger.error("leader lease lost; exiting so a standby can take over")
             return LOST_LEADERSHIP_EXIT
         return 0

@@ -17,12 +17,12 @@ from datetime import datetime
 from typing import Any, Final
 
 from qstash_operator.adapters.kube import Kube
-from qstash_operator.adapters.qstash_health import ScheduleInfo
+from qstash_operator.adapters.qstash_api import ObservedSchedule
 from qstash_operator.domain import cron, model, naming, runs, vocabulary
 from qstash_operator.domain.errors import InvalidSpecError, TransientError
 from qstash_operator.domain.model import JsonDict
 
-ScheduleLister = Callable[[], Awaitable[list[ScheduleInfo]]]
+ScheduleLister = Callable[[], Awaitable[list[ObservedSchedule]]]
 
 STATE_ACTIVE: Final = "active"
 STATE_SUSPENDED: Final = "suspended"
@@ -121,7 +121,7 @@ class Drift:
 
 
 def find_drift(
-    summaries: Iterable[Summary], schedules: Iterable[ScheduleInfo], *, cluster: str
+    summaries: Iterable[Summary], schedules: Iterable[ObservedSchedule], *, cluster: str
 ) -> Drift:
     listed = {schedule.schedule_id for schedule in schedules}
     summaries = list(summaries)
@@ -212,7 +212,7 @@ class CatalogService:
             )
             return BackendHealth(qstash, by_backend, by_state, drift=None)
         try:
-            listed: Sequence[ScheduleInfo] = await self._schedules()
+            listed: Sequence[ObservedSchedule] = await self._schedules()
         except TransientError as exc:
             qstash = QStashHealth(
                 configured=True, reachable=False, problem=str(exc), schedules=None

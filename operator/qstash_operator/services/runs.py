@@ -30,6 +30,7 @@ from qstash_operator.adapters.kube import Kube
 from qstash_operator.domain import builders, model, runs, vocabulary
 from qstash_operator.domain.errors import (
     AlreadyExistsError,
+    ApiRejectedError,
     ConflictError,
     InvalidSpecError,
     NotFoundError,
@@ -105,6 +106,7 @@ class RunService:
                 delivered_at=delivered_at,
                 message_id=message_id,
                 tolerance=self._tolerance,
+                reserved=runs.reserved_names(status.get("active"), now=delivered_at),
             )
             try:
                 return await self._execute(
@@ -130,7 +132,8 @@ class RunService:
             body = await self._load(namespace, name, None)
             cw = self._parse(body)
             jobs = await self._jobs(cw)
-            plan = runs.plan_manual(cw, jobs=jobs, seed=seed)
+            reserved = runs.reserved_names((body.get("status") or {}).get("active"), now=now)
+            plan = runs.plan_manual(cw, jobs=jobs, seed=seed, reserved=reserved)
             try:
                 return await self._execute(
                     body, cw, jobs, plan, now=now, message_id=None, requested_by=requested_by
@@ -198,7 +201,7 @@ class RunService:
         assert plan.job_name is not None  # RUN plans always name their Job
 
         if cw.spec.concurrency_policy is not model.ConcurrencyPolicy.ALLOW:
-            await self._reserve(body, cw, jobs, plan.job_name)
+            await self._reserve(body, cw, jobs, plan.job_name, now=now)
         for doomed in plan.delete_first:
             await self._kube.delete_job(cw.namespace, doomed)
             await self._event(
@@ -221,6 +224,15 @@ class RunService:
         )
         try:
             created = await self._kube.create_job(job)
+        except ApiRejectedError as exc:
+            await self._event(
+                body,
+                vocabulary.REASON_FAILED_CREATE,
+                f"the API server rejected Job {plan.job_name}: {exc.detail}",
+                now,
+                warning=True,
+            )
+            raise
         except AlreadyExistsError:
             message = f"Job {plan.job_name} already exists"
             self._observer.observed(Outcome.DUPLICATE_TICK, seconds=None)
@@ -241,12 +253,24 @@ class RunService:
         return result(Outcome.RUN, f"created Job {plan.job_name}")
 
     async def _reserve(
-        self, body: JsonDict, cw: CronWorkflow, jobs: Sequence[JobView], job_name: str
+        self,
+        body: JsonDict,
+        cw: CronWorkflow,
+        jobs: Sequence[JobView],
+        job_name: str,
+        *,
+        now: datetime,
     ) -> None:
         """Claim the run with a write that fails if the CronWorkflow changed since we read it."""
         active = runs.active_references(jobs, cw.namespace)
         active.append(
-            {"apiVersion": "batch/v1", "kind": "Job", "name": job_name, "namespace": cw.namespace}
+            {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "name": job_name,
+                "namespace": cw.namespace,
+                "uid": runs.reservation_uid(now),
+            }
         )
         patch = {
             "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},

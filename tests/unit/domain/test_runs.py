@@ -198,3 +198,37 @@ def test_history_keeps_the_newest_of_each_kind() -> None:
     ]
     assert runs.last_successful_time(jobs) == at(3)
     assert [ref["name"] for ref in runs.active_references(jobs, "ns")] == ["running"]
+
+
+def test_a_fresh_reservation_counts_as_active_under_forbid() -> None:
+    cw = cronworkflow({"concurrencyPolicy": "Forbid"})
+    active = [
+        {"name": "report-manual-aaaaa", "uid": runs.reservation_uid(TOP_OF_THE_HOUR)},
+        {"name": "report-old", "uid": runs.reservation_uid(TOP_OF_THE_HOUR - timedelta(minutes=5))},
+        {"name": "report-live", "uid": "9d0c"},
+    ]
+    reserved = runs.reserved_names(active, now=JUST_AFTER_THE_HOUR)
+    assert reserved == ("report-manual-aaaaa",)  # a stale reservation and a real uid do not count
+    plan = runs.plan_tick(
+        cw,
+        jobs=(),
+        last_schedule_time=None,
+        schedule_since=None,
+        delivered_at=JUST_AFTER_THE_HOUR,
+        message_id="msg_2",
+        tolerance=timedelta(seconds=30),
+        reserved=reserved,
+    )
+    assert plan.outcome is Outcome.SKIPPED_FORBID
+    # once its Job exists, the Job itself decides (finished: not active)
+    done = runs.plan_tick(
+        cw,
+        jobs=(job("report-manual-aaaaa", succeeded=True),),
+        last_schedule_time=None,
+        schedule_since=None,
+        delivered_at=JUST_AFTER_THE_HOUR,
+        message_id="msg_2",
+        tolerance=timedelta(seconds=30),
+        reserved=reserved,
+    )
+    assert done.outcome is Outcome.RUN

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from qstash_operator.adapters.qstash_health import ScheduleInfo
+from qstash_operator.adapters.qstash_api import ObservedSchedule
 from qstash_operator.services.catalog import find_drift, summarize
 from tests.unit.webhook import support
 
@@ -69,9 +69,17 @@ def test_a_summary_reads_the_operators_status() -> None:
     assert summary.ready.status == "True"
 
 
-def schedule(sid: str) -> ScheduleInfo:
-    return ScheduleInfo(
-        schedule_id=sid, destination=support.DESTINATION, cron="* * * * *", paused=False
+def schedule(sid: str) -> ObservedSchedule:
+    return ObservedSchedule(
+        schedule_id=sid,
+        destination=support.DESTINATION,
+        cron="* * * * *",
+        body=None,
+        retries=3,
+        retry_delay=None,
+        paused=False,
+        next_schedule_time_ms=None,
+        last_schedule_time_ms=None,
     )
 
 
