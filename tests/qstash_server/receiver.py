@@ -47,6 +47,7 @@ class Received:
     sdk_verified: bool | None
     own_verified: bool
     problem: str | None
+    arrived: float  # time.monotonic() when the request was read
 
     def header(self, name: str) -> str | None:
         lowered = name.lower()
@@ -127,6 +128,7 @@ class VerifyingReceiver:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        arrived = time.monotonic()
         url = self.base_url + request.raw_path
         sdk, own, problem = self._verify(request.headers.get("Upstash-Signature", ""), body, url)
         self.received.append(
@@ -139,6 +141,7 @@ class VerifyingReceiver:
                 sdk_verified=sdk,
                 own_verified=own,
                 problem=problem,
+                arrived=arrived,
             )
         )
         queue = self._scripts.get(request.path)

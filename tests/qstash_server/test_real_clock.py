@@ -14,7 +14,7 @@ from qstash_operator.qstash_server.testing import RunningServer
 from tests.qstash_server.conftest import Sdk
 from tests.qstash_server.receiver import VerifyingReceiver
 
-LEAD_SECONDS = 1.0
+LEAD_SECONDS = 1.5
 """Time between creating the schedule and the minute; generous for a loaded CI machine."""
 
 

@@ -26,6 +26,7 @@ import dataclasses
 import email.utils
 import math
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Final
@@ -213,8 +214,11 @@ def parse_retry_delay(text: str) -> RetryDelay:
     if len(stripped) > MAX_EXPRESSION_LENGTH:
         raise ExpressionError(f"the expression is longer than {MAX_EXPRESSION_LENGTH} characters")
     try:
-        tree = ast.parse(stripped, mode="eval")
-    except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
+        with warnings.catch_warnings():
+            # "1if", "0x" and friends only warn in Python's parser; here they are refusals.
+            warnings.simplefilter("error", SyntaxWarning)
+            tree = ast.parse(stripped, mode="eval")
+    except (SyntaxError, SyntaxWarning, ValueError, MemoryError, RecursionError) as exc:
         raise ExpressionError(f"cannot parse {stripped!r}") from exc
     try:
         _check(tree)

@@ -86,6 +86,7 @@ def test_expression_values(expression: str, retried: int, milliseconds: float) -
         pytest.param("lambda: 1", id="lambda"),
         pytest.param("1000 if retried else 0", id="conditional"),
         pytest.param("(1000", id="unbalanced"),
+        pytest.param("1if 2 else 3", id="only a SyntaxWarning in Python"),
         pytest.param("1" * 600, id="too long"),
         pytest.param("(" * 250 + "1" + ")" * 250, id="nesting beyond the parser's limit"),
     ],
