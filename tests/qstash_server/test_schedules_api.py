@@ -6,11 +6,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from qstash.errors import DailyMessageLimitExceededError, QStashError, RateLimitExceededError
 from qstash.message import FlowControlProperties
 from qstash.schedule import Schedule, ScheduleState
 
-from qstash_operator.qstash_server import app, model
+from qstash_operator.qstash_server import app, config, model
+from qstash_operator.qstash_server.app import make_app
 from qstash_operator.qstash_server.testing import RunningServer
 from tests.qstash_server.conftest import START, TOP_MS, Sdk
 from tests.qstash_server.receiver import Reply, VerifyingReceiver
@@ -480,3 +482,37 @@ async def test_oversized_message_is_refused(qstash: RunningServer) -> None:
         413,
         '{"error":"message size exceeds the limit of 1048576 bytes"}',
     )
+
+
+async def test_schedule_quota_is_412(sdk: Sdk) -> None:
+    async with RunningServer(start_time=START, max_schedules=1) as small:
+        client = Sdk(sdk.kind, small.token, small.url)
+        try:
+            await client.schedule(
+                "create", destination="https://e.com/1", cron="* * * * *", schedule_id="a"
+            )
+            await client.schedule(
+                "create", destination="https://e.com/2", cron="* * * * *", schedule_id="a"
+            )
+            with pytest.raises(QStashError) as caught:
+                await client.schedule("create", destination="https://e.com/3", cron="* * * * *")
+        finally:
+            await client.close()
+    assert status_of(caught.value) == (
+        412,
+        '{"error":"exceeded the maximum number of schedules allowed"}',
+    )
+
+
+async def test_controls_are_absent_unless_enabled() -> None:
+    server = TestServer(make_app(config.ServerConfig(port=0)))
+    async with TestClient(server) as http:
+        response = await http.get("/__control/clock")
+        assert (response.status, await response.json()) == (404, {"error": "not found"})
+        response = await http.get(
+            "/v2/keys", headers={"Authorization": f"Bearer {config.DEV_TOKEN}"}
+        )
+        assert await response.json() == {
+            "current": config.DEV_CURRENT_SIGNING_KEY,
+            "next": config.DEV_NEXT_SIGNING_KEY,
+        }
