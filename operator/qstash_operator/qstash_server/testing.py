@@ -644,6 +644,9 @@ class ThreadedServer:
     def api_calls(self) -> dict[str, int]:
         return self._run(self.server.api_calls())
 
+    def api_call_log(self) -> list[dict[str, Any]]:
+        return self._run(self.server.api_call_log())
+
     def reset_api_calls(self) -> None:
         self._run(self.server.reset_api_calls())
 
