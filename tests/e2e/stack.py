@@ -143,8 +143,13 @@ class Stack:
         leader_election: bool = False,
         name: str = "operator",
         start: bool = True,
+        kubeconfig: Path | None = None,
     ) -> tuple[Child, int]:
+        """``kubeconfig``: authenticate as someone else than admin (e.g. a chart ServiceAccount's
+        token, so RBAC applies); default the control plane's admin certificate."""
         env = self.base_env()
+        if kubeconfig is not None:
+            env["KUBECONFIG"] = str(kubeconfig)
         if qstash:
             env.update(self.qstash_env())
         env.update(
@@ -168,9 +173,15 @@ class Stack:
         return child, port
 
     def webhook(
-        self, *, extra_env: Mapping[str, str] | None = None, port: int | None = None
+        self,
+        *,
+        extra_env: Mapping[str, str] | None = None,
+        port: int | None = None,
+        kubeconfig: Path | None = None,
     ) -> Child:
         env = self.base_env()
+        if kubeconfig is not None:
+            env["KUBECONFIG"] = str(kubeconfig)
         env.update(self.qstash_env())
         env.update(extra_env or {})
         port = port or self.webhook_port

@@ -81,6 +81,7 @@ def test_a_cronworkflow_gets_one_schedule_that_follows_its_spec(stack: Stack) ->
     assert "ScheduleUpserted" in {event["reason"] for event in stack.events("nightly")}
     assert "production mode" in operator.output()
 
+    since = status["scheduleSince"]
     # A change outside the spec costs no QStash call.
     before = upserts(stack)
     stack.plane.kubectl("label", "qcwf", "nightly", "-n", stack.namespace, "team=data")
@@ -100,6 +101,11 @@ def test_a_cronworkflow_gets_one_schedule_that_follows_its_spec(stack: Stack) ->
         what="the edited cron in QStash",
     )
     assert upserts(stack) == before + 1
+    # A new cron takes effect now: ticks before the edit can never run (no retroactive runs).
+    wait(
+        lambda: (stack.get("cronworkflow", "nightly") or {})["status"]["scheduleSince"] > since,
+        what="scheduleSince to move",
+    )
 
     # suspend pauses, unsuspend resumes
     stack.plane.kubectl(

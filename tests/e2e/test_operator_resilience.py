@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from qstash import QStash
 
+from qstash_operator.qstash_server.testing import ThreadedServer
+from tests.cluster.controlplane import ControlPlane
 from tests.e2e.stack import Stack, cronworkflow, wait
 from tests.e2e.test_operator_qstash import metric, schedule_id, sdk
 
@@ -136,3 +139,24 @@ def test_drift_is_repaired_with_one_list_call_per_period(stack: Stack) -> None:
     lists = calls.pop("schedules.list", 0)
     assert 2 <= lists <= 6
     assert sum(calls.values()) == 0, calls
+
+
+def test_qstash_refusing_the_destination_sends_auto_to_cronjobs(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    """A public URL that passes our text check but that QStash refuses (a name resolving to a
+    private address): QStash's 400 turns QStash off for Auto, with its message in the event."""
+    with ThreadedServer(strict_destinations=True) as strict:
+        stack = Stack(control_plane, strict, tmp_path, namespace)
+        try:
+            stack.operator()
+            stack.apply(cronworkflow("refused"))
+            stack.wait_condition("refused", "Ready", "True")
+            body = stack.get("cronworkflow", "refused") or {}
+            assert body["status"]["backend"] == "CronJob"
+            [event] = [e for e in stack.events("refused") if e["reason"] == "FallbackToCronJob"]
+            assert "invalid destination url" in event["message"]
+            assert stack.get("cronjob", "refused") is not None
+            assert strict.api_calls().get("schedules.create", 0) == 1  # asked once, then believed
+        finally:
+            stack.stop()

@@ -200,6 +200,15 @@ class Kube:
         items: list[JsonDict] = result.get("items", [])
         return items
 
+    async def patch_job(self, namespace: str, name: str, patch: JsonDict) -> JsonDict:
+        result: JsonDict = await self._run(
+            "PATCH",
+            f"/apis/batch/v1/namespaces/{_q(namespace)}/jobs/{_q(name)}",
+            body=patch,
+            content_type=MERGE_PATCH,
+        )
+        return result
+
     async def delete_job(self, namespace: str, name: str) -> None:
         """Delete a Job and (in the background) its Pods; a Job already gone is fine."""
         with contextlib.suppress(NotFoundError):
@@ -239,13 +248,16 @@ class Kube:
         )
         return result
 
-    async def delete_cronjob(self, namespace: str, name: str, *, uid: str | None = None) -> None:
-        """Delete a CronJob (its Jobs follow by ownership); a CronJob already gone is fine.
+    async def delete_cronjob(
+        self, namespace: str, name: str, *, uid: str | None = None, orphan: bool = False
+    ) -> None:
+        """Delete a CronJob; a CronJob already gone is fine.
 
-        With ``uid``, only that very object is deleted (a precondition the API server checks),
-        never a namesake created in between.
+        Its Jobs follow by ownership, unless ``orphan`` (then they stay, without the CronJob as
+        owner). With ``uid``, only that very object is deleted (a precondition the API server
+        checks), never a namesake created in between.
         """
-        options: JsonDict = {"propagationPolicy": "Background"}
+        options: JsonDict = {"propagationPolicy": "Orphan" if orphan else "Background"}
         if uid is not None:
             options["preconditions"] = {"uid": uid}
         with contextlib.suppress(NotFoundError):

@@ -397,7 +397,7 @@ class Reconciler:
         return vocabulary.REASON_CRONJOB_UPDATED
 
     async def _delete_owned_cronjob(
-        self, namespace: str, cronworkflow: str, owner_uid: str
+        self, namespace: str, cronworkflow: str, owner_uid: str, *, orphan: bool = False
     ) -> None:
         """Delete the CronWorkflow's CronJob, and only if it really is its own."""
         name = naming.cronjob_name(cronworkflow)
@@ -407,14 +407,38 @@ class Reconciler:
             return
         meta = existing.get("metadata") or {}
         if any(ref.get("uid") == owner_uid for ref in meta.get("ownerReferences") or []):
-            await self._kube.delete_cronjob(namespace, name, uid=meta.get("uid"))
+            await self._kube.delete_cronjob(namespace, name, uid=meta.get("uid"), orphan=orphan)
+
+    async def _adopt_jobs(self, cw: CronWorkflow) -> None:
+        """Make the CronWorkflow the owner of Jobs its CronJob made, before the CronJob goes.
+
+        Deleting a CronJob garbage-collects its Jobs: a running one would be killed and the
+        history lost. Re-parented Jobs outlive the handover and still go with the CronWorkflow.
+        """
+        owner = builders.owner_reference(cw)
+        selector = builders.label_selector(builders.selector_labels(cw))
+        for job in await self._kube.list_jobs(cw.namespace, selector):
+            refs = (job.get("metadata") or {}).get("ownerReferences") or []
+            if any(ref.get("uid") == cw.uid for ref in refs):
+                continue
+            try:
+                await self._kube.patch_job(
+                    cw.namespace,
+                    job["metadata"]["name"],
+                    {"metadata": {"ownerReferences": [owner]}},
+                )
+            except NotFoundError:
+                continue
 
     async def _retire(
         self, body: JsonDict, cw: CronWorkflow, old: Backend, *, now: datetime
     ) -> None:
         """Delete the previous backend's schedule after a handover."""
         if old is Backend.CRONJOB:
-            await self._delete_owned_cronjob(cw.namespace, cw.name, cw.uid)
+            # Adopt, delete orphaning, adopt again: a Job the CronJob made in between is kept too.
+            await self._adopt_jobs(cw)
+            await self._delete_owned_cronjob(cw.namespace, cw.name, cw.uid, orphan=True)
+            await self._adopt_jobs(cw)
             what = f"CronJob {naming.cronjob_name(cw.name)}"
             reason = vocabulary.REASON_HANDOVER_COMPLETE
         elif self._qstash is not None:
