@@ -56,7 +56,7 @@ def test_kill_9_during_reconciliation_of_200_leaves_every_one_ready_and_nothing_
     stack.plane.kubectl("apply", "-n", stack.namespace, "-f", "-", input=json.dumps(manifest))
     operator, _ = stack.operator()
     client: QStash = sdk(stack)
-    threshold = random.randint(20, 140)  # a random point in the middle of the work  # noqa: S311
+    threshold = random.randint(20, 140)  # a random point in the middle of the work
 
     def schedules() -> set[str]:
         prefix = f"{stack.cluster_name}."
