@@ -45,6 +45,7 @@ REFRESH_SECONDS: Final = 30.0
 Pure computation unless something changed; 30 s keeps 1,000 objects well under 1 % CPU."""
 MAX_BACKOFF_SECONDS: Final = 300.0
 KOPF_PREFIX: Final = f"kopf.{vocabulary.GROUP}"
+RUN_NOW: Final = {vocabulary.ANNOTATION_RUN_NOW: kopf.PRESENT}
 
 
 @dataclasses.dataclass
@@ -108,9 +109,9 @@ def build_registry() -> kopf.OperatorRegistry:
         settings.watching.client_timeout = 330
         settings.networking.request_timeout = 30
 
-    @kopf.on.resume(*RESOURCE, registry=registry)
-    @kopf.on.create(*RESOURCE, registry=registry)
-    @kopf.on.update(*RESOURCE, field="spec", registry=registry)
+    @kopf.on.resume(*RESOURCE, id="schedule", registry=registry)
+    @kopf.on.create(*RESOURCE, id="schedule", registry=registry)
+    @kopf.on.update(*RESOURCE, id="schedule", field="spec", registry=registry)
     async def schedule(
         body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any
     ) -> None:
@@ -121,7 +122,7 @@ def build_registry() -> kopf.OperatorRegistry:
         patch.status.update(result.status)
         _raise_for(result, retry)
 
-    @kopf.on.delete(*RESOURCE, registry=registry)
+    @kopf.on.delete(*RESOURCE, id="unschedule", registry=registry)
     async def unschedule(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
         services = _services(memo)
         try:
@@ -129,7 +130,7 @@ def build_registry() -> kopf.OperatorRegistry:
         except TransientError as exc:
             raise kopf.TemporaryError(str(exc), delay=_backoff(exc, retry)) from exc
 
-    @kopf.timer(*RESOURCE, interval=REFRESH_SECONDS, registry=registry)
+    @kopf.timer(*RESOURCE, id="refresh", interval=REFRESH_SECONDS, registry=registry)
     async def refresh(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         services = _services(memo)
         result = await services.reconciler.refresh(dict(body), now=services.clock())
@@ -138,15 +139,9 @@ def build_registry() -> kopf.OperatorRegistry:
         if isinstance(result.error, TransientError):
             logger.warning("refresh of %s failed: %s", body.meta.get("name"), result.error)
 
-    @kopf.on.resume(
-        *RESOURCE, annotations={vocabulary.ANNOTATION_RUN_NOW: kopf.PRESENT}, registry=registry
-    )
-    @kopf.on.create(
-        *RESOURCE, annotations={vocabulary.ANNOTATION_RUN_NOW: kopf.PRESENT}, registry=registry
-    )
-    @kopf.on.update(
-        *RESOURCE, annotations={vocabulary.ANNOTATION_RUN_NOW: kopf.PRESENT}, registry=registry
-    )
+    @kopf.on.resume(*RESOURCE, id="run_now", annotations=RUN_NOW, registry=registry)
+    @kopf.on.create(*RESOURCE, id="run_now", annotations=RUN_NOW, registry=registry)
+    @kopf.on.update(*RESOURCE, id="run_now", annotations=RUN_NOW, registry=registry)
     async def run_now(
         body: kopf.Body, meta: kopf.Meta, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any
     ) -> None:
@@ -176,7 +171,7 @@ def build_registry() -> kopf.OperatorRegistry:
 
     managed = {vocabulary.LABEL_MANAGED_BY: vocabulary.MANAGED_BY}
 
-    @kopf.on.event("batch", "v1", "jobs", labels=managed, registry=registry)
+    @kopf.on.event("batch", "v1", "jobs", id="job_event", labels=managed, registry=registry)
     async def job_event(body: kopf.Body, memo: kopf.Memo, type: str | None, **_: Any) -> None:
         services = _services(memo)
         try:
@@ -184,7 +179,7 @@ def build_registry() -> kopf.OperatorRegistry:
         except TransientError as exc:
             logger.info("status mirror for Job %s deferred: %s", body.meta.get("name"), exc)
 
-    @kopf.on.event("batch", "v1", "cronjobs", labels=managed, registry=registry)
+    @kopf.on.event("batch", "v1", "cronjobs", id="cronjob_event", labels=managed, registry=registry)
     async def cronjob_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         services = _services(memo)
         try:
