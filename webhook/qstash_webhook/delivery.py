@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import time
 from typing import Any, Final
 
@@ -45,6 +46,10 @@ MAX_MESSAGE_ID: Final = 256
 MAX_NAMESPACE: Final = 63  # a DNS label
 MAX_NAME: Final = 253  # a DNS subdomain
 MAX_UID: Final = 128  # uids are 36-character UUIDs; leave room, refuse nonsense
+_LABEL: Final = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS_LABEL: Final = re.compile(_LABEL)
+_DNS_SUBDOMAIN: Final = re.compile(rf"{_LABEL}(\.{_LABEL})*")
+_UID: Final = re.compile(r"[A-Za-z0-9-]+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,10 +82,18 @@ def parse_target(body: bytes) -> Target:
     if not isinstance(data, dict):
         raise _malformed("is not a JSON object")
     values: dict[str, str] = {}
-    for key, limit in (("namespace", MAX_NAMESPACE), ("name", MAX_NAME), ("uid", MAX_UID)):
+    for key, limit, shape in (
+        ("namespace", MAX_NAMESPACE, _DNS_LABEL),
+        ("name", MAX_NAME, _DNS_SUBDOMAIN),
+        ("uid", MAX_UID, _UID),
+    ):
         value = data.get(key)
         if not isinstance(value, str) or not value or len(value) > limit:
             raise _malformed(f"has no usable {key!r} (a string of 1-{limit} characters)")
+        if not shape.fullmatch(value):
+            # Checked before any API call: ".." or "a/b" would otherwise become another path
+            # on the API server (which answers 500 for "..", and QStash would retry for days).
+            raise _malformed(f"has a {key!r} that no Kubernetes object can have")
         values[key] = value
     return Target(**values)
 
