@@ -1,0 +1,217 @@
+"""Convergence and steady state at 1,000 CronWorkflows.
+
+Convergence: the operator (QStash mode, a child process) is running and idle; one
+``kubectl apply`` of a List of N CronWorkflows is timed (the baseline: what storing the objects
+costs); then the time from the start of that apply until every CronWorkflow is ``Ready=True`` and
+the QStash-compatible server holds all N schedules (polled: the CronWorkflows every second, then
+the schedule list). The operator's peak resident memory is its ``VmHWM`` at the end.
+
+Steady state: the operator is restarted with ``QSTASH_OPERATOR_RESYNC_SECONDS`` small (the drift
+check's period); once it has resumed every object, the QStash API calls it makes are counted by
+route over several periods (the server's ``/__control/api-calls``). The theoretical floor is one
+``schedules.list`` per period and nothing else. The QStash calls made while resuming 1,000
+objects after the restart are reported too (ideally none but the lists: nothing changed).
+
+The QStash server runs with a driven clock, so no schedule fires during the benchmark (nothing
+here is about deliveries) and no webhook is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from qstash import AsyncQStash
+from tests.cluster.controlplane import ControlPlane
+from tests.e2e.stack import Stack, cronworkflow, http_get
+
+from bench import harness
+from qstash_operator.qstash_server.testing import ServerProcess
+
+NAMESPACE = "bench-converge"
+CONVERGE_TIMEOUT = 900.0
+POLL_SECONDS = 1.0
+
+
+def reconciles(port: int) -> float:
+    """Sum of ``qstash_operator_reconciles_total`` over its results."""
+    status, text = http_get(f"http://127.0.0.1:{port}/metrics")
+    if status != 200:
+        return 0.0
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("qstash_operator_reconciles_total{")
+    )
+
+
+async def schedule_count(server: ServerProcess, prefix: str) -> int:
+    client = AsyncQStash(server.token, base_url=server.url, retry=False)
+    try:
+        return sum(1 for s in await client.schedule.list() if s.schedule_id.startswith(prefix))
+    finally:
+        await client.http._client.aclose()
+
+
+async def converge(
+    plane: ControlPlane, server: ServerProcess, stack: Stack, count: int
+) -> dict[str, Any]:
+    operator, port = stack.operator()
+    assert operator.process is not None
+    manifests = [
+        cronworkflow(f"cw-{index:04d}", {"schedule": "0 3 * * *"}) for index in range(count)
+    ]
+    await server.reset_api_calls()
+    load_before = harness.load_average()
+    began = time.monotonic()
+    apply_seconds = await asyncio.to_thread(harness.apply_list, plane, NAMESPACE, manifests)
+    path = f"/apis/qstash-operator.dev/v1alpha1/namespaces/{NAMESPACE}/cronworkflows"
+    prefix = f"{stack.cluster_name}.{NAMESPACE}."
+    ready_count = 0
+    ready_seconds = None
+    while time.monotonic() - began < CONVERGE_TIMEOUT:
+        if ready_seconds is None:
+            items = await asyncio.to_thread(harness.list_items, plane, path)
+            ready_count = sum(1 for item in items if harness.ready(item))
+            if ready_count >= count:
+                ready_seconds = time.monotonic() - began
+        if ready_seconds is not None and await schedule_count(server, prefix) >= count:
+            break
+        await asyncio.sleep(POLL_SECONDS)
+    else:
+        raise RuntimeError(f"{ready_count} of {count} Ready after {CONVERGE_TIMEOUT:.0f}s")
+    converged_seconds = time.monotonic() - began
+    memory = harness.memory_kib(operator.process.pid)
+    cpu = harness.process_cpu_seconds(operator.process.pid)
+    calls = await server.api_calls()
+    load_after = harness.load_average()
+    operator.stop()
+    return {
+        "count": count,
+        "kubectl_apply_seconds": round(apply_seconds, 2),
+        "all_ready_seconds": round(ready_seconds or 0.0, 2),
+        "all_ready_and_scheduled_seconds": round(converged_seconds, 2),
+        "ratio_to_apply": harness.ratio(converged_seconds, apply_seconds),
+        "resolution_seconds": POLL_SECONDS,
+        "operator_peak_rss_mib": round(memory["VmHWM"] / 1024, 1),
+        "operator_rss_at_end_mib": round(memory["VmRSS"] / 1024, 1),
+        "operator_cpu_seconds": round(cpu, 1),
+        "operator_reconciles": reconciles(port),
+        "qstash_calls_by_route": calls,
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+    }
+
+
+async def steady_state(
+    server: ServerProcess, stack: Stack, count: int, period: float, periods: int
+) -> dict[str, Any]:
+    await server.reset_api_calls()
+    began = time.monotonic()
+    operator, port = stack.operator(
+        extra_env={"QSTASH_OPERATOR_RESYNC_SECONDS": f"{period:g}"}, name="steady"
+    )
+    # Resumed: every object reconciled once by the new process, and the count holds still.
+    last, still_since = -1.0, time.monotonic()
+    while time.monotonic() - began < CONVERGE_TIMEOUT:
+        now_count = reconciles(port)
+        if now_count != last:
+            last, still_since = now_count, time.monotonic()
+        elif now_count >= count and time.monotonic() - still_since >= 2 * period:
+            break
+        await asyncio.sleep(0.5)
+    else:
+        raise RuntimeError(f"the restarted operator reconciled {last} of {count}")
+    resume_seconds = still_since - began
+    resume_calls = await server.api_calls()
+    await server.reset_api_calls()
+    window_began = time.monotonic()
+    await asyncio.sleep(period * periods)
+    calls = await server.api_calls()
+    window = time.monotonic() - window_began
+    operator.stop()
+    lists = calls.get("schedules.list", 0)
+    others = {route: n for route, n in calls.items() if route != "schedules.list"}
+    expected_periods = window / period
+    return {
+        "count": count,
+        "resync_seconds": period,
+        "window_seconds": round(window, 1),
+        "periods_in_window": round(expected_periods, 2),
+        "qstash_calls_by_route": calls,
+        "list_calls_per_period": round(lists / expected_periods, 2),
+        "other_calls": others,
+        "other_calls_per_period": round(sum(others.values()) / expected_periods, 2),
+        "baseline_calls_per_period": 1.0,
+        "restart_resume_seconds": round(resume_seconds, 1),
+        "restart_reconciles": last,
+        "restart_qstash_calls_by_route": resume_calls,
+    }
+
+
+async def measure(plane: ControlPlane, count: int, period: float, periods: int) -> dict[str, Any]:
+    harness.create_namespace(plane, NAMESPACE)
+    workdir = Path(tempfile.mkdtemp(prefix="qso-bench-converge-"))
+    server = ServerProcess("--driven-clock")
+    await server.start()
+    stack = Stack(plane, server, workdir, NAMESPACE)  # type: ignore[arg-type]  # same surface
+    try:
+        converged = await converge(plane, server, stack, count)
+        steady = await steady_state(server, stack, count, period, periods)
+    finally:
+        stack.stop()
+        await server.stop()
+    return {
+        "benchmark": "convergence+steady-state",
+        "convergence": converged,
+        "steady_state": steady,
+        "kubernetes": harness.kubernetes_version(plane),
+        "logs": str(workdir),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    with harness.control_plane() as plane:
+        return asyncio.run(measure(plane, args.count, args.resync, args.periods))
+
+
+def rows(result: dict[str, Any]) -> list[harness.Row]:
+    conv, steady = result["convergence"], result["steady_state"]
+    count = conv["count"]
+    return [
+        harness.Row(
+            f"convergence (N={count})",
+            "apply -> all Ready + scheduled, s",
+            f"{conv['all_ready_and_scheduled_seconds']:.1f}",
+            f"{conv['kubectl_apply_seconds']:.1f}",
+            f"{conv['ratio_to_apply']:.1f}",
+            "baseline: the kubectl apply alone",
+        ),
+        harness.Row(
+            f"convergence (N={count})",
+            "operator peak RSS, MiB",
+            f"{conv['operator_peak_rss_mib']:.0f}",
+            "-",
+            "-",
+            "VmHWM of the operator process",
+        ),
+        harness.Row(
+            f"steady state (N={steady['count']})",
+            f"QStash calls / resync period ({steady['resync_seconds']:g}s)",
+            f"{steady['list_calls_per_period'] + steady['other_calls_per_period']:.2f}",
+            f"{steady['baseline_calls_per_period']:.2f}",
+            f"{(steady['list_calls_per_period'] + steady['other_calls_per_period']):.2f}",
+            f"lists {steady['list_calls_per_period']:.2f}, others "
+            f"{steady['other_calls_per_period']:.2f}",
+        ),
+    ]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--count", type=int, default=1000, help="CronWorkflows (default 1000)")
+    parser.add_argument("--resync", type=float, default=5.0, help="resync period for steady state")
+    parser.add_argument("--periods", type=int, default=6, help="periods counted in steady state")

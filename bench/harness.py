@@ -1,0 +1,308 @@
+"""What the cluster benchmarks share: the machine's description, percentiles, the control plane,
+our processes around it, and a Job watch that notes when each Job reached us.
+
+The control plane is the tests' (``tests/cluster/controlplane.py``): real etcd, kube-apiserver,
+kube-controller-manager (its CronJob controller is the baseline), scheduler and kwok, started fresh
+for each benchmark so no run inherits another's objects. Operator and webhook run as child
+processes through the CLI, exactly as the end-to-end tests run them (``tests/e2e/stack.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from tests.cluster.controlplane import ControlPlane, build_binaries
+
+RESULTS = Path(__file__).parent / "results"
+
+
+# --- the machine ----------------------------------------------------------------------------
+
+
+def load_average() -> list[float]:
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on: enough to judge whether two runs compare."""
+    cpu_model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    memory_gib = 0.0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "memory_gib": memory_gib,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+
+
+def kubernetes_version(plane: ControlPlane) -> str:
+    status, answer = plane.request("GET", "/version")
+    return str(answer.get("gitVersion", "?")) if status == 200 else "?"
+
+
+# --- statistics ------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default), on a copy."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * fraction
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def summary(values: Sequence[float], *, digits: int = 3) -> dict[str, float | int]:
+    return {
+        "count": len(values),
+        "min": round(min(values), digits) if values else math.nan,
+        "p50": round(percentile(values, 0.50), digits),
+        "p95": round(percentile(values, 0.95), digits),
+        "p99": round(percentile(values, 0.99), digits),
+        "max": round(max(values), digits) if values else math.nan,
+    }
+
+
+def ratio(ours: float, baseline: float) -> float:
+    """ours / baseline; equal zeros (e.g. both within the first second) compare as 1.0."""
+    if not baseline:
+        return 1.0 if not ours else math.inf
+    return round(ours / baseline, 3)
+
+
+# --- results ---------------------------------------------------------------------------------
+
+
+def save(name: str, result: dict[str, Any]) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = RESULTS / f"{name}-{stamp}.json"
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return path
+
+
+@dataclass
+class Row:
+    """One line of the printed table."""
+
+    benchmark: str
+    metric: str
+    ours: str
+    baseline: str
+    ratio: str
+    note: str = ""
+
+
+def table(rows: Sequence[Row]) -> str:
+    header = Row("benchmark", "metric", "ours", "baseline", "ours/baseline", "note")
+    lines = [header, *rows]
+    columns = ["benchmark", "metric", "ours", "baseline", "ratio", "note"]
+    widths = [max(len(getattr(row, column)) for row in lines) for column in columns]
+    out = []
+    for index, row in enumerate(lines):
+        cells = [
+            getattr(row, column).ljust(width) for column, width in zip(columns, widths, strict=True)
+        ]
+        out.append("| " + " | ".join(cells) + " |")
+        if index == 0:
+            out.append("|" + "|".join("-" * (width + 2) for width in widths) + "|")
+    return "\n".join(out)
+
+
+# --- the cluster -----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def control_plane() -> Iterator[ControlPlane]:
+    """A fresh control plane (binaries built first when the cache is cold, progress shown)."""
+    plane = ControlPlane(build_binaries())
+    plane.start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+def create_namespace(plane: ControlPlane, name: str) -> None:
+    status, answer = plane.request(
+        "POST",
+        "/api/v1/namespaces",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+    )
+    if status != 201:
+        raise RuntimeError(f"creating namespace {name} failed ({status}): {answer}")
+
+
+def apply_list(plane: ControlPlane, namespace: str, items: list[dict[str, Any]]) -> float:
+    """``kubectl apply`` of one List; returns the wall seconds it took."""
+    manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+    began = time.monotonic()
+    plane.kubectl("apply", "-n", namespace, "-f", "-", input=manifest, timeout=600)
+    return time.monotonic() - began
+
+
+def list_items(plane: ControlPlane, path: str) -> list[dict[str, Any]]:
+    status, answer = plane.request("GET", path, timeout=60)
+    if status != 200:
+        raise RuntimeError(f"GET {path} answered {status}: {str(answer)[:300]}")
+    items: list[dict[str, Any]] = answer.get("items", [])
+    return items
+
+
+def ready(item: dict[str, Any]) -> bool:
+    conditions = (item.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """VmHWM (peak resident set) and VmRSS of a live process, in KiB."""
+    found: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS"):
+            found[key] = int(value.split()[0])
+    return found
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a live process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def component_flags(plane: ControlPlane, component: str) -> list[str]:
+    """The command line a control-plane component runs with (to state which defaults apply)."""
+    pid = plane.pids().get(component)
+    if pid is None:
+        return []
+    raw = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    return [part.decode() for part in raw[1:] if part]
+
+
+def kubectl_json(plane: ControlPlane, *args: str) -> Any:
+    result = plane.kubectl(*args, "-o", "json", timeout=120)
+    return json.loads(result.stdout)
+
+
+# --- watching Jobs arrive --------------------------------------------------------------------
+
+
+@dataclass
+class SeenJob:
+    namespace: str
+    name: str
+    created: datetime  # metadata.creationTimestamp: whole seconds
+    received: float  # wall-clock Unix seconds when the watch event reached this process
+    annotations: dict[str, str]
+
+
+@dataclass
+class JobWatch:
+    """A watch on every Job in the cluster, opened before the minute, noting ADDED events.
+
+    The receive time includes the API server's watch fan-out latency, the same for Jobs from the
+    webhook and from the CronJob controller; it is the finest timing both sides share (the
+    creationTimestamp the API server stamps has whole-second resolution).
+    """
+
+    plane: ControlPlane
+    seen: dict[tuple[str, str], SeenJob] = field(default_factory=dict)
+    _task: asyncio.Task[None] | None = None
+    _opened: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def _ssl(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.plane.ca_file))
+        pki = self.plane.pki_dir
+        context.load_cert_chain(pki / "admin.crt", pki / "admin.key")
+        return context
+
+    async def start(self) -> None:
+        status, answer = await asyncio.to_thread(
+            self.plane.request, "GET", "/apis/batch/v1/jobs?limit=1"
+        )
+        if status != 200:
+            raise RuntimeError(f"listing Jobs failed: {answer}")
+        version = answer["metadata"]["resourceVersion"]
+        self._task = asyncio.create_task(self._run(version))
+        await asyncio.wait_for(self._opened.wait(), 30)
+
+    async def _run(self, version: str) -> None:
+        url = (
+            f"{self.plane.server}/apis/batch/v1/jobs?watch=1&resourceVersion={version}"
+            "&timeoutSeconds=3600"
+        )
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(url, ssl=self._ssl()) as response,
+        ):
+            response.raise_for_status()
+            self._opened.set()
+            async for raw in response.content:
+                received = time.time()
+                line = raw.strip()
+                if not line:
+                    continue
+                event = json.loads(line)
+                if event.get("type") != "ADDED":
+                    continue
+                meta = event["object"]["metadata"]
+                key = (meta["namespace"], meta["name"])
+                if key in self.seen:
+                    continue
+                created = datetime.fromisoformat(meta["creationTimestamp"].replace("Z", "+00:00"))
+                self.seen[key] = SeenJob(
+                    namespace=meta["namespace"],
+                    name=meta["name"],
+                    created=created,
+                    received=received,
+                    annotations=dict(meta.get("annotations") or {}),
+                )
+
+    def count(self, namespace: str) -> int:
+        return sum(1 for job in self.seen.values() if job.namespace == namespace)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
+                await self._task
+
+
+def git_revision() -> str:
+    result = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).parent,
+    )
+    return result.stdout.strip() or "?"

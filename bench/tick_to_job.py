@@ -1,0 +1,322 @@
+"""Tick to Job: N CronWorkflows through QStash -> webhook, against N native CronJobs, same minute.
+
+One control plane. In namespace ``bench-qstash``, N CronWorkflows handled by our operator in
+QStash mode: the QStash-compatible server runs on the *real* clock as a child process (as the local
+stack runs it) and delivers to our webhook, a child process too, which derives the tick from its
+own wall clock (so a real minute is the honest setup). In namespace ``bench-native``, N native
+CronJobs, created directly and driven by the real kube-controller-manager's CronJob controller on
+the same API server. Both sides fire at the same single minute ``T``: every object's schedule is
+``<T.minute> <T.hour> * * *`` in UTC, so nothing fires before or after it, and everything is
+created and Ready before ``T``.
+
+Both sides run the same Job template, created suspended (``spec.suspend: true``): the benchmark
+is about the Job appearing, and suspended Jobs keep 2N pods (identical work for both sides, done
+by the same job controller) from loading the shared two cores while it is measured.
+
+Measured per Job, against ``T``:
+
+- ``received``: when the Job's ADDED event reached a watch this process opened before ``T``
+  (millisecond resolution; includes the API server's watch fan-out, the same for both sides);
+- ``created``: the Job's ``metadata.creationTimestamp`` (whole seconds: the API server's
+  resolution, so a Job created at T+0.9 s reads 0).
+
+Also recorded: the webhook's own ``qstash_webhook_job_creation_seconds`` histogram (tick to
+Job-create answer, inside the webhook), QStash attempts and retries, CPU seconds each process used
+in the window, and the kube-controller-manager's flags (the baseline runs with its defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from tests.cluster.controlplane import ControlPlane
+from tests.e2e.stack import Stack, cronworkflow, http_get
+
+from bench import harness
+from qstash_operator.qstash_server.testing import ServerProcess
+
+OURS = "bench-qstash"
+NATIVE = "bench-native"
+SCHEDULED_ANNOTATION = "qstash-operator.dev/scheduled-time"
+NATIVE_SCHEDULED_ANNOTATION = "batch.kubernetes.io/cronjob-scheduled-timestamp"
+MARGIN_SECONDS = 15.0
+"""Everything must be Ready this long before T, so the minute measures firing, not set-up."""
+AFTER_SECONDS = 300.0
+"""How long after T both sides get to make all their Jobs before the run is called failed."""
+
+
+def job_template() -> dict[str, Any]:
+    return {
+        "spec": {
+            "suspend": True,
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "main", "image": "busybox:1.36", "args": ["true"]}],
+                }
+            },
+        }
+    }
+
+
+def native_cronjob(name: str, schedule: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": name},
+        "spec": {"schedule": schedule, "timeZone": "Etc/UTC", "jobTemplate": job_template()},
+    }
+
+
+def budget_seconds(count: int) -> float:
+    """Set-up time allowed before T: the operator converges a few hundred a minute here."""
+    return 45.0 + 0.1 * count
+
+
+def histogram(metrics_text: str, name: str) -> dict[str, float]:
+    """``_count``, ``_sum`` and the cumulative buckets of one Prometheus histogram."""
+    found: dict[str, float] = {}
+    for line in metrics_text.splitlines():
+        if not line.startswith(name):
+            continue
+        key, _, value = line.rpartition(" ")
+        found[key[len(name) :]] = float(value)
+    return found
+
+
+def _pids(stack: Stack, plane: ControlPlane, server: ServerProcess) -> dict[str, int]:
+    pids = {child.name: child.process.pid for child in stack.children if child.process is not None}
+    if server.process is not None:
+        pids["qstash-server"] = server.process.pid
+    for component in ("kube-apiserver", "etcd", "kube-controller-manager"):
+        pid = plane.pids().get(component)
+        if pid is not None:
+            pids[component] = pid
+    return pids
+
+
+async def wait_all_ready(plane: ControlPlane, count: int, deadline: float) -> float:
+    began = time.monotonic()
+    path = f"/apis/qstash-operator.dev/v1alpha1/namespaces/{OURS}/cronworkflows"
+    while True:
+        items = await asyncio.to_thread(harness.list_items, plane, path)
+        if sum(1 for item in items if harness.ready(item)) >= count:
+            return time.monotonic() - began
+        if time.time() > deadline:
+            raise RuntimeError(
+                f"only {sum(1 for i in items if harness.ready(i))} of {count} CronWorkflows Ready "
+                "before the minute; give a larger --budget"
+            )
+        await asyncio.sleep(2.0)
+
+
+async def measure(plane: ControlPlane, count: int, budget: float) -> dict[str, Any]:
+    for namespace in (OURS, NATIVE):
+        harness.create_namespace(plane, namespace)
+    workdir = Path(tempfile.mkdtemp(prefix="qso-bench-tick-"))
+    server = ServerProcess()  # real clock, test controls, random credentials
+    await server.start()
+    stack = Stack(plane, server, workdir, OURS)  # type: ignore[arg-type]  # same surface
+    watch = harness.JobWatch(plane)
+    try:
+        webhook = stack.webhook()
+        _, operator_port = stack.operator()
+        now = datetime.now(UTC)
+        tick = (now + timedelta(seconds=budget)).replace(second=0, microsecond=0) + timedelta(
+            minutes=1
+        )
+        schedule = f"{tick.minute} {tick.hour} * * *"
+        print(f"tick-to-job: {count} + {count} objects firing at {tick:%H:%M} UTC ({schedule!r})")
+
+        manifests = [
+            cronworkflow(f"cw-{index:04d}", {"schedule": schedule, "jobTemplate": job_template()})
+            for index in range(count)
+        ]
+        apply_seconds = await asyncio.to_thread(harness.apply_list, plane, OURS, manifests)
+        ready_seconds = await wait_all_ready(plane, count, tick.timestamp() - MARGIN_SECONDS - 5)
+        natives = [native_cronjob(f"cj-{index:04d}", schedule) for index in range(count)]
+        native_apply_seconds = await asyncio.to_thread(harness.apply_list, plane, NATIVE, natives)
+        if time.time() > tick.timestamp() - MARGIN_SECONDS:
+            raise RuntimeError("set-up ran into the minute; give a larger --budget")
+        print(
+            f"  set up: CronWorkflows applied in {apply_seconds:.1f}s, all Ready after "
+            f"{ready_seconds:.1f}s more; CronJobs applied in {native_apply_seconds:.1f}s; "
+            f"waiting {tick.timestamp() - time.time():.0f}s for the minute"
+        )
+        await watch.start()
+        pids = _pids(stack, plane, server)
+        await asyncio.sleep(max(0.0, tick.timestamp() - 5 - time.time()))
+        cpu_before = {name: harness.process_cpu_seconds(pid) for name, pid in pids.items()}
+        load_before = harness.load_average()
+
+        deadline = tick.timestamp() + AFTER_SECONDS
+        while time.time() < deadline and (  # noqa: ASYNC110 (polls a watch, with a deadline)
+            watch.count(OURS) < count or watch.count(NATIVE) < count
+        ):
+            await asyncio.sleep(0.2)
+        finished = time.time()
+        cpu_after = {name: harness.process_cpu_seconds(pid) for name, pid in pids.items()}
+        load_after = harness.load_average()
+        await asyncio.sleep(2.0)  # a late duplicate would show up here
+
+        _, metrics_text = http_get(f"{stack.public_url}/metrics")
+        deliveries = await server.deliveries()
+        jobs = list(watch.seen.values())
+    finally:
+        await watch.stop()
+        stack.stop()
+        await server.stop()
+
+    ours = [job for job in jobs if job.namespace == OURS]
+    native = [job for job in jobs if job.namespace == NATIVE]
+    tick_iso = tick.isoformat().replace("+00:00", "Z")
+    wrong_tick = [job.name for job in ours if job.annotations.get(SCHEDULED_ANNOTATION) != tick_iso]
+    native_wrong = [
+        job.name
+        for job in native
+        if job.annotations.get(NATIVE_SCHEDULED_ANNOTATION, "").replace("+00:00", "Z") != tick_iso
+    ]
+    per_cronworkflow: dict[str, int] = {}
+    for job in ours:
+        owner = job.name.rsplit("-", 1)[0]
+        per_cronworkflow[owner] = per_cronworkflow.get(owner, 0) + 1
+
+    def received(items: list[harness.SeenJob]) -> list[float]:
+        return [job.received - tick.timestamp() for job in items]
+
+    def created(items: list[harness.SeenJob]) -> list[float]:
+        return [(job.created - tick).total_seconds() for job in items]
+
+    ours_received, native_received = received(ours), received(native)
+    ours_created, native_created = created(ours), created(native)
+    attempts = [d for d in deliveries if d.get("tick") is not None]
+    failed_attempts = [d for d in attempts if d["status"] != 200]
+    first_starts = [d["startedAt"] / 1000 - tick.timestamp() for d in attempts if d["retried"] == 0]
+    webhook_hist = histogram(metrics_text, "qstash_webhook_job_creation_seconds")
+    kcm_flags = harness.component_flags(plane, "kube-controller-manager")
+    result: dict[str, Any] = {
+        "benchmark": "tick-to-job",
+        "count": count,
+        "tick": tick_iso,
+        "schedule": schedule,
+        "resolution": {
+            "received": "milliseconds (wall clock of this process at the watch event)",
+            "created": "1 s (metadata.creationTimestamp is stamped in whole seconds)",
+        },
+        "ours_received_seconds": harness.summary(ours_received),
+        "native_received_seconds": harness.summary(native_received),
+        "ours_created_seconds": harness.summary(ours_created, digits=0),
+        "native_created_seconds": harness.summary(native_created, digits=0),
+        "ratio_p99_received": harness.ratio(
+            harness.percentile(ours_received, 0.99), harness.percentile(native_received, 0.99)
+        ),
+        "ratio_p50_received": harness.ratio(
+            harness.percentile(ours_received, 0.5), harness.percentile(native_received, 0.5)
+        ),
+        "ratio_p99_created": harness.ratio(
+            harness.percentile(ours_created, 0.99), harness.percentile(native_created, 0.99)
+        ),
+        "goal": "ours p99 <= 1.0x native p99",
+        "ours_jobs": len(ours),
+        "native_jobs": len(native),
+        "ours_jobs_with_another_tick": wrong_tick,
+        "native_jobs_with_another_tick": native_wrong,
+        "cronworkflows_with_more_than_one_job": sorted(
+            name for name, jobs_made in per_cronworkflow.items() if jobs_made > 1
+        ),
+        "qstash_attempts": len(attempts),
+        "qstash_failed_attempts": len(failed_attempts),
+        "qstash_first_attempt_started_seconds": harness.summary(first_starts),
+        "webhook_job_creation_histogram": {
+            "count": webhook_hist.get("_count"),
+            "mean_seconds": (
+                round(webhook_hist["_sum"] / webhook_hist["_count"], 3)
+                if webhook_hist.get("_count")
+                else None
+            ),
+            "buckets": {k: v for k, v in webhook_hist.items() if k.startswith("_bucket")},
+        },
+        "cpu_seconds_in_window": {
+            name: round(cpu_after[name] - cpu_before[name], 2) for name in cpu_before
+        },
+        "window_seconds": round(finished - (tick.timestamp() - 5), 1),
+        "setup": {
+            "cronworkflows_apply_seconds": round(apply_seconds, 1),
+            "cronworkflows_ready_after_apply_seconds": round(ready_seconds, 1),
+            "cronjobs_apply_seconds": round(native_apply_seconds, 1),
+        },
+        "baseline": {
+            "what": "kube-controller-manager CronJob controller v2, same API server, same minute",
+            "flags": kcm_flags,
+            "defaults_in_force": (
+                "--concurrent-cron-job-syncs=5, --kube-api-qps=20, --kube-api-burst=30"
+                if not any(
+                    flag.startswith(("--concurrent-cron-job-syncs", "--kube-api-qps"))
+                    for flag in kcm_flags
+                )
+                else "non-default flags, see 'flags'"
+            ),
+        },
+        "operator_metrics_port": operator_port,
+        "webhook_pid": webhook.process.pid if webhook.process else None,
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "kubernetes": harness.kubernetes_version(plane),
+        "logs": str(workdir),
+    }
+    return result
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    budget = args.budget if args.budget is not None else budget_seconds(args.n)
+    with harness.control_plane() as plane:
+        return asyncio.run(measure(plane, args.n, budget))
+
+
+def rows(result: dict[str, Any]) -> list[harness.Row]:
+    ours, native = result["ours_received_seconds"], result["native_received_seconds"]
+    ours_c, native_c = result["ours_created_seconds"], result["native_created_seconds"]
+    count = result["count"]
+    out = []
+    for key in ("p50", "p95", "p99"):
+        out.append(
+            harness.Row(
+                f"tick-to-job (N={count})",
+                f"{key} watch-received, s",
+                f"{ours[key]:.2f}",
+                f"{native[key]:.2f}",
+                f"{harness.ratio(ours[key], native[key]):.2f}",
+                "baseline: native CronJobs, KCM defaults" if key == "p50" else "",
+            )
+        )
+    out.append(
+        harness.Row(
+            f"tick-to-job (N={count})",
+            "p99 creationTimestamp, s (1 s res.)",
+            f"{ours_c['p99']:.0f}",
+            f"{native_c['p99']:.0f}",
+            f"{result['ratio_p99_created']:.2f}",
+            f"jobs {result['ours_jobs']}/{result['native_jobs']}, "
+            f"QStash retries {result['qstash_failed_attempts']}",
+        )
+    )
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--n", type=int, default=500, help="objects on each side (default 500)")
+    parser.add_argument(
+        "--budget", type=float, default=None, help="set-up seconds allowed before the minute"
+    )
+
+
+def to_json(result: dict[str, Any]) -> str:
+    return json.dumps(result, indent=2)
