@@ -84,6 +84,25 @@ class QStashAvailability:
         self._runtime_problem = f"QStash refused the destination: {message}"
 
 
+QSTASH_HEADER_FIELDS: Final = (
+    ("upstash-retry-delay", "spec.qstash.retryDelay"),
+    ("upstash-retries", "spec.qstash.retries"),
+    ("upstash-timeout", "spec.qstash.timeout"),
+    ("upstash-cron", "spec.schedule"),
+    ("cron expression", "spec.schedule"),
+)
+"""QStash names the request header it refused (wire reference 2.1, 2.6); users know the field."""
+
+
+def rejected_field(message: str) -> str:
+    """The spec field behind the header QStash's refusal names ("spec" when it names none)."""
+    lowered = message.lower()
+    for header, field in QSTASH_HEADER_FIELDS:
+        if header in lowered:
+            return field
+    return "spec"
+
+
 def fingerprint(manifest: JsonDict) -> str:
     canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
@@ -145,10 +164,11 @@ class Reconciler:
             ):
                 self._availability.refuse(str(exc))
                 return await self.reconcile(body, now=now)
+            field = rejected_field(str(exc))
             spec_error = InvalidSpecError(
-                "spec",
+                field,
                 f"QStash rejected the schedule: {exc}",
-                "Fix the field QStash names.",
+                f"Fix {field}." if field != "spec" else "Fix the field QStash names.",
                 reason=vocabulary.REASON_QSTASH_REJECTED,
             )
             return await self._invalid(body, status, spec_error, now=now, generation=generation)
