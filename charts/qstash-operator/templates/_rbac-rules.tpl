@@ -1,0 +1,55 @@
+{{/*
+The operator's application rules, shared by its ClusterRole (whole cluster) and its Roles
+(namespaced mode). Each verb is there because a named call needs it.
+*/}}
+{{- define "qstash-operator.operator.rules" -}}
+# CronWorkflows: kopf lists and watches them; the services get one to act on fresh data; the drift
+# check lists them; kopf patches finalizers and its progress annotations, and clears the run-now
+# annotation after a manual run.
+- apiGroups: [qstash-operator.dev]
+  resources: [cronworkflows]
+  verbs: [get, list, watch, patch]
+# Status: kopf and the services write status (conditions, backend, next run, Job mirror).
+- apiGroups: [qstash-operator.dev]
+  resources: [cronworkflows/status]
+  verbs: [patch]
+# Jobs: kopf watches Jobs we made to mirror them into status; manual runs (run-now) create them;
+# the Job template is validated with a dry-run create; history limits and Replace delete them.
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [list, watch, create, delete]
+# CronJobs (development mode backend): kopf watches the ones we made; reconciliation reads,
+# creates, replaces (PUT) and deletes the one CronJob owned by each CronWorkflow.
+- apiGroups: [batch]
+  resources: [cronjobs]
+  verbs: [get, list, watch, create, update, delete]
+# Events: the operator posts its own events on CronWorkflows (kopf's posting is turned off).
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end -}}
+
+{{/*
+The webhook's application rules, shared by its ClusterRole and its Roles (namespaced mode).
+*/}}
+{{- define "qstash-operator.webhook.rules" -}}
+# CronWorkflows: a delivery reads the CronWorkflow it names; GET /api/cron and /api/test-cron
+# list them; activate/deactivate patch spec.suspend.
+- apiGroups: [qstash-operator.dev]
+  resources: [cronworkflows]
+  verbs: [get, list, patch]
+# Status: a run records lastScheduleTime and the active Jobs, with a conditional write that
+# reserves Forbid/Replace decisions.
+- apiGroups: [qstash-operator.dev]
+  resources: [cronworkflows/status]
+  verbs: [patch]
+# Jobs: a delivery lists the CronWorkflow's Jobs (duplicates, Forbid), creates the tick's Job,
+# and deletes Jobs for Replace and the history limits. No get, update or watch.
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [list, create, delete]
+# Events: SuccessfulCreate, JobAlreadyActive, MissSchedule, ... on CronWorkflows.
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end -}}
