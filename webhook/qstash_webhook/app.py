@@ -104,6 +104,7 @@ def make_app(
         cluster=settings.cluster_name,
         schedules=schedules if schedules is not None else _schedule_lister(settings),
         qstash_problem=settings.qstash_problem(),
+        namespaces=settings.namespaces,
     )
     setup_routes(app)
     return app

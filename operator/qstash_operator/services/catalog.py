@@ -179,16 +179,29 @@ class CatalogService:
         cluster: str,
         schedules: ScheduleLister | None,
         qstash_problem: str | None,
+        namespaces: Sequence[str] = (),
     ) -> None:
         """``schedules`` lists QStash's schedules; None (with ``qstash_problem`` saying why)
-        when this cluster has no QStash (development mode)."""
+        when this cluster has no QStash (development mode). ``namespaces`` (namespaced mode,
+        ``QSTASH_OPERATOR_NAMESPACES``) bounds every listing: the service then has Roles there
+        and nowhere else, so it never asks the API server for the whole cluster."""
         self._kube = kube
         self._cluster = cluster
         self._schedules = schedules
         self._qstash_problem = qstash_problem
+        self._namespaces = tuple(namespaces)
+
+    async def _bodies(self, namespace: str | None) -> list[JsonDict]:
+        if not self._namespaces:
+            return await self._kube.list_cronworkflows(namespace)
+        wanted = [ns for ns in self._namespaces if namespace is None or ns == namespace]
+        bodies: list[JsonDict] = []
+        for ns in wanted:
+            bodies.extend(await self._kube.list_cronworkflows(ns))
+        return bodies
 
     async def list(self, *, namespace: str | None, now: datetime) -> list[Summary]:
-        bodies = await self._kube.list_cronworkflows(namespace)
+        bodies = await self._bodies(namespace)
         summaries = [summarize(body, now=now) for body in bodies]
         return sorted(summaries, key=lambda summary: (summary.namespace, summary.name))
 
