@@ -26,13 +26,24 @@ import pytest
 from qstash import QStash
 
 from tests.cluster.controlplane import ControlPlane
-from tests.e2e.stack import Child, Stack, cronworkflow, http_get, wait
+from tests.e2e.stack import Child, Stack, cronworkflow, http_get
+from tests.e2e.stack import wait as wait_briefly
 from tests.integration.chart.support import install, service_account_kubeconfig
 
 MANAGED = "qstash-operator.dev/cronworkflow"
 DENIAL = re.compile(r"forbidden|not enough permissions|cannot \w+ resource", re.IGNORECASE)
 TERMINATING = re.compile(r"because it is being terminated")
 LONG_RUN = {"kwok.qstash-operator.dev/run-for": "1h"}  # the Job stays active
+PATIENCE = 90.0
+"""Seconds any one step may take: generous, because two cores are shared with other suites."""
+
+
+def wait(predicate: Any, *, what: str = "condition", timeout: float = PATIENCE) -> None:
+    wait_briefly(predicate, timeout=timeout, what=what)
+
+
+def ready(stack: Stack, name: str) -> None:
+    stack.wait_condition(name, "Ready", "True", timeout=PATIENCE)
 
 
 def release_name(namespace: str) -> str:
@@ -92,13 +103,15 @@ metadata: {{name: caller, namespace: {namespace}}}
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
 metadata: {{name: caller-edit, namespace: {namespace}}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {release}-qstash-operator-edit}}
+roleRef:
+  {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {release}-qstash-operator-edit}}
 subjects: [{{kind: ServiceAccount, name: caller, namespace: {namespace}}}]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
 metadata: {{name: caller-view, namespace: {namespace}}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {release}-qstash-operator-view}}
+roleRef:
+  {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {release}-qstash-operator-view}}
 subjects: [{{kind: ServiceAccount, name: caller, namespace: {namespace}}}]
 """
     plane.kubectl("apply", "-f", "-", input=manifest)
@@ -107,7 +120,7 @@ subjects: [{{kind: ServiceAccount, name: caller, namespace: {namespace}}}]
 
 def cluster_viewer_token(plane: ControlPlane, namespace: str, release: str) -> str:
     """A token allowed to list CronWorkflows in every namespace (the chart's `view` role, bound
-    cluster-wide). The binding is removed when the namespace's test ends."""
+    cluster-wide). The test deletes the binding at its end."""
     binding = f"{namespace}-viewer"
     manifest = f"""
 apiVersion: v1
@@ -117,7 +130,8 @@ metadata: {{name: viewer, namespace: {namespace}}}
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata: {{name: {binding}}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {release}-qstash-operator-view}}
+roleRef:
+  {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {release}-qstash-operator-view}}
 subjects: [{{kind: ServiceAccount, name: viewer, namespace: {namespace}}}]
 """
     plane.kubectl("apply", "-f", "-", input=manifest)
@@ -181,7 +195,7 @@ def test_namespaced_roles_carry_the_whole_life_cycle_and_delivery_path(
 
     # -- life cycle on QStash --------------------------------------------------------------
     stack.apply(cronworkflow("life"))
-    stack.wait_condition("life", "Ready", "True")
+    ready(stack, "life")
     sid = schedule_id(stack, "life")
     stack.apply(cronworkflow("life", {"schedule": "*/7 * * * *"}))
     wait(lambda: sdk(stack).schedule.get(sid).cron.endswith("*/7 * * * *"), what="the edit")
@@ -196,7 +210,6 @@ def test_namespaced_roles_carry_the_whole_life_cycle_and_delivery_path(
     wait(lambda: stack.list("jobs", f"{MANAGED}=life"), what="the manual Job")
     wait(
         lambda: "lastSuccessfulTime" in (stack.get("cronworkflow", "life") or {})["status"],
-        timeout=60,
         what="the status mirror of the completed Job",
     )
 
@@ -206,7 +219,7 @@ def test_namespaced_roles_carry_the_whole_life_cycle_and_delivery_path(
 
     # -- the CronJob backend -----------------------------------------------------------------
     stack.apply(cronworkflow("native", {"backend": "CronJob"}))
-    stack.wait_condition("native", "Ready", "True")
+    ready(stack, "native")
     stack.apply(cronworkflow("native", {"backend": "CronJob", "schedule": "*/9 * * * *"}))
     wait(
         lambda: (
@@ -229,7 +242,7 @@ def test_namespaced_roles_carry_the_whole_life_cycle_and_delivery_path(
             LONG_RUN,
         )
     )
-    stack.wait_condition("ticks", "Ready", "True")
+    ready(stack, "ticks")
     message = stack.qstash.fire(schedule_id(stack, "ticks"), force=True)
     outcome = stack.qstash.wait_for_message(message)
     assert outcome["state"] == "SUCCESS", outcome
@@ -261,9 +274,20 @@ def test_namespaced_roles_carry_the_whole_life_cycle_and_delivery_path(
         what="Replace to delete the tick's Job",
     )
 
+    # Replace through the operator: run-now deletes the webhook's active manual Job
+    before = {job["metadata"]["name"] for job in stack.list("jobs", f"{MANAGED}=ticks")}
+    stack.plane.kubectl("annotate", "qcwf", "ticks", "-n", ns, "qstash-operator.dev/run-now=2")
+    wait(
+        lambda: (
+            (names := {job["metadata"]["name"] for job in stack.list("jobs", f"{MANAGED}=ticks")})
+            and not names & before
+        ),
+        what="the operator's Replace to delete the active Job",
+    )
+
     # history limits: two quick manual runs through the webhook leave one successful Job
     stack.apply(cronworkflow("history", {"successfulJobsHistoryLimit": 1}))
-    stack.wait_condition("history", "Ready", "True")
+    ready(stack, "history")
     trigger = f"/api/test-cron?workflowId={ns}/history&action=trigger"
     for _ in range(2):
         assert api(stack, "POST", trigger, token)[0] == 201
@@ -272,12 +296,10 @@ def test_namespaced_roles_carry_the_whole_life_cycle_and_delivery_path(
                 job.get("status", {}).get("succeeded")
                 for job in stack.list("jobs", f"{MANAGED}=history")
             ),
-            timeout=60,
             what="the manual Job to complete",
         )
     wait(
         lambda: len(stack.list("jobs", f"{MANAGED}=history")) == 1,
-        timeout=60,
         what="the history limit to prune",
     )
 
@@ -302,9 +324,9 @@ def test_cluster_roles_carry_a_cluster_wide_operator_and_webhook(
         extra_env={**whole_cluster, "QSTASH_OPERATOR_CLOCK_TOLERANCE": "60"},
     )
     stack.apply(with_pod_annotations("wide", {"schedule": "* * * * *"}, LONG_RUN))
-    stack.wait_condition("wide", "Ready", "True")
+    ready(stack, "wide")
     stack.apply(cronworkflow("wide-native", {"backend": "CronJob"}))
-    stack.wait_condition("wide-native", "Ready", "True")
+    ready(stack, "wide-native")
     message = stack.qstash.fire(schedule_id(stack, "wide"), force=True)
     assert stack.qstash.wait_for_message(message)["state"] == "SUCCESS"
     wait(lambda: stack.list("jobs", f"{MANAGED}=wide"), what="the tick's Job")
