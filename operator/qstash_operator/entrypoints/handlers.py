@@ -28,6 +28,7 @@ from qstash_operator.domain.errors import (
     KubernetesUnavailableError,
     PermanentDeliveryError,
     QStashOperatorError,
+    QStashRateLimitedError,
     QStashUnavailableError,
     TransientError,
 )
@@ -69,8 +70,11 @@ def _services(memo: Any) -> OperatorServices:
 
 
 def _backoff(exc: TransientError, retry: int) -> float:
-    """Outages back off exponentially from the error's own hint; other waits are as told."""
-    if isinstance(exc, QStashUnavailableError | KubernetesUnavailableError):
+    """Outages and rate limits back off exponentially from the error's own hint; other waits are
+    as told. A rate limit's hint is its window's reset (one second for QStash's burst limit):
+    retrying every object at each reset would keep a thousand of them hammering the limit."""
+    growing = QStashUnavailableError | KubernetesUnavailableError | QStashRateLimitedError
+    if isinstance(exc, growing):
         return float(min(MAX_BACKOFF_SECONDS, exc.retry_after * (2 ** min(retry, 6))))
     return exc.retry_after
 
