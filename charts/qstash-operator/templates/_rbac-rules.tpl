@@ -14,10 +14,11 @@ The operator's application rules, shared by its ClusterRole (whole cluster) and 
   resources: [cronworkflows/status]
   verbs: [patch]
 # Jobs: kopf watches Jobs we made to mirror them into status; manual runs (run-now) create them;
-# the Job template is validated with a dry-run create; history limits and Replace delete them.
+# the Job template is validated with a dry-run create; history limits and Replace delete them;
+# a switch from the CronJob backend adopts the CronJob's Jobs (patches their ownerReferences).
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [list, watch, create, delete]
+  verbs: [list, watch, create, patch, delete]
 # CronJobs (development mode backend): kopf watches the ones we made; reconciliation reads,
 # creates, replaces (PUT) and deletes the one CronJob owned by each CronWorkflow.
 - apiGroups: [batch]
