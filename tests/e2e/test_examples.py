@@ -1,0 +1,89 @@
+"""Every file in examples/ is applied as a user would, on both backends, and does what it says.
+
+``kubectl apply -f examples/`` into a fresh namespace with the operator running; each CronWorkflow
+must be accepted by the CRD, become Ready, and carry its promise into the schedule that runs it
+(the QStash schedule, or the CronJob in development mode).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from qstash import QStash
+
+from tests.e2e.stack import Stack, wait
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+MANAGED = "qstash-operator.dev/cronworkflow"
+SUSPENDED = {"quarterly-cleanup", "reindex"}
+
+
+def names() -> list[str]:
+    found = []
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        [document] = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+        assert document["kind"] == "CronWorkflow", path
+        assert "namespace" not in document["metadata"], f"{path.name}: let kubectl -n choose"
+        found.append(document["metadata"]["name"])
+    return found
+
+
+def test_there_is_an_example_for_each_promise_of_the_readme() -> None:
+    assert set(names()) == {
+        "every-minute",
+        "nightly-report",
+        "inventory-sync",
+        "quarterly-cleanup",
+        "reindex",
+    }
+
+
+@pytest.mark.parametrize("backend", ["QStash", "CronJob"])
+def test_each_example_is_accepted_and_runs_on_its_backend(stack: Stack, backend: str) -> None:
+    stack.operator(qstash=backend == "QStash")
+    stack.plane.kubectl("apply", "-n", stack.namespace, "-f", str(EXAMPLES))
+    for name in names():
+        reason = "Suspended" if name in SUSPENDED else "Ready"
+        stack.wait_condition(name, "Ready", "True", reason=reason, timeout=60)
+        body = stack.get("cronworkflow", name) or {}
+        assert body["status"]["backend"] == backend, name
+
+    if backend == "QStash":
+        client = QStash(stack.qstash.token, base_url=stack.qstash.url, retry=False)
+        schedules = {
+            s.schedule_id.rsplit(".", 1)[-1]: s
+            for s in client.schedule.list()
+            if s.schedule_id.startswith(f"{stack.cluster_name}.")
+        }
+        assert set(schedules) == set(names())
+        nightly = schedules["nightly-report"]
+        assert nightly.cron == "CRON_TZ=Europe/Berlin 30 6 * * *"
+        assert nightly.retries == 3
+        assert {name for name, s in schedules.items() if s.paused} == SUSPENDED
+    else:
+        nightly_job = stack.get("cronjob", "nightly-report") or {}
+        assert nightly_job["spec"]["timeZone"] == "Europe/Berlin"
+        assert nightly_job["spec"]["startingDeadlineSeconds"] == 600
+        assert (stack.get("cronjob", "inventory-sync") or {})["spec"]["concurrencyPolicy"] == (
+            "Forbid"
+        )
+        suspended = {
+            name for name in names() if (stack.get("cronjob", name) or {})["spec"]["suspend"]
+        }
+        assert suspended == SUSPENDED
+
+    # The manual-only example runs when asked, and only then.
+    assert stack.list("jobs", f"{MANAGED}=reindex") == []
+    stack.plane.kubectl(
+        "annotate", "qcwf", "reindex", "-n", stack.namespace, "qstash-operator.dev/run-now=1"
+    )
+    wait(lambda: stack.list("jobs", f"{MANAGED}=reindex"), timeout=60, what="the manual run")
+    [job] = stack.list("jobs", f"{MANAGED}=reindex")
+    assert job["metadata"]["name"].startswith("reindex-manual-")
+    printed = json.loads(
+        stack.plane.kubectl("get", "qcwf", "-n", stack.namespace, "-o", "json").stdout
+    )
+    assert len(printed["items"]) == len(names())
