@@ -6,6 +6,10 @@ costs); then the time from the start of that apply until every CronWorkflow is `
 the QStash-compatible server holds all N schedules (polled: the CronWorkflows every second, then
 the schedule list). The operator's peak resident memory is its ``VmHWM`` at the end.
 
+Cold start: N more CronWorkflows are stored while no operator watches their namespace; then one
+starts, and the time from its start to all of them Ready and scheduled is its own throughput,
+without ``kubectl apply`` setting the pace.
+
 Steady state: the operator is restarted with ``QSTASH_OPERATOR_RESYNC_SECONDS`` small (the drift
 check's period); once it has resumed every object, the QStash API calls it makes are counted by
 route over several periods (the server's ``/__control/api-calls``). The theoretical floor is one
@@ -33,6 +37,7 @@ from bench import harness
 from qstash_operator.qstash_server.testing import ServerProcess
 
 NAMESPACE = "bench-converge"
+COLD_NAMESPACE = "bench-cold"
 CONVERGE_TIMEOUT = 900.0
 POLL_SECONDS = 1.0
 
@@ -89,6 +94,7 @@ async def converge(
     cpu = harness.process_cpu_seconds(operator.process.pid)
     calls = await server.api_calls()
     load_after = harness.load_average()
+    reconciled = reconciles(port)
     operator.stop()
     return {
         "count": count,
@@ -100,10 +106,54 @@ async def converge(
         "operator_peak_rss_mib": round(memory["VmHWM"] / 1024, 1),
         "operator_rss_at_end_mib": round(memory["VmRSS"] / 1024, 1),
         "operator_cpu_seconds": round(cpu, 1),
-        "operator_reconciles": reconciles(port),
+        "operator_reconciles": reconciled,
         "qstash_calls_by_route": calls,
         "load_average_before": load_before,
         "load_average_after": load_after,
+    }
+
+
+async def wait_converged(
+    plane: ControlPlane, server: ServerProcess, stack: Stack, count: int, began: float
+) -> float:
+    """Seconds from ``began`` until all ``count`` are Ready and QStash holds their schedules."""
+    path = f"/apis/qstash-operator.dev/v1alpha1/namespaces/{stack.namespace}/cronworkflows"
+    prefix = f"{stack.cluster_name}.{stack.namespace}."
+    while time.monotonic() - began < CONVERGE_TIMEOUT:
+        items = await asyncio.to_thread(harness.list_items, plane, path)
+        if sum(1 for item in items if harness.ready(item)) >= count and (
+            await schedule_count(server, prefix) >= count
+        ):
+            return time.monotonic() - began
+        await asyncio.sleep(POLL_SECONDS)
+    raise RuntimeError(f"not converged after {CONVERGE_TIMEOUT:.0f}s")
+
+
+async def cold_start(
+    plane: ControlPlane, server: ServerProcess, workdir: Path, count: int
+) -> dict[str, Any]:
+    """The objects exist before the operator does (installed later, or a new cluster restored
+    from a backup): from its start to all Ready and scheduled, the operator's own throughput."""
+    harness.create_namespace(plane, COLD_NAMESPACE)
+    stack = Stack(plane, server, workdir, COLD_NAMESPACE)  # type: ignore[arg-type]
+    manifests = [
+        cronworkflow(f"cw-{index:04d}", {"schedule": "0 3 * * *"}) for index in range(count)
+    ]
+    await asyncio.to_thread(harness.apply_list, plane, COLD_NAMESPACE, manifests)
+    try:
+        began = time.monotonic()
+        operator, _ = stack.operator(name="cold")
+        seconds = await wait_converged(plane, server, stack, count, began)
+        assert operator.process is not None
+        memory = harness.memory_kib(operator.process.pid)
+    finally:
+        stack.stop()
+    return {
+        "count": count,
+        "operator_start_to_all_ready_and_scheduled_seconds": round(seconds, 2),
+        "cronworkflows_per_second": round(count / seconds, 1),
+        "operator_peak_rss_mib": round(memory["VmHWM"] / 1024, 1),
+        "resolution_seconds": POLL_SECONDS,
     }
 
 
@@ -162,6 +212,8 @@ async def measure(plane: ControlPlane, count: int, period: float, periods: int) 
     try:
         converged = await converge(plane, server, stack, count)
         steady = await steady_state(server, stack, count, period, periods)
+        stack.stop()
+        cold = await cold_start(plane, server, workdir, count)
     finally:
         stack.stop()
         await server.stop()
@@ -169,6 +221,7 @@ async def measure(plane: ControlPlane, count: int, period: float, periods: int) 
         "benchmark": "convergence+steady-state",
         "convergence": converged,
         "steady_state": steady,
+        "cold_start": cold,
         "kubernetes": harness.kubernetes_version(plane),
         "logs": str(workdir),
     }
@@ -190,6 +243,14 @@ def rows(result: dict[str, Any]) -> list[harness.Row]:
             f"{conv['kubectl_apply_seconds']:.1f}",
             f"{conv['ratio_to_apply']:.1f}",
             "baseline: the kubectl apply alone",
+        ),
+        harness.Row(
+            f"cold start (N={result['cold_start']['count']})",
+            "operator start -> all Ready + scheduled, s",
+            f"{result['cold_start']['operator_start_to_all_ready_and_scheduled_seconds']:.1f}",
+            "-",
+            "-",
+            f"{result['cold_start']['cronworkflows_per_second']:.0f} CronWorkflows/s",
         ),
         harness.Row(
             f"convergence (N={count})",

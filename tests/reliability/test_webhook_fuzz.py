@@ -52,7 +52,7 @@ from qstash_operator.settings import QStashSettings, Secret, Settings
 from qstash_webhook import logs
 from qstash_webhook.app import MAX_BODY_BYTES, make_app
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 REQUESTS_WANTED = 10_000
 BATCH = (25, 30)  # requests per hypothesis example
