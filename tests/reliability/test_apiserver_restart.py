@@ -17,7 +17,7 @@ import pytest
 from qstash import QStash
 from tests.cluster.controlplane import ControlPlane
 from tests.e2e.stack import Stack, cronworkflow, http_get, wait
-from tests.reliability.conftest import Tally
+from tests.reliability.conftest import Tally, backdate_schedules
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -36,6 +36,7 @@ def test_deliveries_during_an_apiserver_outage_are_retried_and_run_once(
         stack.apply(cronworkflow(name, spec))
     for name in names:
         stack.wait_condition(name, "Ready", "True")
+    backdate_schedules(stack, names)
     stack.qstash.set_settings(backoff_factor=1.0)  # retries really wait their second
     sids = {name: f"{stack.cluster_name}.{stack.namespace}.{name}" for name in names}
 

@@ -15,7 +15,7 @@ import collections
 
 import pytest
 from tests.e2e.stack import Stack, cronworkflow, free_port
-from tests.reliability.conftest import Tally
+from tests.reliability.conftest import Tally, backdate_schedules
 from tests.reliability.fanout import FanOut
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -42,6 +42,7 @@ def test_three_concurrent_copies_to_two_replicas_make_one_job_per_tick(
         stack.apply(cronworkflow(name, {"schedule": "* * * * *", "concurrencyPolicy": policy}))
     for name in names:
         stack.wait_condition(name, "Ready", "True")
+    backdate_schedules(stack, names)
 
     fired: dict[str, str] = {}  # message id -> CronWorkflow
     with FanOut(port=stack.webhook_port, replicas=urls, copies=COPIES) as proxy:
