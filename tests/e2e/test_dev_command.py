@@ -29,32 +29,45 @@ TICK_SECONDS = 150.0
 """Up to a minute to the next boundary, plus delivery, the Job and its pod under shared cores."""
 
 
-def descendants(root: int) -> set[int]:
+Process = tuple[int, str]
+"""(pid, start time in clock ticks): a pid the kernel reuses later is another process."""
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def descendants(root: int) -> set[Process]:
     """Every live process below ``root`` (children in their own sessions included)."""
-    parents: dict[int, list[int]] = {}
+    parents: dict[int, list[Process]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != "Z":
-            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found: set[int] = set()
+        fields = _stat(int(stat.parent.name))
+        if fields is not None and fields[0] != "Z":
+            # fields: state, ppid, ..., starttime is field 22 of stat, index 19 here
+            parents.setdefault(int(fields[1]), []).append((int(stat.parent.name), fields[19]))
+    found: set[Process] = set()
     todo = [root]
     while todo:
         for child in parents.get(todo.pop(), []):
             if child not in found:
                 found.add(child)
-                todo.append(child)
+                todo.append(child[0])
     return found
 
 
-def alive(pid: int) -> bool:
+def alive(process: Process) -> bool:
+    fields = _stat(process[0])
+    return fields is not None and fields[0] != "Z" and fields[19] == process[1]
+
+
+def cmdline(process: Process) -> bytes:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
+        return Path(f"/proc/{process[0]}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 class DevCommand:
@@ -71,7 +84,7 @@ class DevCommand:
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
-        self.pids: set[int] = set()
+        self.pids: set[Process] = set()
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -142,7 +155,7 @@ def test_make_dev_shows_a_real_tick_completing_and_ctrl_c_cleans_everything(
     command.until(rf"job\s+{created[1]} succeeded", 60)
     command.until(r"status\s+backend QStash \| Ready True .*last success \d", 30)
     # Every kind of process we expect is among the ones it started.
-    names = {Path(f"/proc/{pid}/cmdline").read_bytes() for pid in command.pids if alive(pid)}
+    names = {cmdline(process) for process in command.pids if alive(process)}
     for expected in (
         b"kube-apiserver",
         b"etcd",
@@ -155,7 +168,7 @@ def test_make_dev_shows_a_real_tick_completing_and_ctrl_c_cleans_everything(
 
     assert command.stop(signal.SIGINT) == 0, command.output()
     assert "nothing left behind" in command.output()
-    assert [pid for pid in command.pids if alive(pid)] == []
+    assert [process for process in command.pids if alive(process)] == []
     assert not run_dir.exists()
 
 
@@ -171,11 +184,11 @@ def test_the_cronjob_flag_runs_development_mode_and_sigterm_cleans_everything(
     out = command.output()
     assert "QSTASH_TOKEN is not set, so CronWorkflows with backend Auto run as native" in out
     assert "QStash-compatible server" not in out.split("\n", 1)[1]  # no server step
-    names = {Path(f"/proc/{pid}/cmdline").read_bytes() for pid in command.pids if alive(pid)}
+    names = {cmdline(process) for process in command.pids if alive(process)}
     assert not any(b"qstash-server" in name or b"webhook" in name for name in names)
 
     assert command.stop(signal.SIGTERM) == 0, command.output()
-    assert [pid for pid in command.pids if alive(pid)] == []
+    assert [process for process in command.pids if alive(process)] == []
     assert not run_dir.exists()
 
 
