@@ -114,19 +114,26 @@ async def converge(
 
 
 async def wait_converged(
-    plane: ControlPlane, server: ServerProcess, stack: Stack, count: int, began: float
+    plane: ControlPlane,
+    server: ServerProcess,
+    stack: Stack,
+    count: int,
+    began: float,
+    progress: list[tuple[float, int, int]],
 ) -> float:
-    """Seconds from ``began`` until all ``count`` are Ready and QStash holds their schedules."""
+    """Seconds from ``began`` until all ``count`` are Ready and QStash holds their schedules;
+    ``progress`` gets (seconds, Ready, schedules) at each poll."""
     path = f"/apis/qstash-operator.dev/v1alpha1/namespaces/{stack.namespace}/cronworkflows"
     prefix = f"{stack.cluster_name}.{stack.namespace}."
     while time.monotonic() - began < CONVERGE_TIMEOUT:
         items = await asyncio.to_thread(harness.list_items, plane, path)
-        if sum(1 for item in items if harness.ready(item)) >= count and (
-            await schedule_count(server, prefix) >= count
-        ):
+        ready = sum(1 for item in items if harness.ready(item))
+        scheduled = await schedule_count(server, prefix)
+        progress.append((round(time.monotonic() - began, 1), ready, scheduled))
+        if ready >= count and scheduled >= count:
             return time.monotonic() - began
         await asyncio.sleep(POLL_SECONDS)
-    raise RuntimeError(f"not converged after {CONVERGE_TIMEOUT:.0f}s")
+    raise RuntimeError(f"not converged after {CONVERGE_TIMEOUT:.0f}s: {progress[-1]}")
 
 
 async def cold_start(
@@ -143,7 +150,8 @@ async def cold_start(
     try:
         began = time.monotonic()
         operator, _ = stack.operator(name="cold")
-        seconds = await wait_converged(plane, server, stack, count, began)
+        progress: list[tuple[float, int, int]] = []
+        seconds = await wait_converged(plane, server, stack, count, began, progress)
         assert operator.process is not None
         memory = harness.memory_kib(operator.process.pid)
     finally:
@@ -154,6 +162,7 @@ async def cold_start(
         "cronworkflows_per_second": round(count / seconds, 1),
         "operator_peak_rss_mib": round(memory["VmHWM"] / 1024, 1),
         "resolution_seconds": POLL_SECONDS,
+        "progress_seconds_ready_scheduled": progress,
     }
 
 
@@ -194,6 +203,12 @@ async def steady_state(
         "periods_in_window": round(expected_periods, 2),
         "qstash_calls_by_route": calls,
         "list_calls_per_period": round(lists / expected_periods, 2),
+        "drift_passes": lists,
+        "calls_per_pass": round(sum(calls.values()) / lists, 2) if lists else None,
+        "note": (
+            "a drift pass starts resync_seconds after the previous one ended, so passes come "
+            "a little less often than once per period; each costs one list and nothing else"
+        ),
         "other_calls": others,
         "other_calls_per_period": round(sum(others.values()) / expected_periods, 2),
         "baseline_calls_per_period": 1.0,
@@ -262,12 +277,12 @@ def rows(result: dict[str, Any]) -> list[harness.Row]:
         ),
         harness.Row(
             f"steady state (N={steady['count']})",
-            f"QStash calls / resync period ({steady['resync_seconds']:g}s)",
-            f"{steady['list_calls_per_period'] + steady['other_calls_per_period']:.2f}",
+            f"QStash calls per drift pass (resync {steady['resync_seconds']:g}s)",
+            f"{steady['calls_per_pass']:.2f}",
             f"{steady['baseline_calls_per_period']:.2f}",
-            f"{(steady['list_calls_per_period'] + steady['other_calls_per_period']):.2f}",
-            f"lists {steady['list_calls_per_period']:.2f}, others "
-            f"{steady['other_calls_per_period']:.2f}",
+            f"{steady['calls_per_pass'] / steady['baseline_calls_per_period']:.2f}",
+            f"{steady['drift_passes']} passes in {steady['window_seconds']:.0f}s, all lists; "
+            f"{steady['other_calls_per_period']:.0f} other calls",
         ),
     ]
 

@@ -42,9 +42,12 @@ from qstash_operator.domain.model import JsonDict
 logger = logging.getLogger(__name__)
 
 MERGE_PATCH: Final = "application/merge-patch+json"
-REQUEST_TIMEOUT: Final = aiohttp.ClientTimeout(total=30.0, connect=5.0)
+REQUEST_TIMEOUT: Final = aiohttp.ClientTimeout(total=30.0, sock_connect=5.0)
 """An API server that does not accept a connection in 5 s is down for our purposes (the webhook
-answers 503 and QStash retries); 30 s in all covers slow list calls."""
+answers 503 and QStash retries); 30 s in all covers slow list calls. ``sock_connect``, not
+``connect``: aiohttp's ``connect`` also counts the wait for a free pooled connection, so a burst
+of a thousand calls (an operator starting on 1,000 CronWorkflows, a minute's deliveries) queued
+behind the 64 connections failed after 5 s as if the API server were down."""
 MAX_CONNECTIONS: Final = 64
 """Concurrent API calls. The webhook fans out hundreds of deliveries at a minute boundary; 64
 connections keep the API server busy without opening one per delivery."""

@@ -134,6 +134,8 @@ class Reconciler:
             await self._dry_run_job(cw)
         except InvalidSpecError as exc:
             return await self._invalid(body, status, exc, now=now, generation=generation)
+        except TransientError as exc:  # the API server could not answer the dry run
+            return await self._transient(body, status, exc, now=now, generation=generation)
 
         decision = backend_rules.decide(
             cw.spec.backend,
