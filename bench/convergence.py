@@ -265,7 +265,8 @@ def rows(result: dict[str, Any]) -> list[harness.Row]:
             f"{result['cold_start']['operator_start_to_all_ready_and_scheduled_seconds']:.1f}",
             "-",
             "-",
-            f"{result['cold_start']['cronworkflows_per_second']:.0f} CronWorkflows/s",
+            f"{result['cold_start']['cronworkflows_per_second']:.0f} CronWorkflows/s, peak RSS "
+            f"{result['cold_start']['operator_peak_rss_mib']:.0f} MiB",
         ),
         harness.Row(
             f"convergence (N={count})",
