@@ -175,6 +175,10 @@ def test_kill_9_at_random_points_leaves_every_cronworkflow_ready_and_no_schedule
             status["scheduleId"]
             == f"{stack.cluster_name}.{stack.namespace}.{item['metadata']['name']}"
         )
+    # Deleting everything after the chaos leaves QStash with nothing of ours.
+    stack.plane.kubectl("delete", "qcwf", "--all", "-n", stack.namespace, "--wait=false")
+    wait(lambda: not stack.list("qcwf"), timeout=120, what="every CronWorkflow deleted")
+    assert not schedules(stack, client)
     print(f"{len(kills)} kills, {len(live)} live, {len(deleted)} deleted: {kills}")
     # The test means something only if kills landed while work was unfinished.
     assert sum(1 for kill in kills if not kill.endswith(UNFINISHED_NONE)) >= ROUNDS, kills
