@@ -190,26 +190,7 @@ def stack(
         if failed is not None and failed.failed:
             for child in running.children:
                 print(f"----- {child.log.name} -----\n{child.output()[-6000:]}")
-        release_finalizers(control_plane, namespace)
     check_no_secrets(control_plane, namespace, [child.log for child in running.children], secrets)
-
-
-def release_finalizers(plane: ControlPlane, namespace: str) -> None:
-    """Drop our finalizer from CronWorkflows left behind: the operator that would have removed it
-    is gone, and the namespace would otherwise stay Terminating for the rest of the session,
-    its contents retried by the namespace controller while later tests wait on the cluster."""
-    path = f"/apis/qstash-operator.dev/v1alpha1/namespaces/{namespace}/cronworkflows"
-    status, answer = plane.request("GET", path, timeout=30)
-    if status != 200:
-        return
-    for item in answer.get("items", []):
-        if item["metadata"].get("finalizers"):
-            plane.request(
-                "PATCH",
-                f"{path}/{item['metadata']['name']}",
-                {"metadata": {"finalizers": None}},
-                content_type="application/merge-patch+json",
-            )
 
 
 @pytest.hookimpl(hookwrapper=True)
