@@ -143,3 +143,12 @@ def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> It
             subprocess.TimeoutExpired,
         ) as error:  # the cluster may be gone already; not this test's fault
             request.node.warn(pytest.PytestWarning(f"could not delete namespace {name}: {error}"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Keep each phase's report on the test item, so fixtures can tell a failed test at teardown
+    (the end-to-end stacks print their children's logs then)."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

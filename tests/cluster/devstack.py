@@ -25,14 +25,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,10 +39,10 @@ from typing import Any, Final, TextIO
 from tests.cluster.controlplane import (
     ControlPlane,
     ControlPlaneError,
-    _child_setup,
     build_binaries,
     cache_dir,
 )
+from tests.cluster.processes import Child, child_env, free_port, http_get
 
 REPO: Final = Path(__file__).resolve().parents[2]
 DEFAULT_EXAMPLE: Final = REPO / "examples" / "every-minute.yaml"
@@ -101,80 +97,6 @@ class Console:
 # -- our processes ---------------------------------------------------------------------------------
 
 
-def free_port(preferred: int | None = None) -> int:
-    if preferred is not None:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", preferred))
-            except OSError:
-                pass
-            else:
-                return preferred
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def http_status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback)
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return error.code
-    except (urllib.error.URLError, OSError):
-        return 0
-
-
-@dataclass
-class Child:
-    """One of our processes (`qstash-operator <subcommand>`), logging to a file."""
-
-    name: str
-    args: list[str]
-    env: dict[str, str]
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
-    stdout_pipe: bool = False
-
-    def start(self) -> Child:
-        with self.log.open("ab") as sink:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "qstash_operator.cli", *self.args],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE if self.stdout_pipe else sink,
-                stderr=sink,
-                env=self.env,
-                # Own session: Ctrl-C reaches only us, and we stop the children in order.
-                start_new_session=True,
-                preexec_fn=_child_setup(os.getpid()),
-            )
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.running:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-
-
 @dataclass
 class Stack:
     plane: ControlPlane
@@ -184,14 +106,7 @@ class Stack:
         return self.plane.run_dir / f"{name}.log"
 
     def base_env(self) -> dict[str, str]:
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("QSTASH_", "WEBHOOK_", "NEXT_PUBLIC_"))
-        }
-        env.update(self.plane.env())
-        env["PYTHONUNBUFFERED"] = "1"
-        return env
+        return child_env(self.plane)
 
     def start(self, child: Child) -> Child:
         self.children.append(child.start())
@@ -199,7 +114,7 @@ class Stack:
 
     def wait_http(self, child: Child, url: str) -> None:
         deadline = time.monotonic() + START_TIMEOUT
-        while http_status(url) != 200:
+        while http_get(url, timeout=2)[0] != 200:
             if not child.running:
                 raise ControlPlaneError(f"{child.name} exited; last lines:\n{child.tail()}")
             if time.monotonic() > deadline:

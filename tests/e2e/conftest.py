@@ -9,7 +9,7 @@ import pytest
 
 from qstash_operator.qstash_server.testing import ThreadedServer
 from tests.cluster.controlplane import ControlPlane
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, running_stack
 
 
 @pytest.fixture
@@ -28,19 +28,5 @@ def stack(
     tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> Iterator[Stack]:
-    running = Stack(control_plane, qstash, tmp_path, namespace)
-    try:
+    with running_stack(control_plane, qstash, tmp_path, namespace, request) as running:
         yield running
-    finally:
-        running.stop()
-        failed = getattr(request.node, "rep_call", None)
-        if failed is not None and failed.failed:
-            for child in running.children:
-                print(f"----- {child.log.name} -----\n{child.output()[-6000:]}")
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
-    outcome = yield
-    report = outcome.get_result()
-    setattr(item, f"rep_{report.when}", report)

@@ -9,89 +9,36 @@ directly.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from qstash_operator.qstash_server.testing import ThreadedServer
-from tests.cluster.controlplane import ControlPlane, _child_setup
+from tests.cluster.controlplane import ControlPlane
 from tests.cluster.polling import poll_until
+from tests.cluster.processes import Child, child_env, free_port, http_get
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def http_get(url: str, *, timeout: float = 5.0) -> tuple[int, str]:
+@contextlib.contextmanager
+def running_stack(
+    plane: ControlPlane, qstash: ThreadedServer, workdir: Path, namespace: str, request: Any
+) -> Iterator[Stack]:
+    """A :class:`Stack` for one test: stopped after it, its children's logs printed on failure
+    (``rep_call`` is set by the root conftest's report hook)."""
+    running = Stack(plane, qstash, workdir, namespace)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback)
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-    except (urllib.error.URLError, OSError):
-        return 0, ""
-
-
-class Child:
-    """One of our processes, started through the CLI."""
-
-    def __init__(self, name: str, args: list[str], env: Mapping[str, str], log: Path) -> None:
-        self.name = name
-        self.args = args
-        self.env = dict(env)
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Child:
-        with self.log.open("ab") as sink:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "qstash_operator.cli", *self.args],
-                cwd=REPO,
-                env=self.env,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_child_setup(os.getpid()),
-            )
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        """``kill -9``: no cleanup, no goodbye."""
-        if self.process is not None and self.running:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self, grace: float = 10.0) -> int | None:
-        if self.process is None:
-            return None
-        if self.running:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(grace)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        return self.process.returncode
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+        yield running
+    finally:
+        running.stop()
+        failed = getattr(request.node, "rep_call", None)
+        if failed is not None and failed.failed:
+            for child in running.children:
+                print(f"----- {child.log.name} -----\n{child.output()[-6000:]}")
 
 
 class Stack:
@@ -112,14 +59,7 @@ class Stack:
     # -- environments -------------------------------------------------------------------------
 
     def base_env(self) -> dict[str, str]:
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("QSTASH_", "WEBHOOK_", "NEXT_PUBLIC_"))
-        }
-        env.update(self.plane.env())
-        env["PYTHONUNBUFFERED"] = "1"
-        return env
+        return child_env(self.plane)
 
     def qstash_env(self) -> dict[str, str]:
         return {

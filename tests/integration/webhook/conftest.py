@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import socket
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -30,6 +29,7 @@ from qstash_operator.settings import QStashSettings, Secret, Settings
 from qstash_webhook.app import make_app
 from qstash_webhook.metrics import WebhookMetrics
 from tests.cluster.controlplane import ControlPlane
+from tests.cluster.processes import free_port
 
 START: Final = datetime(2026, 11, 28, 9, 59, 58, tzinfo=UTC)
 """Two seconds before a top of the hour on the QStash server's driven clock. The server signs
@@ -39,12 +39,6 @@ DELIVERY_DELAY: Final = 2.0
 """Advance this far past a tick: QStash delivers a second or two after the minute."""
 CLUSTER: Final = "itest"
 POLL: Final = 0.05
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def job_template(**pod_annotations: str) -> dict[str, Any]:

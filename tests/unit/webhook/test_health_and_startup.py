@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from qstash_operator import cli
+from tests.cluster.processes import free_port
 from tests.unit.webhook import support
 from tests.unit.webhook.conftest import MakeClient, unreachable_kube
 
@@ -81,12 +81,6 @@ def test_the_webhook_refuses_to_start_naming_the_missing_variable(
     assert support.CURRENT_KEY not in error
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _kubeconfig(path: Path, port: int) -> Path:
     path.write_text(
         f"""apiVersion: v1
@@ -110,14 +104,14 @@ def _get(url: str, *, data: bytes | None = None, headers: dict[str, str] | None 
 
 
 def test_the_webhook_starts_without_an_api_server_and_answers_503(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "WEBHOOK_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "QSTASH_OPERATOR_ALLOW_PRIVATE_URL": "true",
         "QSTASH_CURRENT_SIGNING_KEY": support.CURRENT_KEY,
         "QSTASH_NEXT_SIGNING_KEY": support.NEXT_KEY,
-        "KUBECONFIG": str(_kubeconfig(tmp_path / "kubeconfig", _free_port())),
+        "KUBECONFIG": str(_kubeconfig(tmp_path / "kubeconfig", free_port())),
     }
     env.pop("QSTASH_SIGNING_KEYS_DIR", None)
     command = [sys.executable, "-m", "qstash_operator.cli", "webhook", "--host", "127.0.0.1"]
