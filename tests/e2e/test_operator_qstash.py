@@ -8,10 +8,12 @@ events) or what QStash holds (through the official SDK).
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from qstash import QStash
 
+from qstash_operator.domain.runs import parse_time
 from tests.e2e.stack import Stack, cronworkflow, http_get, wait
 
 
@@ -81,11 +83,12 @@ def test_a_cronworkflow_gets_one_schedule_that_follows_its_spec(stack: Stack) ->
     assert "ScheduleUpserted" in {event["reason"] for event in stack.events("nightly")}
     assert "production mode" in operator.output()
 
-    since = status["scheduleSince"]
+    created_since = parse_time(status["scheduleSince"])
     # A change outside the spec costs no QStash call.
     before = upserts(stack)
     stack.plane.kubectl("label", "qcwf", "nightly", "-n", stack.namespace, "team=data")
     stack.plane.kubectl("annotate", "qcwf", "nightly", "-n", stack.namespace, "note=hello")
+    edited_at = datetime.now(UTC).replace(microsecond=0)  # scheduleSince has second precision
     stack.apply(
         cronworkflow(
             "nightly",
@@ -101,11 +104,21 @@ def test_a_cronworkflow_gets_one_schedule_that_follows_its_spec(stack: Stack) ->
         what="the edited cron in QStash",
     )
     assert upserts(stack) == before + 1
-    # A new cron takes effect now: ticks before the edit can never run (no retroactive runs).
+    # A new cron takes effect at the edit: ticks before it can never run (no retroactive runs).
+    # (Both times may fall in the same second, so the check is against the edit, not strict.)
     wait(
-        lambda: (stack.get("cronworkflow", "nightly") or {})["status"]["scheduleSince"] > since,
-        what="scheduleSince to move",
+        lambda: (
+            (stack.get("cronworkflow", "nightly") or {})["status"].get("appliedSchedule")
+            == "CRON_TZ=Europe/Berlin 0 4 * * *"
+        ),
+        what="the status to record the new schedule",
     )
+    edited_since = parse_time(
+        (stack.get("cronworkflow", "nightly") or {})["status"]["scheduleSince"]
+    )
+    assert created_since is not None
+    assert edited_since is not None
+    assert created_since <= edited_at <= edited_since
 
     # suspend pauses, unsuspend resumes
     stack.plane.kubectl(
