@@ -26,7 +26,6 @@ from qstash_operator.adapters.qstash_api import QStashSchedules
 from qstash_operator.domain import vocabulary
 from qstash_operator.domain.errors import (
     KubernetesUnavailableError,
-    PermanentDeliveryError,
     QStashOperatorError,
     QStashRateLimitedError,
     QStashUnavailableError,
@@ -166,7 +165,7 @@ def build_registry() -> kopf.OperatorRegistry:
             )
         except TransientError as exc:
             raise kopf.TemporaryError(str(exc), delay=_backoff(exc, retry)) from exc
-        except (PermanentDeliveryError, QStashOperatorError) as exc:
+        except QStashOperatorError as exc:  # permanent: the CronWorkflow cannot run now
             services.metrics.manual_runs.labels(outcome="error").inc()
             patch.metadata.annotations[vocabulary.ANNOTATION_RUN_NOW] = None
             raise kopf.PermanentError(str(exc)) from exc
