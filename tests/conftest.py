@@ -145,10 +145,56 @@ def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> It
             request.node.warn(pytest.PytestWarning(f"could not delete namespace {name}: {error}"))
 
 
+# The components whose complaints explain most cluster-test timeouts (a Job with no pod, a pod
+# never scheduled or never finished), and the klog lines worth showing from them.
+WATCHED_COMPONENTS = ("kube-controller-manager", "kube-scheduler", "kwok")
+_COMPLAINT = re.compile(r"^[EW]\d{4} |throttling|level=(WARN|ERROR)")
+_COMPLAINTS_SHOWN = 30
+_OFFSETS = pytest.StashKey[dict[str, int]]()
+
+
+def _log_offsets() -> dict[str, int]:
+    offsets = {}
+    for plane in _started:
+        for component in WATCHED_COMPONENTS:
+            path = plane.log_file(component)
+            offsets[str(path)] = path.stat().st_size if path.exists() else 0
+    return offsets
+
+
+def _complaints_since(offsets: dict[str, int]) -> list[tuple[str, str]]:
+    sections = []
+    for plane in _started:
+        for component in WATCHED_COMPONENTS:
+            path = plane.log_file(component)
+            if not path.exists():
+                continue
+            with path.open("rb") as log:
+                log.seek(offsets.get(str(path), 0))
+                text = log.read().decode(errors="replace")
+            lines = [line for line in text.splitlines() if _COMPLAINT.search(line)]
+            if lines:
+                shown = "\n".join(lines[-_COMPLAINTS_SHOWN:])
+                sections.append((f"{component} warnings during the test ({len(lines)})", shown))
+    return sections
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[_OFFSETS] = _log_offsets()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     """Keep each phase's report on the test item, so fixtures can tell a failed test at teardown
-    (the end-to-end stacks print their children's logs then)."""
+    (the end-to-end stacks print their children's logs then).
+
+    A failed cluster test also carries what the controllers, the scheduler and kwok complained
+    about while it ran, so a timeout in CI can be explained from CI's output alone.
+    """
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
+    if report.failed and item.get_closest_marker("cluster") is not None:
+        for title, text in _complaints_since(item.stash.get(_OFFSETS, {})):
+            report.sections.append((title, text))

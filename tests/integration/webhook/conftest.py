@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -39,6 +39,12 @@ DELIVERY_DELAY: Final = 2.0
 """Advance this far past a tick: QStash delivers a second or two after the minute."""
 CLUSTER: Final = "itest"
 POLL: Final = 0.05
+# How long a wait on the job controller (a pod run to completion, a Job marked Complete) may take.
+# Since Kubernetes 1.36 (StaleControllerConsistencyJob, beta and on) the controller refuses to sync
+# a Job while its pod cache is older than its own last write, and requeues it with a per-Job
+# backoff of 1 s doubling to 60 s; on two busy cores a few such misses add up to more than 20 s
+# (CI saw it). This is a ceiling, not a sleep: a healthy run completes in about two seconds.
+JOB_CONTROLLER_PATIENCE: Final = 90.0
 
 
 def job_template(**pod_annotations: str) -> dict[str, Any]:
@@ -150,6 +156,31 @@ class Stack:
     async def get(self, name: str) -> dict[str, Any]:
         return await self.kube.get_cronworkflow(self.namespace, name)
 
+    async def describe_runs(self) -> str:
+        """The namespace's Jobs, pods and events in one line each: what a timeout reports."""
+        lines = []
+        for kind, path in (
+            ("job", f"/apis/batch/v1/namespaces/{self.namespace}/jobs"),
+            ("pod", f"/api/v1/namespaces/{self.namespace}/pods"),
+        ):
+            _, answer = await asyncio.to_thread(self.control_plane.request, "GET", path)
+            for item in answer.get("items", []):
+                status = item.get("status", {})
+                summary = status.get("phase") or {
+                    c["type"]: c["status"] for c in status.get("conditions") or []
+                }
+                created = item["metadata"].get("creationTimestamp")
+                lines.append(f"{kind} {item['metadata']['name']} created {created}: {summary}")
+        path = f"/api/v1/namespaces/{self.namespace}/events"
+        _, answer = await asyncio.to_thread(self.control_plane.request, "GET", path)
+        for event in answer.get("items", []):
+            involved = event["involvedObject"]
+            lines.append(
+                f"event {event.get('lastTimestamp') or event.get('eventTime')} "
+                f"{involved['kind']}/{involved['name']} {event['reason']}: {event.get('message')}"
+            )
+        return "\n".join(lines) or f"nothing in namespace {self.namespace}"
+
     async def events(self, name: str) -> list[dict[str, Any]]:
         path = f"/api/v1/namespaces/{self.namespace}/events"
         status, answer = await asyncio.to_thread(self.control_plane.request, "GET", path)
@@ -231,8 +262,18 @@ async def stack(control_plane: ControlPlane, namespace: str) -> AsyncIterator[St
             await kube.close()
 
 
-async def poll(check: Callable[[], Any], *, within: float = 20.0, what: str = "condition") -> Any:
-    """Await ``check()`` until it returns something truthy, for at most ``within`` seconds."""
+async def poll(
+    check: Callable[[], Any],
+    *,
+    within: float = 20.0,
+    what: str = "condition",
+    describe: Callable[[], Awaitable[str]] | None = None,
+) -> Any:
+    """Await ``check()`` until it returns something truthy, for at most ``within`` seconds.
+
+    ``describe`` is awaited on timeout, so the failure says what the cluster looked like instead
+    of only that the wait ran out.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while True:
@@ -242,5 +283,6 @@ async def poll(check: Callable[[], Any], *, within: float = 20.0, what: str = "c
         if value:
             return value
         if loop.time() >= deadline:
-            raise TimeoutError(f"{what} not reached in {within} s")
+            detail = f"\n{await describe()}" if describe is not None else ""
+            raise TimeoutError(f"{what} not reached in {within} s{detail}")
         await asyncio.sleep(POLL)

@@ -10,7 +10,14 @@ from __future__ import annotations
 import pytest
 
 from qstash_operator.domain import naming, vocabulary
-from tests.integration.webhook.conftest import DELIVERY_DELAY, FIRST_TICK, Stack, job_template, poll
+from tests.integration.webhook.conftest import (
+    DELIVERY_DELAY,
+    FIRST_TICK,
+    JOB_CONTROLLER_PATIENCE,
+    Stack,
+    job_template,
+    poll,
+)
 
 LONG_RUNNING = job_template(**{"kwok.qstash-operator.dev/run-for": "120s"})
 
@@ -79,7 +86,7 @@ async def test_replace_deletes_the_active_job_before_creating_the_next(stack: St
                 return bool(job["metadata"].get("deletionTimestamp"))
         return True
 
-    await poll(first_is_going, what=f"Job {first} deleted")
+    await poll(first_is_going, what=f"Job {first} deleted", describe=stack.describe_runs)
     status_ = (await stack.get("replaced"))["status"]
     assert [ref["name"] for ref in status_["active"]] == [body["job"]]
 
@@ -98,7 +105,12 @@ async def test_history_limits_prune_the_oldest_finished_jobs(stack: Stack) -> No
             conditions = jobs[job_name].get("status", {}).get("conditions") or []
             return any(c["type"] == "Complete" and c["status"] == "True" for c in conditions)
 
-        await poll(finished, what=f"Job {body['job']} complete")
+        await poll(
+            finished,
+            within=JOB_CONTROLLER_PATIENCE,
+            what=f"Job {body['job']} complete",
+            describe=stack.describe_runs,
+        )
         await stack.qstash.advance(60)
     remaining = {job["metadata"]["name"] for job in await stack.jobs("history")}
     assert names[0] not in remaining  # pruned when the third ran
