@@ -761,6 +761,10 @@ class ControlPlane:
             # That plugin gives every new node the not-ready taint, which only the node
             # lifecycle controller lifts; the fake node would never take a pod without it.
             "--disable-admission-plugins=TaintNodesByCondition",
+            # Off by default upstream, on in OpenShift: setting blockOwnerDeletion on an owner
+            # reference needs `update` on the owner's finalizers. Running it here proves the
+            # chart's RBAC holds on such clusters too.
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
             "--allow-privileged=true",
             "--profiling=false",
             # Close open watches promptly on SIGTERM; otherwise a stop while clients stay

@@ -24,6 +24,11 @@ The operator's application rules, shared by its ClusterRole (whole cluster) and 
 - apiGroups: [batch]
   resources: [cronjobs]
   verbs: [get, list, watch, create, update, delete]
+# Owner finalizers: the Jobs and CronJobs we make or adopt name their CronWorkflow as a blocking
+# owner; the OwnerReferencesPermissionEnforcement admission plugin (OpenShift) requires this.
+- apiGroups: [qstash-operator.dev]
+  resources: [cronworkflows/finalizers]
+  verbs: [update]
 # Events: the operator posts its own events on CronWorkflows (kopf's posting is turned off).
 - apiGroups: [""]
   resources: [events]
@@ -49,6 +54,11 @@ The webhook's application rules, shared by its ClusterRole and its Roles (namesp
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [list, create, delete]
+# Owner finalizers: the tick's Job names its CronWorkflow as a blocking owner; the
+# OwnerReferencesPermissionEnforcement admission plugin (OpenShift) requires this.
+- apiGroups: [qstash-operator.dev]
+  resources: [cronworkflows/finalizers]
+  verbs: [update]
 # Events: SuccessfulCreate, JobAlreadyActive, MissSchedule, ... on CronWorkflows.
 - apiGroups: [""]
   resources: [events]

@@ -122,8 +122,23 @@ def calls_in(paths: Iterable[Path]) -> set[Permission]:
     return needed
 
 
+# Writes that give an object a CronWorkflow as its blocking owner (blockOwnerDeletion: the
+# builders set it on Jobs and CronJobs, and adoption patches it onto a CronJob's Jobs). Where the
+# OwnerReferencesPermissionEnforcement admission plugin runs (OpenShift, and our test control
+# plane), each needs `update` on the owner's finalizers subresource.
+OWNING_WRITES: Final[set[Permission]] = {
+    ("create", "jobs"),
+    ("patch", "jobs"),
+    ("create", "cronjobs"),
+    ("update", "cronjobs"),
+}
+OWNER_FINALIZERS: Final[Permission] = ("update", "cronworkflows/finalizers")
+
+
 def needed(component: str, *, namespaced: bool) -> set[Permission]:
     permissions = calls_in(SOURCES[component])
+    if permissions & OWNING_WRITES:
+        permissions.add(OWNER_FINALIZERS)
     if component == "operator":
         permissions |= KOPF | (KOPF_NAMESPACED if namespaced else set())
     return permissions
@@ -193,11 +208,12 @@ def test_the_service_accounts_can_do_it_on_the_api_server(
     refused = []
     for verb, resource in sorted(needed(component, namespaced=True)):
         where = [] if resource in cluster_scoped else ["-n", namespace]
-        target = resource
+        plural, _, subresource = resource.partition("/")
+        target = [plural, *(["--subresource", subresource] if subresource else [])]
         if resource == "leases" and verb != "create":
-            target = "leases/qstash-operator"  # the rule names the one Lease it may touch
+            target = ["leases/qstash-operator"]  # the rule names the one Lease it may touch
         answer = control_plane.kubectl(
-            "auth", "can-i", verb, target, "--as", account, *where, check=False
+            "auth", "can-i", verb, *target, "--as", account, *where, check=False
         ).stdout.strip()
         if answer != "yes":
             refused.append((verb, resource))
