@@ -3,7 +3,7 @@
 During a storm every API call fails, so every call QStash sees is a retry: counting them bounds
 the retry rate. The bounds are what the operator promises:
 
-- 5xx: an outage, retried from 2 s and doubling per attempt (``handlers._backoff``), so a
+- 5xx: an outage, retried from 2 s and doubling per attempt (``domain.retry``), so a
   CronWorkflow makes at most ~log2(storm / 2) + 2 attempts in a storm, and each attempt stops at
   the first failing call;
 - 429: retried from the time the rate-limit window resets (``Burst-RateLimit-Reset``: one

@@ -6,14 +6,15 @@ kopf's progress annotations: renaming a handler is a migration.
 
 Error mapping (the edge of the error hierarchy): ``InvalidSpecError`` and other permanent errors
 → ``kopf.PermanentError`` (no retry until the spec changes); ``TransientError`` →
-``kopf.TemporaryError(delay=retry_after)``, growing with kopf's retry count for unavailability so
-a QStash outage is not hammered.
+``kopf.TemporaryError(delay=...)`` from ``domain.retry``: the error's hint, growing with kopf's
+retry count for outages and rate limits, and spread so a QStash outage is not hammered in step.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
@@ -24,13 +25,8 @@ from qstash_operator.adapters.kube import Kube
 from qstash_operator.adapters.operator_metrics import OperatorMetrics
 from qstash_operator.adapters.qstash_api import QStashSchedules
 from qstash_operator.domain import vocabulary
-from qstash_operator.domain.errors import (
-    KubernetesUnavailableError,
-    QStashOperatorError,
-    QStashRateLimitedError,
-    QStashUnavailableError,
-    TransientError,
-)
+from qstash_operator.domain.errors import QStashOperatorError, TransientError
+from qstash_operator.domain.retry import retry_delay
 from qstash_operator.services.drift import DriftRepair
 from qstash_operator.services.observe import StatusMirror
 from qstash_operator.services.reconcile import Reconciler, Result
@@ -43,7 +39,6 @@ RESOURCE: Final = (vocabulary.GROUP, vocabulary.VERSION, vocabulary.PLURAL)
 REFRESH_SECONDS: Final = 30.0
 """How often each CronWorkflow's nextScheduleTime is recomputed and a due handover finished.
 Pure computation unless something changed; 30 s keeps 1,000 objects well under 1 % CPU."""
-MAX_BACKOFF_SECONDS: Final = 300.0
 KOPF_PREFIX: Final = f"kopf.{vocabulary.GROUP}"
 RUN_NOW: Final = {vocabulary.ANNOTATION_RUN_NOW: kopf.PRESENT}
 
@@ -69,13 +64,9 @@ def _services(memo: Any) -> OperatorServices:
 
 
 def _backoff(exc: TransientError, retry: int) -> float:
-    """Outages and rate limits back off exponentially from the error's own hint; other waits are
-    as told. A rate limit's hint is its window's reset (one second for QStash's burst limit):
-    retrying every object at each reset would keep a thousand of them hammering the limit."""
-    growing = QStashUnavailableError | KubernetesUnavailableError | QStashRateLimitedError
-    if isinstance(exc, growing):
-        return float(min(MAX_BACKOFF_SECONDS, exc.retry_after * (2 ** min(retry, 6))))
-    return exc.retry_after
+    """The domain's retry delay (growing for outages and rate limits, spread so objects that
+    failed together do not retry together), with this retry's random draw."""
+    return retry_delay(exc, retry, random.random())  # noqa: S311  # spreading load, not a secret
 
 
 def _raise_for(result: Result, retry: int) -> None:
