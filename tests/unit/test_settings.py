@@ -26,6 +26,20 @@ def test_an_empty_environment_is_development_mode() -> None:
     assert settings.backend is BackendChoice.AUTO
 
 
+@pytest.mark.parametrize(
+    ("raw", "limit"),
+    [
+        pytest.param(None, 100, id="unset: the default"),
+        pytest.param("1", 1, id="one at a time"),
+        pytest.param("500", 500, id="a big cluster's choice"),
+        pytest.param("250.0", 250, id="a whole number written as a float"),
+    ],
+)
+def test_the_worker_limit(raw: str | None, limit: int) -> None:
+    env = {} if raw is None else {"QSTASH_OPERATOR_WORKER_LIMIT": raw}
+    assert Settings.from_env(env).worker_limit == limit
+
+
 def test_production_settings_can_use_qstash() -> None:
     settings = Settings.from_env(PRODUCTION)
     assert settings.qstash_problem() is None
@@ -83,6 +97,16 @@ def test_secrets_never_print() -> None:
             {"QSTASH_OPERATOR_RESYNC_SECONDS": "0"},
             "QSTASH_OPERATOR_RESYNC_SECONDS",
             id="resync zero",
+        ),
+        pytest.param(
+            {"QSTASH_OPERATOR_WORKER_LIMIT": "0"},
+            "QSTASH_OPERATOR_WORKER_LIMIT",
+            id="no workers",
+        ),
+        pytest.param(
+            {"QSTASH_OPERATOR_WORKER_LIMIT": "2.5"},
+            "QSTASH_OPERATOR_WORKER_LIMIT",
+            id="half a worker",
         ),
         pytest.param(
             {"QSTASH_OPERATOR_ALLOW_PRIVATE_URL": "maybe"},

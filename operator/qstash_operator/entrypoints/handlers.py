@@ -40,6 +40,9 @@ REFRESH_SECONDS: Final = 30.0
 """How often each CronWorkflow's nextScheduleTime is recomputed and a due handover finished.
 Pure computation unless something changed; 30 s keeps 1,000 objects well under 1 % CPU."""
 KOPF_PREFIX: Final = f"kopf.{vocabulary.GROUP}"
+WORKER_IDLE_SECONDS: Final = 1.0
+"""How long a per-object worker waits for more events before giving its slot up. With a worker
+limit, kopf's default 5 s made a 1,000-object cold start take 102 s instead of 20 s."""
 RUN_NOW: Final = {vocabulary.ANNOTATION_RUN_NOW: kopf.PRESENT}
 
 
@@ -86,7 +89,7 @@ def build_registry() -> kopf.OperatorRegistry:
         return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
     @kopf.on.startup(registry=registry)
-    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         # Progress and the last-handled spec live in annotations (the structural schema would
         # prune unknown status fields). Their prefix must differ from ours: kopf hides annotations
         # under its storage prefix from diffs, and run-now is one of ours that must be seen.
@@ -102,6 +105,11 @@ def build_registry() -> kopf.OperatorRegistry:
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         settings.networking.request_timeout = 30
+        # Bounded workers: a cold start over many objects otherwise runs every handler at once
+        # (memory grows with them, and they slow each other down). An idle worker leaves after
+        # WORKER_IDLE_SECONDS instead of kopf's 5 s, so the slot goes to a waiting object.
+        settings.queueing.worker_limit = _services(memo).settings.worker_limit
+        settings.queueing.idle_timeout = WORKER_IDLE_SECONDS
 
     @kopf.on.resume(*RESOURCE, id="schedule", registry=registry)
     @kopf.on.create(*RESOURCE, id="schedule", registry=registry)
