@@ -38,6 +38,7 @@ from qstash_operator.domain.errors import (
     NotFoundError,
     PermanentDeliveryError,
     QStashOperatorError,
+    RunInFlightError,
     TransientError,
 )
 
@@ -79,6 +80,8 @@ def _transient(exc: TransientError) -> web.Response:
     if isinstance(exc, ForbiddenError):
         logger.error("the Kubernetes API refused the webhook's own account (fix its RBAC): %s", exc)
         reason = "Forbidden"
+    elif isinstance(exc, RunInFlightError):
+        reason = "RunInFlight"  # Replace waits for another run's Job to exist, to replace it
     else:
         reason = "Unavailable"
     return error_response(

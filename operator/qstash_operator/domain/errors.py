@@ -97,6 +97,18 @@ class ConflictError(TransientError):
     """Optimistic concurrency lost (HTTP 409 on update); re-read and retry."""
 
 
+RUN_IN_FLIGHT_RETRY_SECONDS: Final = 2.0
+
+
+class RunInFlightError(TransientError):
+    """Under ``Replace``, another run has reserved its Job but not created it yet. Going ahead
+    would start this run beside it (there is nothing to delete yet); retrying in a moment lets
+    this run replace it instead."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retry_after=RUN_IN_FLIGHT_RETRY_SECONDS)
+
+
 class QStashAuthError(TransientError):
     """QStash refused the token (401/403). Retried slowly: the fix is a new Secret, not a loop."""
 

@@ -17,7 +17,10 @@ The rules, in the order they are checked for a QStash delivery:
    ``SKIPPED_RETROACTIVE``: editing a schedule never runs a tick of the new one in the past.
 5. ``spec.suspend`` → ``SKIPPED_SUSPENDED``.
 6. Later than ``startingDeadlineSeconds`` after the tick → ``SKIPPED_DEADLINE``.
-7. ``Forbid`` with an active Job → ``SKIPPED_FORBID``; ``Replace`` → run, deleting active Jobs.
+7. ``Forbid`` with an active Job → ``SKIPPED_FORBID``; ``Replace`` → run, deleting active Jobs,
+   unless another run has reserved a Job it has not created yet: then ``RunInFlightError``
+   (retry shortly, and replace that Job once it exists, rather than run beside it).
+   A reservation counts as active under ``Forbid`` too.
 8. Otherwise ``RUN``.
 """
 
@@ -30,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from qstash_operator.domain import cron, naming, vocabulary
+from qstash_operator.domain.errors import RunInFlightError
 from qstash_operator.domain.model import ConcurrencyPolicy, CronWorkflow, JsonDict
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -173,10 +177,14 @@ def _concurrency(
     reserved: Sequence[str] = (),
 ) -> RunPlan:
     live = {job.name for job in jobs}
-    active = [job.name for job in jobs if job.active] + [
-        pending for pending in reserved if pending not in live and pending != name
-    ]
+    pending = sorted(other for other in reserved if other not in live and other != name)
+    active = [job.name for job in jobs if job.active] + pending
     policy = cw.spec.concurrency_policy
+    if pending and policy is ConcurrencyPolicy.REPLACE:
+        raise RunInFlightError(
+            f"{', '.join(pending)} is reserved by another run and not created yet; "
+            "concurrencyPolicy Replace waits to replace it instead of running beside it"
+        )
     if active and policy is ConcurrencyPolicy.FORBID:
         return RunPlan(
             Outcome.SKIPPED_FORBID,

@@ -15,7 +15,9 @@ Exactly-once, and why it holds:
   pruned by the history limits is not run again;
 - for ``Forbid`` and ``Replace`` the decision is *reserved* with a conditional status write
   (``metadata.resourceVersion`` precondition) before the Job is created, so a manual run racing a
-  tick cannot both see "nothing active": the loser re-reads and decides again.
+  tick cannot both see "nothing active": the loser re-reads and decides again. Under ``Replace``
+  the loser then finds a reservation whose Job does not exist yet, and has nothing to delete:
+  it raises ``RunInFlightError`` (a 503 for QStash to retry) rather than run beside it.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from qstash_operator.domain import naming, vocabulary
+from qstash_operator.domain import builders, model, naming, runs, vocabulary
 from tests.integration.webhook.conftest import (
     DELIVERY_DELAY,
     FIRST_TICK,
@@ -89,6 +89,55 @@ async def test_replace_deletes_the_active_job_before_creating_the_next(stack: St
     await poll(first_is_going, what=f"Job {first} deleted", describe=stack.describe_runs)
     status_ = (await stack.get("replaced"))["status"]
     assert [ref["name"] for ref in status_["active"]] == [body["job"]]
+
+
+async def test_replace_waits_for_a_reserved_run_and_then_replaces_it(stack: Stack) -> None:
+    cw = await stack.create_cronworkflow(
+        "relay", concurrencyPolicy="Replace", template=LONG_RUNNING
+    )
+    await _at_first_tick(stack)
+    # A manual run has reserved its Job, as RunService does before creating it, and has not
+    # created it yet. Running the tick now would start it beside that Job: nothing to delete yet.
+    reserved = "relay-manual-aaaaa"
+    reservation = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "name": reserved,
+        "namespace": stack.namespace,
+        "uid": runs.reservation_uid(stack.clock()),
+    }
+    await stack.kube.patch_cronworkflow(
+        stack.namespace, "relay", {"status": {"active": [reservation]}}, status=True
+    )
+    status, body, headers = await stack.deliver("relay", message_id="msg_1")
+    assert (status, body["reason"]) == (503, "RunInFlight")
+    assert reserved in body["error"]
+    assert headers["Retry-After"] == "2"
+    assert await stack.jobs("relay") == []
+
+    # The manual run creates its Job; QStash's retry of the same message then replaces it.
+    manual = builders.build_job(
+        model.parse(cw),
+        name=reserved,
+        trigger=vocabulary.TRIGGER_MANUAL,
+        backend=None,
+        requested_by="tester",
+    )
+    await stack.kube.create_job(manual)
+    await stack.qstash.advance(2)
+    status, body, _ = await stack.deliver("relay", message_id="msg_1")
+    assert (status, body["outcome"]) == (200, "run")
+    assert body["job"] == naming.job_name("relay", FIRST_TICK)
+
+    async def manual_is_going() -> bool:
+        for job in await stack.jobs("relay"):
+            if job["metadata"]["name"] == reserved:
+                return bool(job["metadata"].get("deletionTimestamp"))
+        return True
+
+    await poll(manual_is_going, what=f"Job {reserved} deleted", describe=stack.describe_runs)
+    active = (await stack.get("relay"))["status"]["active"]
+    assert [ref["name"] for ref in active] == [body["job"]]
 
 
 async def test_history_limits_prune_the_oldest_finished_jobs(stack: Stack) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from qstash_operator.domain import naming, runs
+from qstash_operator.domain.errors import RUN_IN_FLIGHT_RETRY_SECONDS, RunInFlightError
 from qstash_operator.domain.runs import JobView, Outcome
 from tests.unit.domain.factories import cronworkflow, job
 from tests.unit.instants import (
@@ -232,3 +233,45 @@ def test_a_fresh_reservation_counts_as_active_under_forbid() -> None:
         reserved=reserved,
     )
     assert done.outcome is Outcome.RUN
+
+
+def test_replace_waits_for_a_reserved_run_to_exist_then_replaces_it() -> None:
+    cw = cronworkflow({"concurrencyPolicy": "Replace"})
+    reserved = runs.reserved_names(
+        [{"name": "report-manual-aaaaa", "uid": runs.reservation_uid(TOP_OF_THE_HOUR)}],
+        now=JUST_AFTER_THE_HOUR,
+    )
+
+    def plan(jobs: tuple[JobView, ...]) -> runs.RunPlan:
+        return runs.plan_tick(
+            cw,
+            jobs=jobs,
+            last_schedule_time=None,
+            schedule_since=None,
+            delivered_at=JUST_AFTER_THE_HOUR,
+            message_id="msg_2",
+            tolerance=timedelta(seconds=30),
+            reserved=reserved,
+        )
+
+    # Reserved, not created: there is nothing to delete yet, so going ahead would run both.
+    with pytest.raises(RunInFlightError, match="report-manual-aaaaa") as caught:
+        plan(())
+    assert caught.value.retry_after == RUN_IN_FLIGHT_RETRY_SECONDS
+    # Once it exists, the retry replaces it.
+    replacing = plan((job("report-manual-aaaaa", active=True),))
+    assert replacing.outcome is Outcome.RUN
+    assert replacing.delete_first == ("report-manual-aaaaa",)
+    # A reservation of this very run (a retry of the writer that made it) does not wait.
+    own = runs.plan_tick(
+        cw,
+        jobs=(),
+        last_schedule_time=None,
+        schedule_since=None,
+        delivered_at=JUST_AFTER_THE_HOUR,
+        message_id="msg_2",
+        tolerance=timedelta(seconds=30),
+        reserved=(naming.job_name("report", TOP_OF_THE_HOUR),),
+    )
+    assert own.outcome is Outcome.RUN
+    assert own.delete_first == ()
