@@ -8,7 +8,9 @@ the schedule list). The operator's peak resident memory is its ``VmHWM`` at the 
 
 Cold start: N more CronWorkflows are stored while no operator watches their namespace; then one
 starts, and the time from its start to all of them Ready and scheduled is its own throughput,
-without ``kubectl apply`` setting the pace.
+without ``kubectl apply`` setting the pace. Its baseline is the same cold start, in another
+namespace, with the worker limit lifted (``QSTASH_OPERATOR_WORKER_LIMIT`` far above N: kopf's
+unbounded default, every handler at once).
 
 Steady state: the operator is restarted with ``QSTASH_OPERATOR_RESYNC_SECONDS`` small (the drift
 check's period); once it has resumed every object, the QStash API calls it makes are counted by
@@ -38,6 +40,8 @@ from qstash_operator.qstash_server.testing import ServerProcess
 
 NAMESPACE = "bench-converge"
 COLD_NAMESPACE = "bench-cold"
+UNBOUNDED_NAMESPACE = "bench-cold-unbounded"
+UNBOUNDED_WORKERS = "1000000"
 CONVERGE_TIMEOUT = 900.0
 POLL_SECONDS = 1.0
 
@@ -137,19 +141,25 @@ async def wait_converged(
 
 
 async def cold_start(
-    plane: ControlPlane, server: ServerProcess, workdir: Path, count: int
+    plane: ControlPlane,
+    server: ServerProcess,
+    workdir: Path,
+    count: int,
+    *,
+    namespace: str = COLD_NAMESPACE,
+    extra_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The objects exist before the operator does (installed later, or a new cluster restored
     from a backup): from its start to all Ready and scheduled, the operator's own throughput."""
-    harness.create_namespace(plane, COLD_NAMESPACE)
-    stack = Stack(plane, server, workdir, COLD_NAMESPACE)  # type: ignore[arg-type]
+    harness.create_namespace(plane, namespace)
+    stack = Stack(plane, server, workdir, namespace)  # type: ignore[arg-type]
     manifests = [
         cronworkflow(f"cw-{index:04d}", {"schedule": "0 3 * * *"}) for index in range(count)
     ]
     await asyncio.to_thread(harness.apply_list, plane, COLD_NAMESPACE, manifests)
     try:
         began = time.monotonic()
-        operator, _ = stack.operator(name="cold")
+        operator, _ = stack.operator(name=namespace, extra_env=extra_env)
         progress: list[tuple[float, int, int]] = []
         seconds = await wait_converged(plane, server, stack, count, began, progress)
         assert operator.process is not None
@@ -229,6 +239,14 @@ async def measure(plane: ControlPlane, count: int, period: float, periods: int) 
         steady = await steady_state(server, stack, count, period, periods)
         stack.stop()
         cold = await cold_start(plane, server, workdir, count)
+        unbounded = await cold_start(
+            plane,
+            server,
+            workdir,
+            count,
+            namespace=UNBOUNDED_NAMESPACE,
+            extra_env={"QSTASH_OPERATOR_WORKER_LIMIT": UNBOUNDED_WORKERS},
+        )
     finally:
         stack.stop()
         await server.stop()
@@ -237,6 +255,7 @@ async def measure(plane: ControlPlane, count: int, period: float, periods: int) 
         "convergence": converged,
         "steady_state": steady,
         "cold_start": cold,
+        "cold_start_unbounded_workers": unbounded,
         "kubernetes": harness.kubernetes_version(plane),
         "logs": str(workdir),
     }
@@ -249,6 +268,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def rows(result: dict[str, Any]) -> list[harness.Row]:
     conv, steady = result["convergence"], result["steady_state"]
+    cold, unbounded = result["cold_start"], result["cold_start_unbounded_workers"]
+    cold_seconds = cold["operator_start_to_all_ready_and_scheduled_seconds"]
+    unbounded_seconds = unbounded["operator_start_to_all_ready_and_scheduled_seconds"]
     count = conv["count"]
     return [
         harness.Row(
@@ -260,13 +282,13 @@ def rows(result: dict[str, Any]) -> list[harness.Row]:
             "baseline: the kubectl apply alone",
         ),
         harness.Row(
-            f"cold start (N={result['cold_start']['count']})",
+            f"cold start (N={cold['count']})",
             "operator start -> all Ready + scheduled, s",
-            f"{result['cold_start']['operator_start_to_all_ready_and_scheduled_seconds']:.1f}",
-            "-",
-            "-",
-            f"{result['cold_start']['cronworkflows_per_second']:.0f} CronWorkflows/s, peak RSS "
-            f"{result['cold_start']['operator_peak_rss_mib']:.0f} MiB",
+            f"{cold_seconds:.1f}",
+            f"{unbounded_seconds:.1f}",
+            f"{harness.ratio(cold_seconds, unbounded_seconds):.2f}",
+            f"baseline: workers unbounded; peak RSS {cold['operator_peak_rss_mib']:.0f} vs "
+            f"{unbounded['operator_peak_rss_mib']:.0f} MiB",
         ),
         harness.Row(
             f"convergence (N={count})",
