@@ -156,7 +156,7 @@ async def cold_start(
     manifests = [
         cronworkflow(f"cw-{index:04d}", {"schedule": "0 3 * * *"}) for index in range(count)
     ]
-    await asyncio.to_thread(harness.apply_list, plane, COLD_NAMESPACE, manifests)
+    await asyncio.to_thread(harness.apply_list, plane, namespace, manifests)
     try:
         began = time.monotonic()
         operator, _ = stack.operator(name=namespace, extra_env=extra_env)
