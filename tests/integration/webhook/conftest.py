@@ -153,6 +153,13 @@ class Stack:
         jobs = await self.kube.list_jobs(self.namespace, f"{vocabulary.LABEL_CRONWORKFLOW}={name}")
         return sorted(jobs, key=lambda job: job["metadata"]["name"])
 
+    async def job_is_going(self, name: str, job_name: str) -> bool:
+        """Whether ``job_name`` of CronWorkflow ``name`` is gone or being deleted."""
+        for job in await self.jobs(name):
+            if job["metadata"]["name"] == job_name:
+                return bool(job["metadata"].get("deletionTimestamp"))
+        return True
+
     async def get(self, name: str) -> dict[str, Any]:
         return await self.kube.get_cronworkflow(self.namespace, name)
 

@@ -80,13 +80,11 @@ async def test_replace_deletes_the_active_job_before_creating_the_next(stack: St
     assert (status, body["outcome"]) == (200, "run")
     assert body["job"] == naming.job_name("replaced", FIRST_TICK.replace(minute=1))
 
-    async def first_is_going() -> bool:
-        for job in await stack.jobs("replaced"):
-            if job["metadata"]["name"] == first:
-                return bool(job["metadata"].get("deletionTimestamp"))
-        return True
-
-    await poll(first_is_going, what=f"Job {first} deleted", describe=stack.describe_runs)
+    await poll(
+        lambda: stack.job_is_going("replaced", first),
+        what=f"Job {first} deleted",
+        describe=stack.describe_runs,
+    )
     status_ = (await stack.get("replaced"))["status"]
     assert [ref["name"] for ref in status_["active"]] == [body["job"]]
 
@@ -129,13 +127,11 @@ async def test_replace_waits_for_a_reserved_run_and_then_replaces_it(stack: Stac
     assert (status, body["outcome"]) == (200, "run")
     assert body["job"] == naming.job_name("relay", FIRST_TICK)
 
-    async def manual_is_going() -> bool:
-        for job in await stack.jobs("relay"):
-            if job["metadata"]["name"] == reserved:
-                return bool(job["metadata"].get("deletionTimestamp"))
-        return True
-
-    await poll(manual_is_going, what=f"Job {reserved} deleted", describe=stack.describe_runs)
+    await poll(
+        lambda: stack.job_is_going("relay", reserved),
+        what=f"Job {reserved} deleted",
+        describe=stack.describe_runs,
+    )
     active = (await stack.get("relay"))["status"]["active"]
     assert [ref["name"] for ref in active] == [body["job"]]
 

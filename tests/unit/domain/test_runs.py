@@ -201,77 +201,49 @@ def test_history_keeps_the_newest_of_each_kind() -> None:
     assert [ref["name"] for ref in runs.active_references(jobs, "ns")] == ["running"]
 
 
+MANUAL_JOB = "report-manual-aaaaa"
+
+
+def _tick_just_after_the_hour(
+    policy: str, jobs: tuple[JobView, ...], reserved: tuple[str, ...]
+) -> runs.RunPlan:
+    return runs.plan_tick(
+        cronworkflow({"concurrencyPolicy": policy}),
+        jobs=jobs,
+        last_schedule_time=None,
+        schedule_since=None,
+        delivered_at=JUST_AFTER_THE_HOUR,
+        message_id="msg_2",
+        tolerance=timedelta(seconds=30),
+        reserved=reserved,
+    )
+
+
 def test_a_fresh_reservation_counts_as_active_under_forbid() -> None:
-    cw = cronworkflow({"concurrencyPolicy": "Forbid"})
     active = [
-        {"name": "report-manual-aaaaa", "uid": runs.reservation_uid(TOP_OF_THE_HOUR)},
+        {"name": MANUAL_JOB, "uid": runs.reservation_uid(TOP_OF_THE_HOUR)},
         {"name": "report-old", "uid": runs.reservation_uid(TOP_OF_THE_HOUR - timedelta(minutes=5))},
         {"name": "report-live", "uid": "9d0c"},
     ]
     reserved = runs.reserved_names(active, now=JUST_AFTER_THE_HOUR)
-    assert reserved == ("report-manual-aaaaa",)  # a stale reservation and a real uid do not count
-    plan = runs.plan_tick(
-        cw,
-        jobs=(),
-        last_schedule_time=None,
-        schedule_since=None,
-        delivered_at=JUST_AFTER_THE_HOUR,
-        message_id="msg_2",
-        tolerance=timedelta(seconds=30),
-        reserved=reserved,
-    )
+    assert reserved == (MANUAL_JOB,)  # a stale reservation and a real uid do not count
+    plan = _tick_just_after_the_hour("Forbid", (), reserved)
     assert plan.outcome is Outcome.SKIPPED_FORBID
     # once its Job exists, the Job itself decides (finished: not active)
-    done = runs.plan_tick(
-        cw,
-        jobs=(job("report-manual-aaaaa", succeeded=True),),
-        last_schedule_time=None,
-        schedule_since=None,
-        delivered_at=JUST_AFTER_THE_HOUR,
-        message_id="msg_2",
-        tolerance=timedelta(seconds=30),
-        reserved=reserved,
-    )
+    done = _tick_just_after_the_hour("Forbid", (job(MANUAL_JOB, succeeded=True),), reserved)
     assert done.outcome is Outcome.RUN
 
 
 def test_replace_waits_for_a_reserved_run_to_exist_then_replaces_it() -> None:
-    cw = cronworkflow({"concurrencyPolicy": "Replace"})
-    reserved = runs.reserved_names(
-        [{"name": "report-manual-aaaaa", "uid": runs.reservation_uid(TOP_OF_THE_HOUR)}],
-        now=JUST_AFTER_THE_HOUR,
-    )
-
-    def plan(jobs: tuple[JobView, ...]) -> runs.RunPlan:
-        return runs.plan_tick(
-            cw,
-            jobs=jobs,
-            last_schedule_time=None,
-            schedule_since=None,
-            delivered_at=JUST_AFTER_THE_HOUR,
-            message_id="msg_2",
-            tolerance=timedelta(seconds=30),
-            reserved=reserved,
-        )
-
+    reserved = (MANUAL_JOB,)
     # Reserved, not created: there is nothing to delete yet, so going ahead would run both.
-    with pytest.raises(RunInFlightError, match="report-manual-aaaaa") as caught:
-        plan(())
+    with pytest.raises(RunInFlightError, match=MANUAL_JOB) as caught:
+        _tick_just_after_the_hour("Replace", (), reserved)
     assert caught.value.retry_after == RUN_IN_FLIGHT_RETRY_SECONDS
     # Once it exists, the retry replaces it.
-    replacing = plan((job("report-manual-aaaaa", active=True),))
+    replacing = _tick_just_after_the_hour("Replace", (job(MANUAL_JOB, active=True),), reserved)
     assert replacing.outcome is Outcome.RUN
-    assert replacing.delete_first == ("report-manual-aaaaa",)
+    assert replacing.delete_first == (MANUAL_JOB,)
     # A reservation of this very run (a retry of the writer that made it) does not wait.
-    own = runs.plan_tick(
-        cw,
-        jobs=(),
-        last_schedule_time=None,
-        schedule_since=None,
-        delivered_at=JUST_AFTER_THE_HOUR,
-        message_id="msg_2",
-        tolerance=timedelta(seconds=30),
-        reserved=(naming.job_name("report", TOP_OF_THE_HOUR),),
-    )
-    assert own.outcome is Outcome.RUN
-    assert own.delete_first == ()
+    own = _tick_just_after_the_hour("Replace", (), (TICK_JOB,))
+    assert (own.outcome, own.delete_first) == (Outcome.RUN, ())
