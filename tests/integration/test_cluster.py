@@ -232,16 +232,32 @@ def test_stop_leaves_no_process_and_no_directory(control_plane: ControlPlane) ->
 
 _OWNER = textwrap.dedent(
     """
-    import json, sys, threading
+    import faulthandler, json, signal, sys, threading
     from pathlib import Path
     from tests.cluster.controlplane import ControlPlane
 
     plane = ControlPlane(Path(sys.argv[1]), crd_dir=None).start()
+
+    # If the clean-up a signal starts ever hangs, print every thread's stack to stderr (the
+    # test shows it): an owner that never exits would otherwise leave nothing to read.
+    def with_watchdog(inner):
+        def handler(signum, frame):
+            faulthandler.dump_traceback_later(%(watchdog)s, exit=False)
+            inner(signum, frame)
+        return handler
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, with_watchdog(signal.getsignal(sig)))
     print(json.dumps({"groups": plane.process_groups(), "run_dir": str(plane.run_dir),
                       "etcd_dir": str(plane.etcd_dir)}), flush=True)
     threading.Event().wait()
     """
 )
+# A signalled owner stops the components with stop_grace (10 s) each for the clients and for etcd,
+# then SIGKILLs and reaps: about 1 s usually, 20 s and a little at worst. The watchdog speaks
+# after the worst case; the test waits twice as long before calling it stuck.
+OWNER_WATCHDOG_SECONDS = 25
+OWNER_EXIT_SECONDS = 50
 
 
 @pytest.mark.parametrize(
@@ -259,7 +275,12 @@ def test_a_signalled_owner_leaves_no_process_behind(
 ) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     owner = subprocess.Popen(
-        [sys.executable, "-c", _OWNER, str(control_plane.bin_dir)],
+        [
+            sys.executable,
+            "-c",
+            _OWNER % {"watchdog": OWNER_WATCHDOG_SECONDS},
+            str(control_plane.bin_dir),
+        ],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -276,7 +297,12 @@ def test_a_signalled_owner_leaves_no_process_behind(
         groups: list[int] = started["groups"]
         assert len(processes_in_groups(groups)) >= 5
         owner.send_signal(sig)
-        owner.wait(timeout=30)
+        try:
+            owner.wait(timeout=OWNER_EXIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            owner.kill()
+            stack = owner.communicate()[1]
+            pytest.fail(f"the owner did not exit {OWNER_EXIT_SECONDS} s after {sig.name}:\n{stack}")
     finally:
         if owner.poll() is None:
             owner.kill()
