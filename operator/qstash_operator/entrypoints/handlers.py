@@ -42,7 +42,8 @@ Pure computation unless something changed; 30 s keeps 1,000 objects well under 1
 KOPF_PREFIX: Final = f"kopf.{vocabulary.GROUP}"
 WORKER_IDLE_SECONDS: Final = 1.0
 """How long a per-object worker waits for more events before giving its slot up. With a worker
-limit, kopf's default 5 s made a 1,000-object cold start take 102 s instead of 20 s."""
+limit of 50, kopf's default 5 s made a 1,000-object cold start take 102 s instead of 28 s (a
+one-off sweep of the bench's cold start; the figures are in the commit that set this)."""
 RUN_NOW: Final = {vocabulary.ANNOTATION_RUN_NOW: kopf.PRESENT}
 
 
