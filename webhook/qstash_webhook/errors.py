@@ -38,7 +38,6 @@ from qstash_operator.domain.errors import (
     NotFoundError,
     PermanentDeliveryError,
     QStashOperatorError,
-    RunInFlightError,
     TransientError,
 )
 
@@ -79,13 +78,8 @@ def retry_after(seconds: float) -> str:
 def _transient(exc: TransientError) -> web.Response:
     if isinstance(exc, ForbiddenError):
         logger.error("the Kubernetes API refused the webhook's own account (fix its RBAC): %s", exc)
-        reason = "Forbidden"
-    elif isinstance(exc, RunInFlightError):
-        reason = "RunInFlight"  # Replace waits for another run's Job to exist, to replace it
-    else:
-        reason = "Unavailable"
     return error_response(
-        503, reason, str(exc), headers={"Retry-After": retry_after(exc.retry_after)}
+        503, exc.reason, str(exc), headers={"Retry-After": retry_after(exc.retry_after)}
     )
 
 

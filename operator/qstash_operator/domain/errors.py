@@ -64,7 +64,9 @@ QStash that is down, short enough that a blip heals within one CronJob-controlle
 
 
 class TransientError(QStashOperatorError):
-    """Worth retrying after ``retry_after`` seconds."""
+    """Worth retrying after ``retry_after`` seconds. ``reason`` is the word a 503 carries."""
+
+    reason: str = "Unavailable"
 
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         self.retry_after: float = (
@@ -105,6 +107,8 @@ class RunInFlightError(TransientError):
     would start this run beside it (there is nothing to delete yet); retrying in a moment lets
     this run replace it instead."""
 
+    reason = "RunInFlight"
+
     def __init__(self, message: str) -> None:
         super().__init__(message, retry_after=RUN_IN_FLIGHT_RETRY_SECONDS)
 
@@ -120,6 +124,8 @@ class QStashAuthError(TransientError):
 
 class ForbiddenError(TransientError):
     """The Kubernetes API refused us (403): RBAC is missing a rule. Retried slowly."""
+
+    reason = "Forbidden"
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retry_after=QStashAuthError.SLOW_RETRY_SECONDS)
