@@ -21,6 +21,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator ./operator
 COPY webhook ./webhook
+COPY qstash-server ./qstash-server
 # A regular (not editable) install: the venv must not point back into /src. pip compiles the
 # installed modules to bytecode, which is what lets the final image run read-only.
 RUN /opt/venv/bin/pip install . \

@@ -11,11 +11,11 @@ PYTEST_ARGS ?=
 
 .PHONY: venv lint unit test cluster-bins cluster-up dev bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml devstack/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed: set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test]' -e ./devstack
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -23,15 +23,15 @@ venv: $(VENV)/.installed
 # Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, helm and kwok
 # from Go modules into a version-keyed cache (about 6 minutes cold on 2 cores, instant when warm).
 cluster-bins:
-	tests/cluster/build.sh >/dev/null
+	devstack/build.sh >/dev/null
 
 # Start the same control plane the tests use, by hand; prints the KUBECONFIG to export.
 cluster-up: venv cluster-bins
-	$(BIN)/python -m tests.cluster.up
+	$(BIN)/python -m qstash_devstack.up
 
 lint: venv
-	$(BIN)/ruff check operator webhook tests bench
-	$(BIN)/ruff format --check operator webhook tests bench
+	$(BIN)/ruff check operator webhook qstash-server devstack tests bench
+	$(BIN)/ruff format --check operator webhook qstash-server devstack tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

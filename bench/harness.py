@@ -1,10 +1,10 @@
 """What the cluster benchmarks share: the machine's description, percentiles, the control plane,
 our processes around it, and a Job watch that notes when each Job reached us.
 
-The control plane is the tests' (``tests/cluster/controlplane.py``): real etcd, kube-apiserver,
+The control plane is the tests' (``qstash_devstack.controlplane``): real etcd, kube-apiserver,
 kube-controller-manager (its CronJob controller is the baseline), scheduler and kwok, started fresh
 for each benchmark so no run inherits another's objects. Operator and webhook run as child
-processes through the CLI, exactly as the end-to-end tests run them (``tests/e2e/stack.py``).
+processes through the CLI, exactly as the end-to-end tests run them (``qstash_devstack.stack``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from tests.cluster.controlplane import ControlPlane, build_binaries
+
+from qstash_devstack.controlplane import ControlPlane, build_binaries
 
 RESULTS = Path(__file__).parent / "results"
 

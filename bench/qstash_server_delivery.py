@@ -42,8 +42,8 @@ from aiohttp import web
 from qstash import AsyncQStash
 
 from qstash_operator.domain import signature
-from qstash_operator.qstash_server import config
-from qstash_operator.qstash_server.testing import Controls, RunningServer, ServerProcess
+from qstash_server import config
+from qstash_server.testing import Controls, RunningServer, ServerProcess
 
 RESULTS = Path(__file__).parent / "results"
 START = datetime(2030, 1, 1, 0, 0, 30, tzinfo=UTC)  # 30 s before a minute boundary

@@ -37,11 +37,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.cluster.controlplane import ControlPlane
-from tests.e2e.stack import Stack, cronworkflow, http_get
-
 from bench import harness
-from qstash_operator.qstash_server.testing import ServerProcess
+from qstash_devstack.controlplane import ControlPlane
+from qstash_devstack.stack import Stack, cronworkflow, http_get
+from qstash_server.testing import ServerProcess
 
 OURS = "bench-qstash"
 NATIVE = "bench-native"

@@ -17,8 +17,8 @@ from subprocess import CompletedProcess
 
 import pytest
 
-from tests.cluster.controlplane import ControlPlane, KubectlError, build_binaries
-from tests.cluster.polling import poll_until
+from qstash_devstack.controlplane import ControlPlane, KubectlError, build_binaries
+from qstash_devstack.polling import poll_until
 
 TESTS_DIR = Path(__file__).parent
 CLUSTER_TEST_DIRS = frozenset({"integration", "e2e"})

@@ -7,8 +7,9 @@ The package is layered (checked by import-linter, see pyproject.toml):
 - ``settings``: the one object that reads the environment.
 - ``adapters``: the Kubernetes API and the QStash SDK, wrapped so their exceptions become ours.
 - ``services``: use cases that combine domain decisions with adapters (reconcile, run a tick).
-- ``entrypoints``, ``qstash_webhook``, ``qstash_server``: kopf handlers, aiohttp apps.
-- ``cli``: the ``qstash-operator`` command.
+- ``entrypoints`` and the ``qstash_webhook`` package: kopf handlers, the aiohttp app.
+- ``cli``: the ``qstash-operator`` command (its ``qstash-server`` subcommand is the separate
+  ``qstash_server`` package, a client of ``domain`` only).
 """
 
 from importlib import metadata as _metadata

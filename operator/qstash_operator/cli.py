@@ -34,7 +34,7 @@ SUBCOMMANDS: Final[dict[str, tuple[str, str]]] = {
         "run the aiohttp service QStash delivers to (and the seed's /api/cron endpoints)",
     ),
     "qstash-server": (
-        "qstash_operator.qstash_server.main",
+        "qstash_server.main",
         "run the local QStash-compatible server (development and tests)",
     ),
     "dev": (

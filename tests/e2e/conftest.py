@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from qstash_operator.qstash_server.testing import ThreadedServer
-from tests.cluster.controlplane import ControlPlane
-from tests.e2e.stack import Stack, running_stack
+from qstash_devstack.controlplane import ControlPlane
+from qstash_devstack.stack import Stack, running_stack
+from qstash_server.testing import ThreadedServer
 
 
 @pytest.fixture

@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 from qstash import QStash
 
-from tests.cluster.controlplane import ControlPlane
-from tests.e2e.stack import Child, Stack, cronworkflow, http_get
-from tests.e2e.stack import wait as wait_briefly
+from qstash_devstack.controlplane import ControlPlane
+from qstash_devstack.stack import Child, Stack, cronworkflow, http_get
+from qstash_devstack.stack import wait as wait_briefly
 from tests.integration.chart.support import install, service_account_kubeconfig
 
 MANAGED = "qstash-operator.dev/cronworkflow"

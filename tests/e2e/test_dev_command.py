@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.controlplane import build_binaries
+from qstash_devstack.controlplane import build_binaries
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 90.0
@@ -192,13 +192,14 @@ def test_the_cronjob_flag_runs_development_mode_and_sigterm_cleans_everything(
     assert not run_dir.exists()
 
 
-def test_outside_a_checkout_it_says_to_use_a_clone(tmp_path: Path) -> None:
+def test_without_the_local_stack_it_says_to_use_a_clone(tmp_path: Path) -> None:
+    # A plain `pip install qstash-operator` has no qstash_devstack; None in sys.modules makes the
+    # import fail exactly as it would there.
     result = subprocess.run(
         [
             sys.executable,
             "-c",
-            "import sys; from qstash_operator.tools import checkout; "
-            f"checkout.PACKAGE_DIR = __import__('pathlib').Path({str(tmp_path)!r}); "
+            "import sys; sys.modules['qstash_devstack'] = None; "
             "from qstash_operator import cli; sys.exit(cli.main(['dev']))",
         ],
         cwd=tmp_path,
@@ -209,4 +210,4 @@ def test_outside_a_checkout_it_says_to_use_a_clone(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "make dev" in result.stderr
-    assert "tests/cluster/build.sh" in result.stderr
+    assert "qstash-operator-devstack" in result.stderr

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from qstash import QStash
 
-from tests.e2e.stack import Stack, wait
+from qstash_devstack.stack import Stack, wait
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MANAGED = "qstash-operator.dev/cronworkflow"

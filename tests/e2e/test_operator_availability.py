@@ -7,7 +7,7 @@ import random
 
 from qstash import QStash
 
-from tests.e2e.stack import Stack, cronworkflow, http_get, wait
+from qstash_devstack.stack import Stack, cronworkflow, http_get, wait
 from tests.e2e.test_operator_qstash import metric, schedule_id, sdk
 
 

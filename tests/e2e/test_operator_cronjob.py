@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.stack import Stack, cronworkflow, wait
+from qstash_devstack.stack import Stack, cronworkflow, wait
 
 MANAGED = "qstash-operator.dev/cronworkflow"
 

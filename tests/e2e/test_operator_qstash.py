@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 import pytest
 from qstash import QStash
 
+from qstash_devstack.stack import Stack, cronworkflow, http_get, wait
 from qstash_operator.domain.runs import parse_time
-from tests.e2e.stack import Stack, cronworkflow, http_get, wait
 
 
 def sdk(stack: Stack) -> QStash:

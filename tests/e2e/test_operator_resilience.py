@@ -7,9 +7,9 @@ from pathlib import Path
 
 from qstash import QStash
 
-from qstash_operator.qstash_server.testing import ThreadedServer
-from tests.cluster.controlplane import ControlPlane
-from tests.e2e.stack import Stack, cronworkflow, wait
+from qstash_devstack.controlplane import ControlPlane
+from qstash_devstack.stack import Stack, cronworkflow, wait
+from qstash_server.testing import ThreadedServer
 from tests.e2e.test_operator_qstash import metric, schedule_id, sdk
 
 

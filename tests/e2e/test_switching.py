@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from qstash_operator.qstash_server.testing import ThreadedServer
-from tests.cluster.controlplane import ControlPlane
-from tests.e2e.stack import Stack, cronworkflow, wait
+from qstash_devstack.controlplane import ControlPlane
+from qstash_devstack.stack import Stack, cronworkflow, wait
+from qstash_server.testing import ThreadedServer
 
 NAME = "switcher"
 SELECTOR = f"qstash-operator.dev/cronworkflow={NAME}"

@@ -19,14 +19,14 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.controlplane import (
+from qstash_devstack.controlplane import (
     REPO_ROOT,
     ControlPlane,
     main_pid_children,
     processes_in_groups,
     sweep_stale_run_dirs,
 )
-from tests.cluster.polling import poll_until
+from qstash_devstack.polling import poll_until
 
 
 def _get(plane: ControlPlane, path: str) -> Any:
@@ -234,7 +234,7 @@ _OWNER = textwrap.dedent(
     """
     import faulthandler, json, signal, sys, threading
     from pathlib import Path
-    from tests.cluster.controlplane import ControlPlane
+    from qstash_devstack.controlplane import ControlPlane
 
     plane = ControlPlane(Path(sys.argv[1]), crd_dir=None).start()
 

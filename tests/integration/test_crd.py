@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.controlplane import ControlPlane
-from tests.cluster.polling import poll_until
+from qstash_devstack.controlplane import ControlPlane
+from qstash_devstack.polling import poll_until
 
 GROUP_VERSION = "qstash-operator.dev/v1alpha1"
 DELETE = object()  # marks a field to remove from the base manifest

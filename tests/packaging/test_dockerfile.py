@@ -192,7 +192,7 @@ def test_the_build_context_holds_what_the_builder_copies_and_nothing_else(
     _, (builder, _) = dockerfile
     patterns = dockerignore_patterns()
     sources = copied_sources(builder)
-    assert set(sources) == {"pyproject.toml", "README.md", "operator", "webhook"}
+    assert set(sources) == {"pyproject.toml", "README.md", "operator", "webhook", "qstash-server"}
     for source in sources:
         assert not ignored(source, patterns), source
         assert (REPO / source).exists(), source
@@ -290,8 +290,9 @@ def test_the_builder_steps_make_a_venv_that_runs_both_components(
         [
             "python",
             "-c",
-            "import qstash_operator, qstash_webhook; "
-            "print(qstash_operator.__file__); print(qstash_webhook.__file__)",
+            "import qstash_operator, qstash_webhook, qstash_server; "
+            "print(qstash_operator.__file__); print(qstash_webhook.__file__); "
+            "print(qstash_server.__file__)",
         ],
         cwd="/",
         env=runtime,

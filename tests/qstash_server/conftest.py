@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from qstash import AsyncQStash, QStash
 
-from qstash_operator.qstash_server.testing import RunningServer
+from qstash_server.testing import RunningServer
 from tests.qstash_server.receiver import VerifyingReceiver
 
 START = datetime(2026, 6, 1, 9, 59, 30, tzinfo=UTC)

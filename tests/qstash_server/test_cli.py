@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from qstash_operator.qstash_server import config
-from qstash_operator.qstash_server.testing import ServerProcess
+from qstash_server import config
+from qstash_server.testing import ServerProcess
 from tests.qstash_server.conftest import Sdk
 
 CLI = str(Path(sys.executable).parent / "qstash-operator")

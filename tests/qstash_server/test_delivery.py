@@ -16,8 +16,8 @@ from itertools import pairwise
 import jwt
 import pytest
 
-from qstash_operator.qstash_server import clock
-from qstash_operator.qstash_server.testing import ControlError, RunningServer, header
+from qstash_server import clock
+from qstash_server.testing import ControlError, RunningServer, header
 from tests.qstash_server.conftest import START, TOP, TOP_MS, Sdk
 from tests.qstash_server.receiver import Reply, VerifyingReceiver
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from qstash.schedule import ScheduleState
 
-from qstash_operator.qstash_server import config
-from qstash_operator.qstash_server.core import Core
-from qstash_operator.qstash_server.testing import RunningServer
+from qstash_server import config
+from qstash_server.core import Core
+from qstash_server.testing import RunningServer
 from tests.qstash_server.conftest import START, TOP_MS, Sdk
 from tests.qstash_server.receiver import Reply, VerifyingReceiver
 from tests.qstash_server.test_schedules_api import every_option, expected_schedule

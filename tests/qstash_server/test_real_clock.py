@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from qstash_operator.qstash_server import clock
-from qstash_operator.qstash_server.testing import RunningServer
+from qstash_server import clock
+from qstash_server.testing import RunningServer
 from tests.qstash_server.conftest import Sdk
 from tests.qstash_server.receiver import VerifyingReceiver
 

@@ -11,9 +11,9 @@ from qstash.errors import DailyMessageLimitExceededError, QStashError, RateLimit
 from qstash.message import FlowControlProperties
 from qstash.schedule import Schedule, ScheduleState
 
-from qstash_operator.qstash_server import app, config, model
-from qstash_operator.qstash_server.app import make_app
-from qstash_operator.qstash_server.testing import RunningServer
+from qstash_server import app, config, model
+from qstash_server.app import make_app
+from qstash_server.testing import RunningServer
 from tests.qstash_server.conftest import START, TOP_MS, Sdk
 from tests.qstash_server.receiver import Reply, VerifyingReceiver
 

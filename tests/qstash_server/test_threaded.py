@@ -12,7 +12,7 @@ import pytest
 from qstash import QStash, Receiver
 
 from qstash_operator.domain import signature
-from qstash_operator.qstash_server.testing import ThreadedServer
+from qstash_server.testing import ThreadedServer
 from tests.qstash_server.conftest import START, TOP_MS
 
 

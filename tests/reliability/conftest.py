@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.cluster.controlplane import ControlPlane
-from tests.e2e.stack import Stack, running_stack
 
-from qstash_operator.qstash_server.testing import ThreadedServer
+from qstash_devstack.controlplane import ControlPlane
+from qstash_devstack.stack import Stack, running_stack
+from qstash_server.testing import ThreadedServer
 
 SUMMARY_ENV = "QSO_RELIABILITY_SUMMARY"
 

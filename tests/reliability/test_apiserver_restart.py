@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 from qstash import QStash
-from tests.cluster.controlplane import ControlPlane
-from tests.e2e.stack import Stack, cronworkflow, http_get, wait
 from tests.reliability.conftest import Tally, backdate_schedules
+
+from qstash_devstack.controlplane import ControlPlane
+from qstash_devstack.stack import Stack, cronworkflow, http_get, wait
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 import collections
 
 import pytest
-from tests.e2e.stack import Stack, cronworkflow, free_port
 from tests.reliability.conftest import Tally, backdate_schedules
 from tests.reliability.fanout import FanOut
+
+from qstash_devstack.stack import Stack, cronworkflow, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 from qstash import QStash
-from tests.e2e.stack import Stack, cronworkflow, wait
 from tests.reliability.conftest import Tally
+
+from qstash_devstack.stack import Stack, cronworkflow, wait
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -26,8 +26,9 @@ from typing import Any
 
 import pytest
 from qstash import QStash
-from tests.e2e.stack import Child, Stack, cronworkflow, wait
 from tests.reliability.conftest import Tally
+
+from qstash_devstack.stack import Child, Stack, cronworkflow, wait
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 

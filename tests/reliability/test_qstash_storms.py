@@ -23,8 +23,9 @@ from typing import Any
 
 import pytest
 from qstash import QStash
-from tests.e2e.stack import Stack, cronworkflow, wait
 from tests.reliability.conftest import Tally
+
+from qstash_devstack.stack import Stack, cronworkflow, wait
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

@@ -47,8 +47,8 @@ from qstash_operator.domain.errors import (
     NotFoundError,
     SignatureError,
 )
-from qstash_operator.qstash_server.model import new_signing_key
 from qstash_operator.settings import QStashSettings, Secret, Settings
+from qstash_server.model import new_signing_key
 from qstash_webhook import logs
 from qstash_webhook.app import MAX_BODY_BYTES, make_app
 

@@ -1,9 +1,11 @@
 """``qstash-operator dev`` (what ``make dev`` runs): the whole stack locally, from a checkout.
 
 The local stack is the test control plane (Kubernetes built from Go modules by
-``tests/cluster/build.sh``) plus our own processes, so it only exists in a source checkout; the
-orchestration lives there, in ``tests/cluster/devstack.py``, and this module only finds the
-checkout, puts it on ``sys.path`` and hands over. ``--help`` works anywhere.
+``devstack/build.sh``) plus our own processes, so it only exists in a source checkout: it is the
+``qstash-operator-devstack`` distribution in ``devstack/``, which ``make venv`` installs editable
+beside the product and which the wheel and the image never carry. This module imports its
+orchestration (``qstash_devstack.dev``) by name and hands over; without it, it says how to get a
+checkout. ``--help`` works anywhere.
 """
 
 from __future__ import annotations
@@ -14,9 +16,7 @@ import sys
 from pathlib import Path
 from typing import Final
 
-from qstash_operator.tools.checkout import CLUSTER_BUILD, NotACheckoutError, find_checkout
-
-DEVSTACK: Final = "tests.cluster.devstack"
+DEVSTACK: Final = "qstash_devstack.dev"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,18 +53,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        root = find_checkout(CLUSTER_BUILD)
-    except NotACheckoutError as exc:
+        devstack = importlib.import_module(DEVSTACK)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not DEVSTACK.startswith(exc.name):
+            raise  # the local stack is there but one of its own imports is broken: show it
         print(
-            f"qstash-operator dev: {exc}.\n"
-            "The local stack builds its Kubernetes control plane from the repository's Go "
-            "modules, so it runs from a clone: git clone <repo> && cd qstash-operator && make dev",
+            "qstash-operator dev: the local stack (the qstash-operator-devstack package, "
+            "devstack/ in the repository) is not installed.\n"
+            "It builds its Kubernetes control plane from the repository's Go modules, so it "
+            "runs from a clone: git clone <repo> && cd qstash-operator && make dev",
             file=sys.stderr,
         )
         return 2
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    devstack = importlib.import_module(DEVSTACK)
     if args.example is not None:
         args.example = Path(args.example)
     code: int = devstack.run(args)

@@ -1,8 +1,8 @@
 """Find the source checkout the tools and ``qstash-operator dev`` work on.
 
-The installed package carries no CRDs, chart or control-plane build: those live in the git
-checkout. The checkout is the first directory, walking up from the current directory and then from
-this package's own location (an editable install lives inside it), that holds ``marker``.
+The installed package carries no CRDs or chart: those live in the git checkout. The checkout is
+the first directory, walking up from the current directory and then from this package's own
+location (an editable install lives inside it), that holds ``marker``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Final
 PACKAGE_DIR: Final = Path(__file__).resolve().parent
 CHART: Final = Path("charts") / "qstash-operator"
 CRDS: Final = Path("crds")
-CLUSTER_BUILD: Final = Path("tests") / "cluster" / "build.sh"
 
 
 class NotACheckoutError(RuntimeError):

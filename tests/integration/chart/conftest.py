@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.controlplane import build_binaries
+from qstash_devstack.controlplane import build_binaries
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Render and install the chart with the built helm; shared by the chart tests and the RBAC proof.
 
-Everything goes through the helm binary the control plane build produced (``tests/cluster/
+Everything goes through the helm binary the control plane build produced (``devstack/
 build.sh``), the same version the README's kind instructions use (v3.22), so what renders here is
 what users get.
 """
@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import yaml
 
-from tests.cluster.controlplane import ControlPlane, KubectlError
+from qstash_devstack.controlplane import ControlPlane, KubectlError
 
 REPO: Final = Path(__file__).resolve().parents[3]
 CHART: Final = REPO / "charts" / "qstash-operator"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.controlplane import ControlPlane
+from qstash_devstack.controlplane import ControlPlane
 from tests.integration.chart.support import (
     CHART,
     VALUE_SETS,

@@ -24,8 +24,8 @@ from typing import Final
 
 import pytest
 
+from qstash_devstack.controlplane import ControlPlane
 from qstash_operator.adapters import kube as kube_module
-from tests.cluster.controlplane import ControlPlane
 from tests.integration.chart.support import REPO, find, install, render
 
 Permission = tuple[str, str]  # (verb, resource[/subresource])

@@ -21,15 +21,15 @@ import pytest
 from aiohttp import web
 from qstash import AsyncQStash
 
+from qstash_devstack.controlplane import ControlPlane
+from qstash_devstack.processes import free_port
 from qstash_operator.adapters.kube import Kube
 from qstash_operator.adapters.signing_keys import SigningKeySource
 from qstash_operator.domain import builders, model, naming, signature, vocabulary
-from qstash_operator.qstash_server.testing import RunningServer
 from qstash_operator.settings import QStashSettings, Secret, Settings
+from qstash_server.testing import RunningServer
 from qstash_webhook.app import make_app
 from qstash_webhook.metrics import WebhookMetrics
-from tests.cluster.controlplane import ControlPlane
-from tests.cluster.processes import free_port
 
 START: Final = datetime(2026, 11, 28, 9, 59, 58, tzinfo=UTC)
 """Two seconds before a top of the hour on the QStash server's driven clock. The server signs

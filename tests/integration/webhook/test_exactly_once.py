@@ -14,7 +14,7 @@ import pytest
 
 from qstash_operator.domain import naming, signature, vocabulary
 from qstash_operator.domain.builders import rfc3339
-from qstash_operator.qstash_server.testing import header
+from qstash_server.testing import header
 from qstash_webhook import typedefs
 from tests.integration.webhook.conftest import DELIVERY_DELAY, Stack, job_template
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qstash_operator.qstash_server import backoff
+from qstash_server import backoff
 from tests.unit.instants import TOP_OF_THE_HOUR
 
 DAY = 86_400.0

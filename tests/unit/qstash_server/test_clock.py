@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from qstash_operator.qstash_server import clock
+from qstash_server import clock
 from tests.unit.instants import HALF_PAST, TOP_OF_THE_HOUR
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from qstash_operator.qstash_server.faults import ApiCalls, FaultError, Faults
+from qstash_server.faults import ApiCalls, FaultError, Faults
 from tests.unit.instants import TOP_OF_THE_HOUR
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from qstash_operator.domain import cron
-from qstash_operator.qstash_server import firing
+from qstash_server import firing
 from tests.unit.instants import (
     BERLIN_FALL_BACK,
     BERLIN_SPRING_FORWARD,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from qstash.schedule import prepare_schedule_headers
 
-from qstash_operator.qstash_server import model
+from qstash_server import model
 
 DESTINATION = "https://example.com/api/hook"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import qstash_operator.qstash_server as package
+import qstash_server as package
 
 PURE = ("model", "backoff", "firing", "clock", "faults")
 FORBIDDEN = ("aiohttp", "asyncio", "socket", "httpx", "qstash", "threading", "subprocess")
@@ -37,7 +37,7 @@ def test_pure_module_imports(module: str) -> None:
         if name.split(".")[0] in FORBIDDEN
         or (
             name.startswith("qstash_operator.")
-            and not name.startswith(("qstash_operator.domain", "qstash_operator.qstash_server"))
+            and not name.startswith(("qstash_operator.domain", "qstash_server"))
         )
     }
     assert bad == set()

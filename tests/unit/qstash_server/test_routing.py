@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qstash_operator.qstash_server import app, model
+from qstash_server import app, model
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from qstash_operator.qstash_server import model, state
+from qstash_server import model, state
 
 HEADERS: model.Headers = (
     ("Upstash-Cron", "CRON_TZ=Europe/Berlin 0 3 * * *"),

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from qstash_operator.tools import chart_schema, sync_chart_crds
-from qstash_operator.tools.checkout import CHART, CLUSTER_BUILD, NotACheckoutError, find_checkout
+from qstash_operator.tools.checkout import CHART, CRDS, NotACheckoutError, find_checkout
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -137,7 +137,7 @@ def test_the_schema_generator_reads_directives_and_closes_objects() -> None:
 
 
 def test_the_checkout_is_found_from_anywhere_inside_it(tmp_path: Path) -> None:
-    assert find_checkout(CLUSTER_BUILD, start=REPO / "operator" / "qstash_operator") == REPO
+    assert find_checkout(CRDS, start=REPO / "operator" / "qstash_operator") == REPO
     assert find_checkout(CHART, start=REPO / "charts" / "qstash-operator" / "templates") == REPO
 
 
@@ -147,5 +147,5 @@ def test_outside_a_checkout_the_error_says_what_was_looked_for(
     from qstash_operator.tools import checkout
 
     monkeypatch.setattr(checkout, "PACKAGE_DIR", tmp_path)
-    with pytest.raises(NotACheckoutError, match=r"tests/cluster/build\.sh"):
-        find_checkout(CLUSTER_BUILD, start=tmp_path)
+    with pytest.raises(NotACheckoutError, match=r"charts/qstash-operator"):
+        find_checkout(CHART, start=tmp_path)

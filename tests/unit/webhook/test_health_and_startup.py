@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from qstash_devstack.processes import free_port
 from qstash_operator import cli
-from tests.cluster.processes import free_port
 from tests.unit.webhook import support
 from tests.unit.webhook.conftest import MakeClient, unreachable_kube
 

@@ -16,10 +16,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from qstash_operator.qstash_server.testing import ThreadedServer
-from tests.cluster.controlplane import ControlPlane
-from tests.cluster.polling import poll_until
-from tests.cluster.processes import Child, child_env, free_port, http_get
+from qstash_devstack.controlplane import ControlPlane
+from qstash_devstack.polling import poll_until
+from qstash_devstack.processes import Child, child_env, free_port, http_get
+from qstash_server.testing import ThreadedServer
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -29,10 +29,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from qstash_operator.qstash_server import clock, config, model
-from qstash_operator.qstash_server.delivery import DeliveryLog, Runtime, Scheduler, Sender
-from qstash_operator.qstash_server.faults import ApiCalls, Faults
-from qstash_operator.qstash_server.state import SigningKeys, Store
+from qstash_server import clock, config, model
+from qstash_server.delivery import DeliveryLog, Runtime, Scheduler, Sender
+from qstash_server.faults import ApiCalls, Faults
+from qstash_server.state import SigningKeys, Store
 
 MAX_SCHEDULES_ERROR: Final = "exceeded the maximum number of schedules allowed"  # section 2.1, 412
 

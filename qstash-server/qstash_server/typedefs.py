@@ -6,8 +6,8 @@ from typing import Final
 
 from aiohttp import web
 
-from qstash_operator.qstash_server.config import ServerConfig
-from qstash_operator.qstash_server.core import Core
+from qstash_server.config import ServerConfig
+from qstash_server.core import Core
 
 CONFIG_KEY: Final = web.AppKey("qstash_server.config", ServerConfig)
 CORE_KEY: Final = web.AppKey("qstash_server.core", Core)

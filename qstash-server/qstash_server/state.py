@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from qstash_operator.qstash_server import model
+from qstash_server import model
 
 FORMAT_VERSION: Final = 1
 SAVE_DEBOUNCE_SECONDS: Final = 0.2

@@ -40,7 +40,7 @@ from urllib.parse import unquote, urlsplit
 
 from qstash_operator.domain import cron
 from qstash_operator.domain.errors import InvalidSpecError
-from qstash_operator.qstash_server import backoff
+from qstash_server import backoff
 
 Headers = tuple[tuple[str, str], ...]
 """Header pairs in request order; a name may repeat (HTTP allows it, QStash keeps lists)."""

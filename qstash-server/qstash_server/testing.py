@@ -46,11 +46,11 @@ from typing import Any, Final, NotRequired, Self, TypedDict, TypeVar
 import aiohttp
 from aiohttp import web
 
-from qstash_operator.qstash_server import config, main, model
-from qstash_operator.qstash_server.app import make_app
-from qstash_operator.qstash_server.clock import Clock
-from qstash_operator.qstash_server.core import Core
-from qstash_operator.qstash_server.typedefs import CORE_KEY
+from qstash_server import config, main, model
+from qstash_server.app import make_app
+from qstash_server.clock import Clock
+from qstash_server.core import Core
+from qstash_server.typedefs import CORE_KEY
 
 POLL_SECONDS: Final = 0.01
 """How often ``wait_for_*`` polls the server: fast enough to add no visible latency to tests."""

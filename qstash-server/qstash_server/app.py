@@ -27,10 +27,10 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from qstash_operator.qstash_server import clock, controls, model
-from qstash_operator.qstash_server.config import ServerConfig
-from qstash_operator.qstash_server.core import Core
-from qstash_operator.qstash_server.typedefs import CONFIG_KEY, CORE_KEY
+from qstash_server import clock, controls, model
+from qstash_server.config import ServerConfig
+from qstash_server.core import Core
+from qstash_server.typedefs import CONFIG_KEY, CORE_KEY
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Why: poking at the operator with kubectl, helm or a debugger is easier against the very cluster the
 tests use than against a description of it. Run from the repository root:
 
-    python -m tests.cluster.up            # or: make cluster-up
+    python -m qstash_devstack.up            # or: make cluster-up
 
 It builds the binaries if the cache is cold, starts etcd, kube-apiserver, the controllers, the
 scheduler and kwok (one fake node), applies crds/, prints the `export KUBECONFIG=...` line to paste
@@ -18,12 +18,12 @@ import signal
 import sys
 import threading
 
-from tests.cluster.controlplane import CRD_DIR, ControlPlane, ControlPlaneError, build_binaries
+from qstash_devstack.controlplane import CRD_DIR, ControlPlane, ControlPlaneError, build_binaries
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.cluster.up",
+        prog="python -m qstash_devstack.up",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

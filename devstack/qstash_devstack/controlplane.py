@@ -3,7 +3,7 @@
 Why this exists: the operator's behaviour lives in what the API server does with it — CRD schema
 validation and defaulting, CEL rules, RBAC, the status subresource, owner references and garbage
 collection, CronJob and Job controllers — and none of that can be faked faithfully. So the tests run
-the real binaries (built from Go modules by ``tests/cluster/build.sh``) as ordinary processes on
+the real binaries (built from Go modules by ``devstack/build.sh``) as ordinary processes on
 loopback, with no Docker and no network:
 
 * etcd, on tmpfs when ``/dev/shm`` exists, without fsync;
@@ -45,8 +45,8 @@ from types import FrameType
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BUILD_SCRIPT = REPO_ROOT / "tests" / "cluster" / "build.sh"
-KWOK_STAGES = REPO_ROOT / "tests" / "cluster" / "kwok-stages.yaml"
+BUILD_SCRIPT = REPO_ROOT / "devstack" / "build.sh"
+KWOK_STAGES = REPO_ROOT / "devstack" / "kwok-stages.yaml"
 CRD_DIR = REPO_ROOT / "crds"
 
 BINARIES = (
@@ -936,5 +936,5 @@ def processes_in_groups(pgids: Sequence[int]) -> list[int]:
     return found
 
 
-if __name__ == "__main__":  # pragma: no cover - use `python -m tests.cluster.up`
-    sys.exit("run `python -m tests.cluster.up` to start a cluster by hand")
+if __name__ == "__main__":  # pragma: no cover - use `python -m qstash_devstack.up`
+    sys.exit("run `python -m qstash_devstack.up` to start a cluster by hand")

@@ -30,10 +30,10 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from qstash_operator.qstash_server import clock, firing, model, state
-from qstash_operator.qstash_server.delivery import PausedError
-from qstash_operator.qstash_server.faults import FaultError
-from qstash_operator.qstash_server.typedefs import CORE_KEY
+from qstash_server import clock, firing, model, state
+from qstash_server.delivery import PausedError
+from qstash_server.faults import FaultError
+from qstash_server.typedefs import CORE_KEY
 
 PREFIX: Final = "/__control"
 MAX_SETTLE_SECONDS: Final = 300.0

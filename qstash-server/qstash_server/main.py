@@ -25,10 +25,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from qstash_operator.qstash_server import config, model
-from qstash_operator.qstash_server.app import make_app
-from qstash_operator.qstash_server.state import StateError
-from qstash_operator.qstash_server.typedefs import CORE_KEY
+from qstash_server import config, model
+from qstash_server.app import make_app
+from qstash_server.state import StateError
+from qstash_server.typedefs import CORE_KEY
 
 ENV_NAMES = ("QSTASH_URL", "QSTASH_TOKEN", "QSTASH_CURRENT_SIGNING_KEY", "QSTASH_NEXT_SIGNING_KEY")
 

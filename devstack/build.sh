@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build the local Kubernetes control plane from Go modules into a cache keyed by versions.
 #
-#   tests/cluster/build.sh            build (or reuse) the binaries, print the cache directory last
-#   tests/cluster/build.sh --print    print the cache directory only (no build)
+#   devstack/build.sh            build (or reuse) the binaries, print the cache directory last
+#   devstack/build.sh --print    print the cache directory only (no build)
 #
 # Nothing here downloads a release binary: every binary is compiled from the Go module proxy.
 # kube-apiserver, kube-controller-manager, kube-scheduler and kubectl come from the wrapper module

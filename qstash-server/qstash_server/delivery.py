@@ -37,10 +37,10 @@ import yarl
 from multidict import CIMultiDict
 
 from qstash_operator.domain import signature
-from qstash_operator.qstash_server import backoff, clock, firing, model
-from qstash_operator.qstash_server.config import ServerConfig
-from qstash_operator.qstash_server.faults import Faults
-from qstash_operator.qstash_server.state import Store
+from qstash_server import backoff, clock, firing, model
+from qstash_server.config import ServerConfig
+from qstash_server.faults import Faults
+from qstash_server.state import Store
 
 log = logging.getLogger(__name__)
 

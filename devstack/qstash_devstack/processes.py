@@ -1,7 +1,7 @@
 """Our own processes beside the control plane: ports, the environment they get, and a child.
 
 Shared by the local stack (``devstack.py``, what ``make dev`` runs) and the end-to-end tests
-(``tests/e2e/stack.py``), so both start the operator, the webhook and the QStash-compatible
+(``qstash_devstack.stack``), so both start the operator, the webhook and the QStash-compatible
 server the same way: through the real CLI, with the environment a Pod would have, logging to a
 file, and dying with whoever started them (parent death signal, as the control plane does).
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from tests.cluster.controlplane import ControlPlane, _child_setup
+from qstash_devstack.controlplane import ControlPlane, _child_setup
 
 STOP_GRACE: Final = 10.0
 """Seconds a child gets to stop after SIGTERM before SIGKILL; kopf and aiohttp need about one."""

@@ -15,9 +15,11 @@ Then it prints, as they happen, each Job the schedule makes, its completion and 
 CronWorkflow's status (backend, last and next run, Ready), until Ctrl-C or SIGTERM; and then it
 stops every process it started and deletes the control plane's directories.
 
-Why it lives here, next to the control plane, and not in the installed package: it *is* the test
-control plane plus our processes, and the control plane is built from this checkout's Go wrapper
-modules. ``qstash_operator.entrypoints.dev_main`` only finds the checkout and calls :func:`main`.
+Why it lives in ``devstack/`` and not in the shipped package: it *is* the test control plane plus
+our processes, and the control plane is built from this checkout's Go wrapper modules. The
+``qstash-operator-devstack`` distribution (``devstack/pyproject.toml``, installed editable by
+``make venv``) makes it importable; ``qstash_operator.entrypoints.dev_main`` imports it by name
+and calls :func:`run`.
 """
 
 from __future__ import annotations
@@ -36,13 +38,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Final, TextIO
 
-from tests.cluster.controlplane import (
+from qstash_devstack.controlplane import (
     ControlPlane,
     ControlPlaneError,
     build_binaries,
     cache_dir,
 )
-from tests.cluster.processes import Child, child_env, free_port, http_get
+from qstash_devstack.processes import Child, child_env, free_port, http_get
 
 REPO: Final = Path(__file__).resolve().parents[2]
 DEFAULT_EXAMPLE: Final = REPO / "examples" / "every-minute.yaml"
