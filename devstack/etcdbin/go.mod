@@ -1,4 +1,4 @@
-module qstash-operator.dev/tests/cluster/etcdbin
+module qstash-operator.dev/devstack/etcdbin
 
 go 1.26.0
 

@@ -1,4 +1,4 @@
-module qstash-operator.dev/tests/cluster/kubebins
+module qstash-operator.dev/devstack/kubebins
 
 go 1.26.0
 
