@@ -1,4 +1,6 @@
-"""When does a schedule fire? Pure decisions over the project's cron maths.
+"""When does a schedule fire? Pure decisions over the project's cron maths (robfig's walk, so
+a tick in a spring-forward gap does not fire that day and one in a repeated hour fires twice,
+as QStash and the CronJob controller do).
 
 The rules (QStash's behaviour as documented, and what the operator relies on):
 
@@ -95,7 +97,7 @@ class TickCache:
     """:func:`due_tick` and :func:`next_due` memoised for one scheduler pass.
 
     In one pass every schedule is asked about the same "now", so schedules that share a cron
-    expression and zone share the answer; croniter's parse dominates the cost otherwise.
+    expression and zone share the answer instead of each walking the same fields again.
     """
 
     def __init__(self) -> None:

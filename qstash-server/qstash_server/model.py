@@ -322,41 +322,17 @@ def parse_flow_control(key: str, value: str | None) -> FlowControl:
 
 
 def parse_cron(text: str | None) -> cron.Schedule:
-    """The ``Upstash-Cron`` value: five fields or a macro, with an optional ``CRON_TZ=``/``TZ=``.
+    """The ``Upstash-Cron`` value, read as QStash reads it: robfig's ``ParseStandard`` in UTC.
 
-    The prefix is taken off here (the project's :func:`cron.parse` refuses it, since CronWorkflows
-    carry the zone in ``spec.timeZone``). Texts follow robfig/cron's errors behind QStash's prefix
-    (section 2.4): the empty one is confirmed, the others inferred.
+    Five fields or a descriptor, with an optional ``CRON_TZ=``/``TZ=`` prefix
+    (:func:`cron.parse_standard`). Refusals carry robfig's texts behind QStash's prefix
+    (section 2.4): the empty one is confirmed, the others inferred. Header whitespace around the
+    value is not part of it (HTTP), so a blank header is the empty spec.
     """
-    spec = (text or "").strip()
-    time_zone = "UTC"
-    if spec.upper().startswith(("CRON_TZ=", "TZ=")):
-        head, _, rest = spec.partition(" ")
-        time_zone = head.partition("=")[2]
-        spec = rest.strip()
-        if not time_zone:
-            raise bad_request(CRON_ERROR_PREFIX + "provided bad location : unknown time zone")
-        try:
-            cron.load_zone(time_zone, field="Upstash-Cron")
-        except InvalidSpecError as exc:
-            raise bad_request(
-                f"{CRON_ERROR_PREFIX}provided bad location {time_zone}: "
-                f"unknown time zone {time_zone}"
-            ) from exc
-    if not spec:
-        raise bad_request(EMPTY_CRON)
-    if spec.startswith("@") and spec.lower() not in cron.MACROS:
-        raise bad_request(f"{CRON_ERROR_PREFIX}unrecognized descriptor: {spec}")
-    fields = spec.split()
-    if not spec.startswith("@") and len(fields) != 5:
-        raise bad_request(
-            f"{CRON_ERROR_PREFIX}expected exactly 5 fields, found {len(fields)}: "
-            f"[{' '.join(fields)}]"
-        )
     try:
-        return cron.parse(spec, time_zone, field="Upstash-Cron")
+        return cron.parse_standard((text or "").strip(), field="Upstash-Cron")
     except InvalidSpecError as exc:
-        raise bad_request(f"{CRON_ERROR_PREFIX}{exc.problem}") from exc
+        raise bad_request(CRON_ERROR_PREFIX + exc.problem) from exc
 
 
 # -- delivery settings ---------------------------------------------------------------------------

@@ -56,7 +56,7 @@ POLL_SECONDS: Final = 0.01
 """How often ``wait_for_*`` polls the server: fast enough to add no visible latency to tests."""
 DEFAULT_WAIT_SECONDS: Final = 10.0
 PROCESS_START_SECONDS: Final = 20.0
-"""A cold interpreter importing aiohttp and croniter takes about a second; leave room on CI."""
+"""A cold interpreter importing aiohttp takes about a second; leave room on CI."""
 
 T = TypeVar("T")
 

@@ -115,19 +115,23 @@ def test_time_zone_shifts_the_tick() -> None:
     assert [p.tick for p in plan] == [datetime(2026, 6, 1, 8, 0, tzinfo=UTC)]  # EDT is UTC-4
 
 
-def test_spring_forward_runs_the_missing_time_once() -> None:
+def test_spring_forward_skips_the_missing_time_as_robfig_does() -> None:
     half_two_berlin = cron.parse("30 2 * * *", "Europe/Berlin")
     start = BERLIN_SPRING_FORWARD - timedelta(hours=2)
     plan = firing.plan_advance(
         {"s": (half_two_berlin, start)}, until=start + timedelta(hours=4), limit=10
     )
-    assert [p.tick for p in plan] == [BERLIN_SPRING_FORWARD]  # 03:00 local, first after the gap
+    assert plan == []  # 02:30 does not exist on 29 March: robfig's walk does not run it that day
 
 
-def test_fall_back_fires_a_fixed_hour_once() -> None:
+def test_fall_back_fires_a_fixed_hour_twice_as_robfig_does() -> None:
     half_two_berlin = cron.parse("30 2 * * *", "Europe/Berlin")
     start = BERLIN_FALL_BACK - timedelta(hours=2)
     plan = firing.plan_advance(
         {"s": (half_two_berlin, start)}, until=start + timedelta(hours=4), limit=10
     )
-    assert [p.tick for p in plan] == [BERLIN_FALL_BACK - timedelta(minutes=30)]
+    # 02:30 CEST (00:30 UTC) and 02:30 CET (01:30 UTC): two deliveries, as two CronJob runs.
+    assert [p.tick for p in plan] == [
+        BERLIN_FALL_BACK - timedelta(minutes=30),
+        BERLIN_FALL_BACK + timedelta(minutes=30),
+    ]
