@@ -7,6 +7,7 @@ The order is the contract (DESIGN.md, "The delivery contract"):
    anything looks inside the body (401 with the failure category otherwise);
 3. parse the body: a verified body that is not ``{"namespace","name","uid"}`` was signed by QStash
    for something we can never run, so it is answered 489 non-retryable (retrying cannot help);
+   ``Upstash-Retried`` says whether this is a first attempt (only those may be early for a tick);
 4. hand over to :class:`~qstash_operator.services.runs.RunService` (the one path that makes Jobs)
    and map its errors (:mod:`qstash_webhook.errors`).
 
@@ -43,6 +44,8 @@ RETRIED_HEADER: Final = "Upstash-Retried"
 MAX_MESSAGE_ID: Final = 256
 """QStash ids are ``msg_`` plus a few dozen characters; anything far longer is not from QStash
 (the header is outside the signature), and it ends up in a Job annotation, so it is refused."""
+MAX_RETRIED_DIGITS: Final = 6
+"""``Upstash-Retried`` counts attempts already made (QStash's plans allow a few dozen retries)."""
 MAX_NAMESPACE: Final = 63  # a DNS label
 MAX_NAME: Final = 253  # a DNS subdomain
 MAX_UID: Final = 128  # uids are 36-character UUIDs; leave room, refuse nonsense
@@ -96,6 +99,21 @@ def parse_target(body: bytes) -> Target:
             raise _malformed(f"has a {key!r} that no Kubernetes object can have")
         values[key] = value
     return Target(**values)
+
+
+def parse_retried(value: str | None) -> int | None:
+    """``Upstash-Retried``: 0 on a first attempt, 1 on the second, ...; None if malformed.
+
+    An absent header counts as a first attempt (QStash always sends it; a first attempt is the
+    case whose early window is bounded, while booking an early first attempt as a retry would
+    give it the previous tick).
+    """
+    if value is None:
+        return 0
+    text = value.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > MAX_RETRIED_DIGITS:
+        return None
+    return int(text)
 
 
 def _result_json(result: RunResult) -> dict[str, Any]:
@@ -167,6 +185,15 @@ async def deliver(request: web.Request) -> web.StreamResponse:
             "bad_request",
             logging.WARNING,
         )
+    attempts_before = parse_retried(retried)
+    if attempts_before is None:
+        return finish(
+            errors.error_response(
+                400, "MalformedRetried", "Upstash-Retried is not a count of earlier attempts"
+            ),
+            "bad_request",
+            logging.WARNING,
+        )
     try:
         target = parse_target(body)
     except PermanentDeliveryError as exc:
@@ -181,6 +208,7 @@ async def deliver(request: web.Request) -> web.StreamResponse:
             uid=target.uid,
             message_id=message_id,
             delivered_at=now,
+            retried=attempts_before,
         )
     except QStashOperatorError as exc:
         response, result = errors.for_delivery(exc)

@@ -735,7 +735,7 @@ def tick_for_delivery(
     delivered_at: datetime,
     *,
     early_tolerance: timedelta,
-    first_attempt: bool = True,
+    first_attempt: bool,
 ) -> datetime | None:
     """The tick a delivery at ``delivered_at`` belongs to.
 

@@ -8,8 +8,9 @@ The rules, in the order they are checked for a QStash delivery:
 
 1. A Job already carries this delivery's message id → ``DUPLICATE_MESSAGE`` (QStash redelivered a
    message we ran: one Job per message).
-2. The tick is derived from the cron, the zone and the delivery time (QStash does not send it).
-   No tick at all → ``NO_TICK``.
+2. The tick is derived from the cron, the zone, the delivery time and whether this is the first
+   attempt (QStash does not send the tick; :func:`cron.tick_for_delivery`). No tick at all →
+   ``NO_TICK``.
 3. The tick's Job already exists, or the tick is not after ``status.lastScheduleTime`` →
    ``DUPLICATE_TICK`` (another replica, another message, or the other backend during a handover
    ran it: at most one Job per (uid, tick)).
@@ -208,9 +209,13 @@ def plan_tick(
     delivered_at: datetime,
     message_id: str | None,
     tolerance: timedelta,
+    first_attempt: bool,
     reserved: Sequence[str] = (),
 ) -> RunPlan:
-    """Decide what a QStash delivery at ``delivered_at`` does (rules in the module docstring)."""
+    """Decide what a QStash delivery at ``delivered_at`` does (rules in the module docstring).
+
+    ``first_attempt`` is ``Upstash-Retried: 0``: only a first attempt may be early for its tick.
+    """
     if message_id is not None:
         for job in jobs:
             if job.message_id == message_id:
@@ -219,7 +224,9 @@ def plan_tick(
                     job_name=job.name,
                     message=f"message {message_id} already ran as Job {job.name}",
                 )
-    tick = cron.tick_for_delivery(cw.spec.schedule, delivered_at, early_tolerance=tolerance)
+    tick = cron.tick_for_delivery(
+        cw.spec.schedule, delivered_at, early_tolerance=tolerance, first_attempt=first_attempt
+    )
     if tick is None:
         return RunPlan(Outcome.NO_TICK, message="the schedule has no tick before this delivery")
     name = naming.job_name(cw.name, tick)

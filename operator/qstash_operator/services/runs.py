@@ -94,8 +94,12 @@ class RunService:
         uid: str,
         message_id: str | None,
         delivered_at: datetime,
+        retried: int,
     ) -> RunResult:
-        """A verified QStash delivery for ``namespace/name`` (uid from the schedule's body)."""
+        """A verified QStash delivery for ``namespace/name`` (uid from the schedule's body).
+
+        ``retried`` is ``Upstash-Retried``: the attempts QStash made before this one.
+        """
         started = time.perf_counter()
         for _ in range(MAX_RESERVATION_ATTEMPTS):
             body = await self._load(namespace, name, uid)
@@ -110,6 +114,7 @@ class RunService:
                 delivered_at=delivered_at,
                 message_id=message_id,
                 tolerance=self._tolerance,
+                first_attempt=retried == 0,
                 reserved=runs.reserved_names(status.get("active"), now=delivered_at),
             )
             try:

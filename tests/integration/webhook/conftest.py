@@ -201,8 +201,10 @@ class Stack:
         message_id: str,
         uid: str | None = None,
         webhook: Webhook | None = None,
+        retried: int = 0,
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
-        """POST a delivery for ``name`` signed as QStash would now (by the driven clock)."""
+        """POST a delivery for ``name`` signed as QStash would now (by the driven clock);
+        ``retried`` is its ``Upstash-Retried`` (0: a first attempt)."""
         if uid is None:
             uid = (await self.get(name))["metadata"]["uid"]
         body = json.dumps(
@@ -215,7 +217,11 @@ class Stack:
             now=int(self.clock().timestamp()),
             jwt_id=f"jwt_{message_id}",
         )
-        headers = {"Upstash-Signature": token, "Upstash-Message-Id": message_id}
+        headers = {
+            "Upstash-Signature": token,
+            "Upstash-Message-Id": message_id,
+            "Upstash-Retried": str(retried),
+        }
         url = f"{(webhook or self.webhook).url}/api/qstash/webhook"
         async with (
             aiohttp.ClientSession() as session,

@@ -180,3 +180,23 @@ async def test_api_server_down_answers_503_and_the_retry_runs_the_tick(stack: St
     assert outcome["state"] == "SUCCESS"
     [job] = await stack.jobs("outage")
     assert job["metadata"]["name"] == naming.job_name("outage", stack.first_tick)
+
+
+@pytest.mark.parametrize(
+    "retried",
+    [
+        pytest.param(1, id="a retry (after a 503 with Retry-After)"),
+        pytest.param(0, id="a first attempt"),
+    ],
+)
+async def test_a_delivery_31_seconds_late_runs_its_own_tick_not_the_next(
+    stack: Stack, retried: int
+) -> None:
+    # Issue 10.2: with `* * * * *` and the 30 s tolerance, a delivery at 10:00:31 used to be
+    # booked to 10:01 (29 s early), so 10:01's own delivery was a duplicate and 10:00 never ran.
+    await stack.create_cronworkflow("late")  # every minute, not scheduled: nothing else fires
+    await stack.qstash.advance((stack.first_tick - stack.clock()).total_seconds() + 31)
+    status, answer, _ = await stack.deliver("late", message_id="msg_late", retried=retried)
+    assert status == 200, answer
+    [job] = await stack.jobs("late")
+    assert job["metadata"]["name"] == naming.job_name("late", stack.first_tick)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -34,6 +34,7 @@ class Case:
     # environment
     delivered_at: datetime = JUST_AFTER_THE_HOUR
     message_id: str | None = "msg_1"
+    first_attempt: bool = True  # Upstash-Retried: 0
     # expectations
     outcome: Outcome = Outcome.RUN
     job_name: str | None = TICK_JOB
@@ -45,6 +46,20 @@ CASES = {
     "never ran, five minutes late, runs": Case(delivered_at=TOP_OF_THE_HOUR + timedelta(minutes=5)),
     "QStash early within tolerance, runs the coming tick": Case(
         delivered_at=TOP_OF_THE_HOUR - timedelta(seconds=10)
+    ),
+    "a retry ten seconds before a tick belongs to the previous one": Case(
+        delivered_at=TOP_OF_THE_HOUR - timedelta(seconds=10),
+        first_attempt=False,
+        job_name=PREVIOUS_TICK_JOB,
+    ),
+    "every minute, a retry 31 s late is still its own tick (issue 10.2)": Case(
+        spec={"schedule": "* * * * *"},
+        delivered_at=TOP_OF_THE_HOUR + timedelta(seconds=31),
+        first_attempt=False,
+    ),
+    "every minute, a first attempt 31 s late is still its own tick (issue 10.2)": Case(
+        spec={"schedule": "* * * * *"},
+        delivered_at=TOP_OF_THE_HOUR + timedelta(seconds=31),
     ),
     "same message again, duplicate": Case(
         jobs=(job(TICK_JOB, active=True, message_id="msg_1"),),
@@ -116,6 +131,7 @@ def test_plan_tick(case: Case) -> None:
         delivered_at=case.delivered_at,
         message_id=case.message_id,
         tolerance=timedelta(seconds=30),
+        first_attempt=case.first_attempt,
     )
     assert plan.outcome is case.outcome, plan.message
     if case.outcome in (Outcome.RUN, Outcome.DUPLICATE_TICK, Outcome.DUPLICATE_MESSAGE):
@@ -215,6 +231,7 @@ def _tick_just_after_the_hour(
         delivered_at=JUST_AFTER_THE_HOUR,
         message_id="msg_2",
         tolerance=timedelta(seconds=30),
+        first_attempt=True,
         reserved=reserved,
     )
 
@@ -247,3 +264,30 @@ def test_replace_waits_for_a_reserved_run_to_exist_then_replaces_it() -> None:
     # A reservation of this very run (a retry of the writer that made it) does not wait.
     own = _tick_just_after_the_hour("Replace", (), (TICK_JOB,))
     assert (own.outcome, own.delete_first) == (Outcome.RUN, ())
+
+
+def test_the_two_deliveries_of_a_repeated_hour_are_two_ticks_and_two_jobs() -> None:
+    # 30 2 * * * in Europe/Berlin on 2026-10-25: 02:30 CEST (00:30Z) and 02:30 CET (01:30Z),
+    # as the CronJob backend runs it (robfig's walk), so QStash's two deliveries make two Jobs.
+    cw = cronworkflow({"schedule": "30 2 * * *", "timeZone": "Europe/Berlin"})
+    first_tick = datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+    second_tick = datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
+
+    def deliver(at: datetime, last: datetime | None, jobs: tuple[JobView, ...]) -> runs.RunPlan:
+        return runs.plan_tick(
+            cw,
+            jobs=jobs,
+            last_schedule_time=last,
+            schedule_since=None,
+            delivered_at=at + timedelta(seconds=2),
+            message_id=f"msg_{at.hour}",
+            tolerance=timedelta(seconds=30),
+            first_attempt=True,
+        )
+
+    first = deliver(first_tick, None, ())
+    assert (first.outcome, first.tick) == (Outcome.RUN, first_tick)
+    assert first.job_name is not None
+    second = deliver(second_tick, first_tick, (job(first.job_name, active=True, message_id="m"),))
+    assert (second.outcome, second.tick) == (Outcome.RUN, second_tick)
+    assert second.job_name != first.job_name

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from qstash_operator.domain.errors import ForbiddenError, NotFoundError
+from qstash_webhook.delivery import parse_retried
 from tests.unit.webhook import support
 from tests.unit.webhook.conftest import Clock, MakeClient, UntouchableKube, unreachable_kube
 
@@ -135,6 +136,35 @@ async def test_a_message_id_that_qstash_would_never_send_is_refused(
     token = support.signed(support.BODY, at=AT)
     response = await client.post(PATH, data=support.BODY, headers=headers(token, "m" * 1000))
     assert response.status == 400
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(None, 0, id="absent: a first attempt"),
+        pytest.param("0", 0, id="a first attempt"),
+        pytest.param("3", 3, id="the fourth attempt"),
+        pytest.param(" 1 ", 1, id="around spaces"),
+        pytest.param("-1", None, id="negative"),
+        pytest.param("one", None, id="a word"),
+        pytest.param("\u0663", None, id="a non-ASCII digit"),
+        pytest.param("9" * 40, None, id="absurdly long"),
+    ],
+)
+def test_upstash_retried_is_a_count_of_earlier_attempts(
+    value: str | None, expected: int | None
+) -> None:
+    assert parse_retried(value) == expected
+
+
+async def test_a_malformed_upstash_retried_is_refused(make_client: MakeClient) -> None:
+    client = await make_client()
+    token = support.signed(support.BODY, at=AT)
+    response = await client.post(
+        PATH, data=support.BODY, headers={**headers(token), "Upstash-Retried": "soon"}
+    )
+    assert response.status == 400
+    assert (await response.json())["reason"] == "MalformedRetried"
 
 
 async def test_an_unreachable_api_server_is_503_with_retry_after(make_client: MakeClient) -> None:
