@@ -20,7 +20,7 @@ import asyncio
 import json
 import os
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import aiohttp
@@ -44,7 +44,8 @@ DEFAULT_COUNT: Final = 5
 _HELP: Final = {
     "list": "List CronWorkflows (backend, state, next and last run) through the webhook API.",
     "trigger": "Run a CronWorkflow now through the webhook API, honouring concurrencyPolicy.",
-    "next": "Print the next fire times of a CronWorkflow, in its time zone and in UTC.",
+    "next": "Print the next fire times of a CronWorkflow, in its time zone and in UTC, "
+    "marking runs that daylight saving skips or repeats.",
 }
 _SOURCES: Final = (
     "The API URL is --url, else $QSTASH_OPERATOR_API_URL, else $WEBHOOK_PUBLIC_URL, else "
@@ -95,16 +96,85 @@ def _split(workflow: str) -> tuple[str, str]:
 # -- next ------------------------------------------------------------------------------------
 
 
-def format_next(cw: model.CronWorkflow, now: datetime, count: int) -> list[str]:
+def _daylight_saving(
+    cw: model.CronWorkflow, now: datetime, ticks: list[datetime]
+) -> list[cron.DaylightSavingDay]:
+    """The clock-change days up to the last listed tick (the ones this listing crosses)."""
+    if not ticks:
+        return []
+    horizon = max(ticks[-1] - now, timedelta(0)) + timedelta(days=1)
+    days = cron.daylight_saving_days(cw.spec.schedule, now, horizon)
+    return [day for day in days if day.first_instant <= ticks[-1]]
+
+
+def _marks(
+    cw: model.CronWorkflow, ticks: list[datetime], days: list[cron.DaylightSavingDay]
+) -> dict[datetime, str]:
+    """Tick -> the message of the repeat (or extra run) it belongs to."""
     zone = cw.spec.schedule.zone
-    lines = []
-    for tick in cron.next_ticks(cw.spec.schedule, now, count):
+    by_time = {
+        (day.date, moment): day.message
+        for day in days
+        if day.effect is not cron.DaylightSavingEffect.SKIP
+        for moment in day.times
+    }
+    marks = {}
+    for tick in ticks:
         local = tick.astimezone(zone)
-        lines.append(
+        message = by_time.get((local.date(), local.time().replace(second=0)))
+        if message:
+            marks[tick] = message
+    return marks
+
+
+def format_next(cw: model.CronWorkflow, now: datetime, count: int) -> list[str]:
+    """The next ``count`` ticks, one line each, local time then UTC; clock-change days marked:
+    a skipped run gets a line of its own, a tick that repeats (or is extra) says so."""
+    zone = cw.spec.schedule.zone
+    ticks = cron.next_ticks(cw.spec.schedule, now, count)
+    days = _daylight_saving(cw, now, ticks)
+    marks = _marks(cw, ticks, days)
+    skips = sorted(
+        (day for day in days if day.effect is cron.DaylightSavingEffect.SKIP),
+        key=lambda day: day.first_instant,
+    )
+    lines = []
+    for tick in ticks:
+        while skips and skips[0].first_instant < tick:
+            lines.append(f"  {skips.pop(0).message}")
+        local = tick.astimezone(zone)
+        line = (
             f"{local.strftime('%Y-%m-%d %H:%M %Z')} ({cw.spec.time_zone})   "
             f"{tick.strftime('%Y-%m-%dT%H:%M:%SZ')} (UTC)"
         )
+        if tick in marks:
+            line += f"   {marks[tick]}"
+        lines.append(line)
     return lines
+
+
+def next_json(cw: model.CronWorkflow, now: datetime, count: int) -> dict[str, Any]:
+    """``next -o json``: the ticks, each with its clock-change note, and the days crossed."""
+    zone = cw.spec.schedule.zone
+    ticks = cron.next_ticks(cw.spec.schedule, now, count)
+    days = _daylight_saving(cw, now, ticks)
+    marks = _marks(cw, ticks, days)
+    listed = []
+    for tick in ticks:
+        entry = {
+            "utc": tick.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "local": tick.astimezone(zone).isoformat(),
+        }
+        if tick in marks:
+            entry["daylightSaving"] = marks[tick]
+        listed.append(entry)
+    return {
+        "cronWorkflow": cw.key,
+        "timeZone": cw.spec.time_zone,
+        "suspended": cw.spec.suspend,
+        "next": listed,
+        "daylightSaving": [day.as_status() for day in days],
+    }
 
 
 async def _next(args: argparse.Namespace, now: datetime) -> int:
@@ -125,24 +195,7 @@ async def _next(args: argparse.Namespace, now: datetime) -> int:
         print(f"CronWorkflow {namespace}/{name} is invalid: {exc}", file=sys.stderr)
         return 1
     if args.output == "json":
-        ticks = cron.next_ticks(cw.spec.schedule, now, args.count)
-        print(
-            json.dumps(
-                {
-                    "cronWorkflow": f"{namespace}/{name}",
-                    "timeZone": cw.spec.time_zone,
-                    "suspended": cw.spec.suspend,
-                    "next": [
-                        {
-                            "utc": tick.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                            "local": tick.astimezone(cw.spec.schedule.zone).isoformat(),
-                        }
-                        for tick in ticks
-                    ],
-                },
-                indent=2,
-            )
-        )
+        print(json.dumps(next_json(cw, now, args.count), indent=2))
         return 0
     if cw.spec.suspend:
         print(f"# {namespace}/{name} is suspended: these ticks will not run until it is resumed")

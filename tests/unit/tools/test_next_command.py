@@ -1,0 +1,57 @@
+"""``qstash-operator next``: the listing marks the runs daylight saving skips or repeats."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from qstash_operator.entrypoints import tools_main
+from tests.unit.domain.factories import cronworkflow
+
+BERLIN = {"schedule": "30 2 * * *", "timeZone": "Europe/Berlin"}
+
+
+def test_a_skipped_run_gets_a_line_of_its_own() -> None:
+    cw = cronworkflow(BERLIN)
+    lines = tools_main.format_next(cw, datetime(2027, 3, 26, 12, tzinfo=UTC), 3)
+    assert lines == [
+        "2027-03-27 02:30 CET (Europe/Berlin)   2027-03-27T01:30:00Z (UTC)",
+        "  skipped: 02:30 does not exist in Europe/Berlin on 2027-03-28 (the clocks go forward)",
+        "2027-03-29 02:30 CEST (Europe/Berlin)   2027-03-29T00:30:00Z (UTC)",
+        "2027-03-30 02:30 CEST (Europe/Berlin)   2027-03-30T00:30:00Z (UTC)",
+    ]
+
+
+def test_both_runs_of_a_repeated_hour_say_so() -> None:
+    cw = cronworkflow(BERLIN)
+    lines = tools_main.format_next(cw, datetime(2026, 10, 24, 12, tzinfo=UTC), 3)
+    note = "runs twice: 02:30 happens twice in Europe/Berlin on 2026-10-25 (the clocks go back)"
+    assert lines == [
+        f"2026-10-25 02:30 CEST (Europe/Berlin)   2026-10-25T00:30:00Z (UTC)   {note}",
+        f"2026-10-25 02:30 CET (Europe/Berlin)   2026-10-25T01:30:00Z (UTC)   {note}",
+        "2026-10-26 02:30 CET (Europe/Berlin)   2026-10-26T01:30:00Z (UTC)",
+    ]
+
+
+def test_a_listing_that_ends_before_the_change_does_not_mention_it() -> None:
+    cw = cronworkflow(BERLIN)
+    lines = tools_main.format_next(cw, datetime(2027, 3, 25, 12, tzinfo=UTC), 2)
+    assert not any("skipped" in line for line in lines)
+    assert len(lines) == 2
+
+
+def test_json_carries_the_notes_and_the_days() -> None:
+    cw = cronworkflow(BERLIN)
+    answer = tools_main.next_json(cw, datetime(2027, 3, 26, 12, tzinfo=UTC), 2)
+    assert [tick["utc"] for tick in answer["next"]] == [
+        "2027-03-27T01:30:00Z",
+        "2027-03-29T00:30:00Z",
+    ]
+    assert answer["daylightSaving"] == [
+        {
+            "date": "2027-03-28",
+            "effect": "Skip",
+            "localTimes": ["02:30"],
+            "message": "skipped: 02:30 does not exist in Europe/Berlin on 2027-03-28 "
+            "(the clocks go forward)",
+        }
+    ]
