@@ -14,12 +14,14 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from qstash_devstack.controlplane import ControlPlane
 from qstash_devstack.polling import poll_until
+from qstash_operator.domain import cron
 
 GROUP_VERSION = "qstash-operator.dev/v1alpha1"
 DELETE = object()  # marks a field to remove from the base manifest
@@ -478,3 +480,28 @@ def test_printer_columns_show_through_the_short_name(
         assert re.search(
             r"^(cronworkflow\.qstash-operator\.dev/)?nightly-report\s", listed, re.M
         ), listed
+
+
+def test_status_daylight_saving_survives_the_schema(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    # What cron.DaylightSavingDay.as_status() writes must not be pruned by the structural schema.
+    schedule = cron.parse("30 2 * * *", "Europe/Berlin")
+    day = cron.next_daylight_saving_day(schedule, datetime(2026, 10, 26, tzinfo=UTC))
+    assert day is not None
+    _create(control_plane, namespace, cronworkflow(schedule="30 2 * * *", timeZone="Europe/Berlin"))
+    control_plane.kubectl(
+        "patch",
+        "qcwf",
+        "nightly-report",
+        "--namespace",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"daylightSaving": day.as_status()}}),
+    )
+    path = f"/apis/{GROUP_VERSION}/namespaces/{namespace}/cronworkflows/nightly-report"
+    status, body = control_plane.request("GET", path)
+    assert status == 200
+    assert body["status"]["daylightSaving"] == day.as_status()

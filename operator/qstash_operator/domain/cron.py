@@ -25,8 +25,9 @@ Refusals robfig does not make, each a choice: ``@every <duration>`` (a fixed int
 cron schedule and the CronJob backend would drift from QStash's); schedules that never fire (30
 February, an empty field such as ``,``), where robfig's ``Next`` would just return the zero time;
 a time zone written inside ``spec.schedule`` (``spec.timeZone`` carries it, as for CronJobs, whose
-API refuses ``TZ=`` in the schedule too); and the zone name ``Local``. The CRD's admission rules
-are a little stricter still (ASCII characters only), so a typo fails at ``kubectl apply``.
+API refuses ``TZ=`` in the schedule too); and the zone name ``Local`` (Kubernetes refuses it
+too). The CRD's admission rules are a little stricter still, so a typo fails at ``kubectl apply``:
+fields of ASCII letters, digits and ``* , / ? -`` only (no ``+5``), separated by ASCII whitespace.
 
 Daylight-saving time is robfig's literal walk, not a rule of ours. ``Next`` looks for matching
 fields in local time, stepping months and days by the calendar and hours, minutes and seconds by
