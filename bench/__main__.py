@@ -17,13 +17,14 @@ from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
-from bench import convergence, delivery, harness, signature, tick_to_job
+from bench import convergence, cron, delivery, harness, signature, tick_to_job
 
 BENCHMARKS: dict[str, ModuleType] = {
     "tick-to-job": tick_to_job,
     "convergence": convergence,
     "signature": signature,
     "delivery": delivery,
+    "cron": cron,
 }
 
 
