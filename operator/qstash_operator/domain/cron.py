@@ -31,9 +31,9 @@ fields of ASCII letters, digits and ``* , / ? -`` only (no ``+5``), separated by
 
 Daylight-saving time is robfig's literal walk, not a rule of ours. ``Next`` looks for matching
 fields in local time, stepping months and days by the calendar and hours, minutes and seconds by
-elapsed time, and Go's ``time.Date`` resolves a wall time that does not exist by using the offset
-in force before the gap (so the result may land in another hour, which then fails to match). The
-effects people meet:
+elapsed time; Go's ``time.Date`` resolves a wall time in a gap or a repeat by the offset found at
+that wall time read as UTC (east of Greenwich a gap moves forward, west of it backward), and a
+result that lands in another hour fails to match and walks on. The effects people meet:
 
 - spring forward: a tick whose local time falls in the gap **does not run that day**
   (``30 2 * * *`` in Europe/Berlin skips the last Sunday of March, robfig's doc says as much);
@@ -104,7 +104,11 @@ _INT64_MAX: Final = (1 << 63) - 1
 
 # Go's unicode.IsSpace, which strings.Fields and strings.TrimSpace use (Python's str.split also
 # splits on the ASCII separators 0x1c-0x1f, which Go does not).
-_GO_SPACE: Final = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"  # noqa: E501
+_GO_SPACE: Final = (
+    "\t\n\v\f\r \x85\xa0\u1680"
+    + "".join(chr(code) for code in range(0x2000, 0x200B))
+    + "\u2028\u2029\u202f\u205f\u3000"
+)
 _GO_FIELDS: Final = re.compile(f"[{re.escape(_GO_SPACE)}]+")
 _ATOI: Final = re.compile(r"[+-]?[0-9]+")  # strconv.Atoi in base 10: a sign, ASCII digits
 
@@ -235,7 +239,7 @@ def parse(expression: str, time_zone: str = "UTC", *, field: str = "spec.schedul
     for a bad zone) and says what to write instead.
     """
     text = expression.strip(_GO_SPACE)
-    if text.startswith(("CRON_TZ=", "TZ=")) or text.upper().startswith(("CRON_TZ=", "TZ=")):
+    if text.upper().startswith(("CRON_TZ=", "TZ=")):
         raise _bad(
             field,
             "the time zone must not be written inside the schedule",
@@ -835,7 +839,8 @@ class DaylightSavingDay:
                 return f"skipped: {times} {verb} {where} (the clocks go forward)"
             return f"skipped: {times} {where} (the cron walk loses it after the clocks change)"
         if self.effect is DaylightSavingEffect.REPEAT:
-            return f"runs twice: {times} happens twice {where} (the clocks go back)"
+            verb = "happen" if len(self.times) > 1 else "happens"
+            return f"runs twice: {times} {verb} twice {where} (the clocks go back)"
         return f"extra run: {times} {where}, which the schedule does not name (the clocks change)"
 
     def as_status(self) -> dict[str, Any]:

@@ -573,6 +573,6 @@ def test_many_times_are_summarised() -> None:
     schedule = cron.parse("*/5 * * * *", "Europe/Berlin")
     days = cron.daylight_saving_days(schedule, BERLIN_FALL_BACK - timedelta(days=2))
     assert days[0].message == (
-        "runs twice: 02:00-02:55 (12 ticks) happens twice in Europe/Berlin on 2026-10-25 "
+        "runs twice: 02:00-02:55 (12 ticks) happen twice in Europe/Berlin on 2026-10-25 "
         "(the clocks go back)"
     )
