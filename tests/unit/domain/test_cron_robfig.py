@@ -23,9 +23,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from qstash_devstack import robfig
 from qstash_operator.domain import cron
 from qstash_operator.domain.errors import InvalidSpecError
-from tests.unit.domain import robfig
 
 pytestmark = pytest.mark.slow
 

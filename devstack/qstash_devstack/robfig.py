@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Final
 
-ROOT: Final = Path(__file__).resolve().parents[3]
+ROOT: Final = Path(__file__).resolve().parents[2]
 SOURCE: Final = ROOT / "devstack" / "robfig"
 SOURCE_FILES: Final = ("go.mod", "go.sum", "main.go")
 BINARY: Final = "robfig-next"
