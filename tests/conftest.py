@@ -8,6 +8,7 @@ automatically, so ``pytest -m "not cluster"`` runs the unit tests alone without 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import uuid
@@ -102,15 +103,9 @@ def release_finalizers(plane: ControlPlane, namespace: str) -> None:
             )
 
 
-@pytest.fixture
-def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace (with its default ServiceAccount), deleted after the test.
-
-    Deletion is not awaited: the namespace controller finishes it in the background, and the
-    next test's namespace has a different name.
-    """
-    name = _namespace_name(request.node.name)
-    status, answer = control_plane.request(
+def create_namespace(plane: ControlPlane, name: str) -> None:
+    """Create namespace ``name`` and wait for its default ServiceAccount."""
+    status, answer = plane.request(
         "POST",
         "/api/v1/namespaces",
         {
@@ -122,27 +117,52 @@ def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> It
     assert status == 201, f"creating namespace {name} failed ({status}): {answer}"
 
     def default_sa_exists() -> bool:
-        status, _ = control_plane.request(
-            "GET", f"/api/v1/namespaces/{name}/serviceaccounts/default"
-        )
+        status, _ = plane.request("GET", f"/api/v1/namespaces/{name}/serviceaccounts/default")
         return status == 200
 
     poll_until(
         default_sa_exists, timeout=60, interval=0.1, what=f"the default ServiceAccount in {name}"
     )
+
+
+def delete_namespace(plane: ControlPlane, name: str, request: pytest.FixtureRequest) -> None:
+    """Release our finalizers and delete ``name`` without waiting (see :func:`namespace`)."""
+    release_finalizers(plane, name)
+    try:
+        plane.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", timeout=30)
+    except (
+        KubectlError,
+        subprocess.TimeoutExpired,
+    ) as error:  # the cluster may be gone already; not this test's fault
+        request.node.warn(pytest.PytestWarning(f"could not delete namespace {name}: {error}"))
+
+
+@contextlib.contextmanager
+def extra_namespace(
+    plane: ControlPlane, request: pytest.FixtureRequest, suffix: str
+) -> Iterator[str]:
+    """A second fresh namespace for tests that need two (e.g. two namespaced releases)."""
+    name = _namespace_name(f"{suffix}-{request.node.name}")
+    create_namespace(plane, name)
     try:
         yield name
     finally:
-        release_finalizers(control_plane, name)
-        try:
-            control_plane.kubectl(
-                "delete", "namespace", name, "--wait=false", "--ignore-not-found", timeout=30
-            )
-        except (
-            KubectlError,
-            subprocess.TimeoutExpired,
-        ) as error:  # the cluster may be gone already; not this test's fault
-            request.node.warn(pytest.PytestWarning(f"could not delete namespace {name}: {error}"))
+        delete_namespace(plane, name, request)
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace (with its default ServiceAccount), deleted after the test.
+
+    Deletion is not awaited: the namespace controller finishes it in the background, and the
+    next test's namespace has a different name.
+    """
+    name = _namespace_name(request.node.name)
+    create_namespace(control_plane, name)
+    try:
+        yield name
+    finally:
+        delete_namespace(control_plane, name, request)
 
 
 # The components whose complaints explain most cluster-test timeouts (a Job with no pod, a pod

@@ -12,13 +12,14 @@ objects and an injected ``now``; :class:`CatalogService` only fetches and hands 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
 from qstash_operator.adapters.kube import Kube
 from qstash_operator.adapters.qstash_api import ObservedSchedule
 from qstash_operator.domain import cron, model, naming, runs, vocabulary
+from qstash_operator.domain import drift as drift_rules
 from qstash_operator.domain.errors import InvalidSpecError, TransientError
 from qstash_operator.domain.model import JsonDict
 
@@ -117,12 +118,18 @@ class Drift:
     """CRs and QStash schedules that disagree (the operator repairs both on its resync)."""
 
     missing_schedules: tuple[str, ...]  # "ns/name" of CRs whose status.scheduleId is not in QStash
-    orphan_schedules: tuple[str, ...]  # schedule ids with this cluster's prefix and no CR
+    orphan_schedules: tuple[str, ...]  # ids of this cluster name, watched namespace, no CR
 
 
 def find_drift(
-    summaries: Iterable[Summary], schedules: Iterable[ObservedSchedule], *, cluster: str
+    summaries: Iterable[Summary],
+    schedules: Iterable[ObservedSchedule],
+    *,
+    cluster: str,
+    namespaces: Collection[str] = (),
 ) -> Drift:
+    """What differs; orphans follow drift repair's rule (:func:`domain.drift.watches`): a
+    schedule of a namespace this release does not watch belongs to another release."""
     listed = {schedule.schedule_id for schedule in schedules}
     summaries = list(summaries)
     missing = sorted(
@@ -134,7 +141,11 @@ def find_drift(
     orphans = []
     for sid in sorted(listed):
         owner = naming.parse_schedule_id(sid)
-        if owner and owner.cluster == cluster and (owner.namespace, owner.name) not in present:
+        if (
+            owner is not None
+            and drift_rules.watches(sid, cluster=cluster, namespaces=namespaces)
+            and (owner.namespace, owner.name) not in present
+        ):
             orphans.append(sid)
     return Drift(missing_schedules=tuple(missing), orphan_schedules=tuple(orphans))
 
@@ -236,5 +247,5 @@ class CatalogService:
         qstash = QStashHealth(
             configured=True, reachable=True, problem=self._qstash_problem, schedules=len(ours)
         )
-        drift = find_drift(summaries, ours, cluster=self._cluster)
+        drift = find_drift(summaries, ours, cluster=self._cluster, namespaces=self._namespaces)
         return BackendHealth(qstash, by_backend, by_state, drift=drift)

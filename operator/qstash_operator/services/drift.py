@@ -6,9 +6,11 @@ costs one QStash list call and one Kubernetes list call, however many CronWorkfl
 
 - a CronWorkflow on the QStash backend whose schedule is missing or differs → upsert (an event
   ``DriftRepaired`` on the object, a metric);
-- a schedule with this cluster's id prefix whose CronWorkflow no longer exists, or that is not on
-  QStash and not being handed over → delete (a log line and a metric: there is no object left to
-  carry an event).
+- a schedule of this cluster name *in a namespace this operator watches* whose CronWorkflow no
+  longer exists, or that is not on QStash and not being handed over → delete (a log line and a
+  metric: there is no object left to carry an event). Schedules of namespaces it does not watch
+  belong to another release sharing the QStash account and the cluster name: never touched
+  (the rule is :func:`qstash_operator.domain.drift.orphans`).
 
 Order matters: schedules are listed *before* CronWorkflows, so a schedule created by a reconcile
 in flight always has its CronWorkflow in the second list and is never taken for an orphan.
@@ -24,6 +26,7 @@ from qstash_operator.adapters.kube import Kube
 from qstash_operator.adapters.operator_metrics import OperatorMetrics
 from qstash_operator.adapters.qstash_api import ObservedSchedule, QStashSchedules
 from qstash_operator.domain import builders, model, naming, vocabulary
+from qstash_operator.domain import drift as drift_rules
 from qstash_operator.domain.errors import InvalidSpecError
 from qstash_operator.domain.model import Backend, JsonDict
 from qstash_operator.settings import Settings
@@ -94,7 +97,12 @@ class DriftRepair:
             await self._repair(body, desired, current, differences, now=now)
             (recreated if current is None else updated).append(sid)
 
-        orphans = sorted(set(observed) - keep)
+        orphans = drift_rules.orphans(
+            observed,
+            keep,
+            cluster=self._settings.cluster_name,
+            namespaces=self._settings.namespaces,
+        )
         for orphan in orphans:
             await self._qstash.delete(orphan)
             self._metrics.qstash_calls.labels(operation="delete", outcome="ok").inc()

@@ -98,3 +98,17 @@ def test_drift_names_missing_schedules_and_orphans_of_this_cluster_only() -> Non
     drift = find_drift(summaries, schedules, cluster="prod")
     assert drift.missing_schedules == ("default/lost",)
     assert drift.orphan_schedules == ("prod.default.deleted-cr",)
+
+
+def test_drift_of_a_namespaced_release_leaves_other_namespaces_schedules_out() -> None:
+    """Another release with the same cluster name watches team-b: its schedules are not ours."""
+    summaries = [
+        summarize(cronworkflow("kept", status={"scheduleId": "prod.default.kept"}), now=NOW)
+    ]
+    schedules = [
+        schedule("prod.default.kept"),
+        schedule("prod.default.deleted-cr"),
+        schedule("prod.team-b.nightly"),
+    ]
+    drift = find_drift(summaries, schedules, cluster="prod", namespaces=("default",))
+    assert drift.orphan_schedules == ("prod.default.deleted-cr",)
