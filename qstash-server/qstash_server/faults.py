@@ -1,10 +1,10 @@
 """Fault injection and call counting for tests: the state behind ``/__control/faults``.
 
 Each fault has a budget: a number of times it still applies, or ``None`` for "until cleared".
-The API faults answer the next matching API calls as QStash does when it is unwell (5xx) or
-rate-limits (429 with one of its two header families, section 2.6); the delivery faults make the
-at-least-once guarantee visible (duplicates, a response lost after the destination processed the
-request, latency). Pure state; the app and the sender consult it.
+The API faults answer the next matching API calls as QStash does when it is unwell (5xx),
+refuses a request (400), or rate-limits (429 with one of its two header families, section 2.6);
+the delivery faults make the at-least-once guarantee visible (duplicates, a response lost after
+the destination processed the request, latency). Pure state; the app and the sender consult it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,10 @@ DAILY_LIMIT: Final = 1000
 BURST_LIMIT: Final = 100
 """Reported ``Burst-RateLimit-Limit`` per second; the real figure is not documented [UNKNOWN]."""
 DAILY_LIMIT_ERROR: Final = "daily message limit exceeded"  # [INFER] text
+BAD_REQUEST: Final = 400
+"""The one 4xx an API fault may answer: a refusal the client cannot retry its way out of (how
+the operator's loops must survive a QStash that suddenly refuses a call, e.g. after an API
+change), as opposed to the 5xx of a QStash that is unwell."""
 BURST_LIMIT_ERROR: Final = "too many requests"  # [INFER] text
 
 
@@ -130,8 +134,12 @@ class Faults:
             return None
         spec = _mapping(value)
         status = spec.get("status", 500)
-        if isinstance(status, bool) or not isinstance(status, int) or not 500 <= status <= 599:
-            raise FaultError("apiErrors.status must be a 5xx code")
+        if (
+            isinstance(status, bool)
+            or not isinstance(status, int)
+            or not (status == BAD_REQUEST or 500 <= status <= 599)
+        ):
+            raise FaultError("apiErrors.status must be 400 (a refusal) or a 5xx code")
         return ApiFault(status=status, remaining=_budget(spec), routes=_routes(spec))
 
     @staticmethod
@@ -183,7 +191,8 @@ class Faults:
             if not applies:
                 continue
             if fault.family is None:
-                return ApiAnswer(fault.status, "internal server error (injected)", {})
+                text = "bad request" if fault.status == BAD_REQUEST else "internal server error"
+                return ApiAnswer(fault.status, f"{text} (injected)", {})
             return _rate_limit_answer(fault, now=now)
         return None
 

@@ -173,7 +173,8 @@ class Controls:
     async def fail_api(
         self, count: int | None = 1, *, status: int = 500, routes: Sequence[str] | None = None
     ) -> None:
-        """The next ``count`` API calls (of ``routes``, default all) answer ``status``."""
+        """The next ``count`` API calls (of ``routes``, default all) answer ``status`` (a 5xx,
+        or 400 for a refusal)."""
         spec = {"count": count, "status": status, "routes": list(routes) if routes else None}
         await self.set_fault("apiErrors", spec)
 

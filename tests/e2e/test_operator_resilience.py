@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 from qstash import QStash
 
 from qstash_devstack.controlplane import ControlPlane
-from qstash_devstack.stack import Stack, cronworkflow, wait
+from qstash_devstack.stack import Stack, cronworkflow, http_get, wait
 from qstash_server.testing import ThreadedServer
 from tests.e2e.test_operator_qstash import metric, schedule_id, sdk
 
@@ -160,3 +161,52 @@ def test_qstash_refusing_the_destination_sends_auto_to_cronjobs(
             assert strict.api_calls().get("schedules.create", 0) == 1  # asked once, then believed
         finally:
             stack.stop()
+
+
+def _readyz(port: int) -> tuple[int, dict[str, object]]:
+    status, text = http_get(f"http://127.0.0.1:{port}/readyz")
+    return status, json.loads(text) if text else {}
+
+
+def test_a_failed_drift_pass_is_logged_and_the_next_one_runs_and_readiness_says_so(
+    stack: Stack,
+) -> None:
+    """QStash answering the list call with a 400 (a QStashRejectedError, not transient) used to end
+    the drift task for good while /healthz and /readyz stayed green."""
+    _, port = stack.operator(extra_env={"QSTASH_OPERATOR_RESYNC_SECONDS": "1"})
+    stack.apply(cronworkflow("watched"))
+    stack.wait_condition("watched", "Ready", "True")
+    client = sdk(stack)
+
+    # One rejected pass; the next pass still runs and repairs a schedule deleted behind our back.
+    stack.qstash.reset_api_calls()
+    stack.qstash.fail_api(1, status=400, routes=["schedules.list"])
+    wait(
+        lambda: stack.qstash.api_calls().get("schedules.list", 0) >= 1,
+        timeout=10,
+        what="the rejected drift pass",
+    )
+    client.schedule.delete(schedule_id(stack, "watched"))
+    wait(
+        lambda: schedule_id(stack, "watched") in {s.schedule_id for s in client.schedule.list()},
+        timeout=20,
+        what="the next drift pass to recreate the schedule",
+    )
+    assert metric(port, "qstash_operator_drift_passes_total", result="QStashRejectedError") >= 1
+    last_success = metric(port, "qstash_operator_drift_last_success_timestamp_seconds")
+    assert last_success > 0
+    assert _readyz(port)[0] == 200
+
+    # Drift failing for more than three periods: readiness says so, with the reason; it heals.
+    stack.qstash.fail_api(None, status=400, routes=["schedules.list"])
+    wait(lambda: _readyz(port)[0] == 503, timeout=20, what="readiness to report drift failing")
+    _, body = _readyz(port)
+    assert body["apiServer"] is True
+    problem = str(body["problem"])
+    assert "drift" in problem, body
+    assert "QStash" in problem, body
+    stack.qstash.clear_faults()
+    wait(lambda: _readyz(port)[0] == 200, timeout=20, what="readiness back after a good pass")
+    assert metric(port, "qstash_operator_drift_last_success_timestamp_seconds") > last_success
+    operator_log = stack.children[0].output()
+    assert "drift pass failed" in operator_log

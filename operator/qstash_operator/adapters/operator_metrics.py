@@ -36,6 +36,17 @@ class OperatorMetrics:
             ["kind"],
             registry=self.registry,
         )
+        self.drift_passes = Counter(
+            "qstash_operator_drift_passes_total",
+            "Drift repair passes by result: ok, or the class of the error that ended the pass.",
+            ["result"],
+            registry=self.registry,
+        )
+        self.drift_last_success = Gauge(
+            "qstash_operator_drift_last_success_timestamp_seconds",
+            "Unix time at which the last successful drift repair pass started (0: none yet).",
+            registry=self.registry,
+        )
         self.backend_switches = Counter(
             "qstash_operator_backend_switches_total",
             "Backend changes of CronWorkflows, by the backend switched to.",

@@ -2,7 +2,8 @@
 
 Start-up order: settings (stop on bad ones) → one log line naming the mode and why → clients →
 the health/metrics server (every replica) → wait for the leader Lease → kopf handlers and the
-drift loop (the leader only). Losing the lease stops the process with exit code 3, so the
+drift loop (the leader only; it outlives any failed pass, and readiness reports it when passes
+have failed for three periods). Losing the lease stops the process with exit code 3, so the
 Deployment restarts it as a standby rather than risk two leaders.
 """
 
@@ -24,10 +25,9 @@ from qstash_operator.adapters.leader import lead
 from qstash_operator.adapters.operator_metrics import OperatorMetrics
 from qstash_operator.adapters.qstash_api import QStashSchedules
 from qstash_operator.domain import builders
-from qstash_operator.domain.errors import TransientError
 from qstash_operator.domain.model import BackendChoice
 from qstash_operator.entrypoints.handlers import OperatorServices, build_registry
-from qstash_operator.services.drift import DriftRepair
+from qstash_operator.services.drift import DriftLoop, DriftRepair
 from qstash_operator.services.observe import StatusMirror
 from qstash_operator.services.reconcile import QStashAvailability, Reconciler
 from qstash_operator.services.runs import RunService
@@ -92,14 +92,27 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
 
-async def _health_app(services: OperatorServices, leading: asyncio.Event) -> web.AppRunner:
+async def _health_app(
+    services: OperatorServices, leading: asyncio.Event, drift: DriftLoop | None
+) -> web.AppRunner:
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
-        ok = await services.kube.ready()
-        body = {"apiServer": ok, "leader": leading.is_set()}
-        return web.json_response(body, status=200 if ok else 503)
+        """Ready: the API server answers and, on the leader, drift repair is not failing for
+        more than three periods (``problem`` says which, in words)."""
+        api_server = await services.kube.ready()
+        drift_problem = drift.problem(services.clock()) if drift is not None else None
+        problems = [] if api_server else ["the Kubernetes API server does not answer"]
+        if drift_problem is not None:
+            problems.append(drift_problem)
+        body = {
+            "apiServer": api_server,
+            "leader": leading.is_set(),
+            "drift": None if drift is None else drift_problem is None,
+            "problem": "; ".join(problems) or None,
+        }
+        return web.json_response(body, status=503 if problems else 200)
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(
@@ -113,29 +126,6 @@ async def _health_app(services: OperatorServices, leading: asyncio.Event) -> web
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     return runner
-
-
-async def _drift_loop(services: OperatorServices) -> None:
-    """One pass per resync period; a failed pass waits as its error says, then tries again."""
-    assert services.drift is not None
-    delay = services.settings.resync_seconds
-    while True:
-        await asyncio.sleep(delay)
-        delay = services.settings.resync_seconds
-        try:
-            report = await services.drift.run_once(now=services.clock())
-        except TransientError as exc:
-            logger.warning("drift check failed: %s; next try in %.0fs", exc, exc.retry_after)
-            delay = exc.retry_after
-            continue
-        if report.recreated or report.updated or report.orphans_deleted:
-            logger.info(
-                "drift check: %d CronWorkflows, recreated %s, updated %s, deleted orphans %s",
-                report.checked,
-                list(report.recreated),
-                list(report.updated),
-                list(report.orphans_deleted),
-            )
 
 
 async def _main(settings: Settings, args: argparse.Namespace) -> int:
@@ -168,15 +158,25 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
         metrics=metrics,
         clock=lambda: datetime.now(UTC),
     )
+    drift = (
+        DriftLoop(
+            services.drift,
+            period=settings.resync_seconds,
+            clock=services.clock,
+            metrics=metrics,
+        )
+        if services.drift is not None
+        else None
+    )
     leading = asyncio.Event()
-    runner = await _health_app(services, leading)
+    runner = await _health_app(services, leading, drift)
     site = web.TCPSite(runner, args.http_host, args.http_port)
     await site.start()
 
     async def work() -> None:
         leading.set()
         metrics.leader.set(1)
-        drift = asyncio.create_task(_drift_loop(services)) if services.drift else None
+        drift_task = asyncio.create_task(drift.run()) if drift is not None else None
         try:
             await kopf.operator(
                 registry=build_registry(),
@@ -186,10 +186,10 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
                 namespaces=settings.namespaces,
             )
         finally:
-            if drift is not None:
-                drift.cancel()
+            if drift_task is not None:
+                drift_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await drift
+                    await drift_task
             leading.clear()
             metrics.leader.set(0)
 

@@ -18,16 +18,20 @@ in flight always has its CronWorkflow in the second list and is never taken for 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+import random
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Protocol
 
 from qstash_operator.adapters.kube import Kube
 from qstash_operator.adapters.operator_metrics import OperatorMetrics
 from qstash_operator.adapters.qstash_api import ObservedSchedule, QStashSchedules
 from qstash_operator.domain import builders, model, naming, vocabulary
 from qstash_operator.domain import drift as drift_rules
-from qstash_operator.domain.errors import InvalidSpecError
+from qstash_operator.domain.errors import InvalidSpecError, QStashOperatorError
 from qstash_operator.domain.model import Backend, JsonDict
 from qstash_operator.settings import Settings
 
@@ -162,4 +166,107 @@ class DriftRepair:
             message=f"QStash schedule {desired.schedule_id} {what}",
             now=now,
             component="qstash-operator",
+        )
+
+
+class DriftPass(Protocol):
+    async def run_once(self, *, now: datetime) -> DriftReport: ...
+
+
+class DriftLoop:
+    """One drift pass per resync period for as long as this replica leads; never dies of a pass.
+
+    Whatever a pass raises is logged (a traceback for errors that are not ours) and counted in
+    ``qstash_operator_drift_passes_total{result}``; the next pass follows after the domain's
+    :func:`~qstash_operator.domain.drift.failure_delay`. A completed pass sets
+    ``qstash_operator_drift_last_success_timestamp_seconds``. :meth:`problem` is what readiness
+    reports when passes have failed for more than three periods.
+    """
+
+    def __init__(
+        self,
+        repair: DriftPass,
+        *,
+        period: float,
+        clock: Callable[[], datetime],
+        metrics: OperatorMetrics,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        draw: Callable[[], float] = random.random,
+    ) -> None:
+        self._repair = repair
+        self._period = period
+        self._clock = clock
+        self._metrics = metrics
+        self._sleep = sleep
+        self._draw = draw
+        self._started: datetime | None = None
+        self._failures = 0
+        self.last_success: datetime | None = None
+        self.last_error: str | None = None
+
+    async def run(self) -> None:
+        """Until cancelled (leadership lost, shutdown): wait a period, pass, repeat."""
+        self._started = self._clock()
+        try:
+            delay = self._period
+            while True:
+                await self._sleep(delay)
+                delay = await self.run_pass()
+        finally:
+            self._started = None  # not running: a standby has no drift to report on
+
+    async def run_pass(self) -> float:
+        """One pass; returns the seconds to wait before the next."""
+        now = self._clock()
+        try:
+            report = await self._repair.run_once(now=now)
+        except Exception as exc:  # any error: the loop must outlive it
+            return self._failed(exc)
+        self._failures = 0
+        self.last_success = now
+        self.last_error = None
+        self._metrics.drift_passes.labels(result="ok").inc()
+        self._metrics.drift_last_success.set(now.timestamp())
+        if report.recreated or report.updated or report.orphans_deleted:
+            logger.info(
+                "drift check: %d CronWorkflows, recreated %s, updated %s, deleted orphans %s",
+                report.checked,
+                list(report.recreated),
+                list(report.updated),
+                list(report.orphans_deleted),
+            )
+        return self._period
+
+    def _failed(self, exc: Exception) -> float:
+        self._failures += 1
+        delay = drift_rules.failure_delay(
+            exc, failures=self._failures, period=self._period, draw=self._draw()
+        )
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        self._metrics.drift_passes.labels(result=type(exc).__name__).inc()
+        if isinstance(exc, QStashOperatorError):
+            logger.warning(
+                "drift pass failed (%d in a row): %s; next try in %.0fs",
+                self._failures,
+                self.last_error,
+                delay,
+            )
+        else:  # not an error of ours: a bug or a library surprise, worth its traceback
+            logger.exception(
+                "drift pass failed (%d in a row) unexpectedly; next try in %.0fs",
+                self._failures,
+                delay,
+            )
+        return delay
+
+    def problem(self, now: datetime) -> str | None:
+        """Why drift repair is not working (readiness fails with it), or None."""
+        if self._started is None:
+            return None
+        return drift_rules.staleness(
+            last_success=self.last_success,
+            since=self._started,
+            now=now,
+            period=self._period,
+            last_error=self.last_error,
         )

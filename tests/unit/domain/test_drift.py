@@ -1,10 +1,20 @@
-"""The orphan rule of drift repair: only ids of this cluster name, in a watched namespace, unused."""
+"""Drift repair's rules: orphans (this cluster name, a watched namespace, unused), loop health."""
 
 from __future__ import annotations
+
+from datetime import datetime, timedelta
 
 import pytest
 
 from qstash_operator.domain import drift
+from qstash_operator.domain.errors import (
+    ApiRejectedError,
+    ConflictError,
+    QStashAuthError,
+    QStashRejectedError,
+    QStashUnavailableError,
+)
+from tests.unit.instants import TOP_OF_THE_HOUR
 
 OBSERVED = (
     "default.team-a.nightly",  # kept: its CronWorkflow is on QStash
@@ -66,3 +76,81 @@ def test_a_kept_schedule_is_never_an_orphan() -> None:
 )
 def test_watches(sid: str, namespaces: tuple[str, ...], expected: bool) -> None:
     assert drift.watches(sid, cluster="default", namespaces=namespaces) is expected
+
+
+# -- the loop's health ------------------------------------------------------------------------
+
+PERIOD = 300.0
+
+
+@pytest.mark.parametrize(
+    ("error", "failures", "draw", "expected"),
+    [
+        pytest.param(
+            QStashRejectedError("bad", status=400), 1, 0.0, 2.0, id="rejected list: from 2 s"
+        ),
+        pytest.param(
+            ApiRejectedError("bad", detail="x"), 3, 0.0, 8.0, id="any error doubles: third is 8 s"
+        ),
+        pytest.param(RuntimeError("bug"), 20, 0.0, 128.0, id="a bug: doubling stops at 2 s x 2**6"),
+        pytest.param(
+            QStashUnavailableError("down"), 2, 0.5, 2.0 * 2 * 1.25, id="outage: grown and spread"
+        ),
+        pytest.param(
+            QStashAuthError("token"), 1, 0.0, PERIOD, id="refused token's 300 s, capped at period"
+        ),
+        pytest.param(
+            ConflictError("lost", retry_after=0.1), 4, 0.0, 0.1, id="conflict hint taken as is"
+        ),
+    ],
+)
+def test_failure_delay(error: BaseException, failures: int, draw: float, expected: float) -> None:
+    assert drift.failure_delay(error, failures=failures, period=PERIOD, draw=draw) == pytest.approx(
+        expected
+    )
+
+
+def test_failure_delay_needs_a_failure() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        drift.failure_delay(RuntimeError(), failures=0, period=PERIOD, draw=0.0)
+
+
+@pytest.mark.parametrize(
+    ("last_success", "now", "stale"),
+    [
+        pytest.param(None, TOP_OF_THE_HOUR, False, id="just started"),
+        pytest.param(
+            None, TOP_OF_THE_HOUR + timedelta(seconds=3 * PERIOD), False, id="three periods: ok"
+        ),
+        pytest.param(
+            None,
+            TOP_OF_THE_HOUR + timedelta(seconds=3 * PERIOD + 1),
+            True,
+            id="never succeeded in more than three periods",
+        ),
+        pytest.param(
+            TOP_OF_THE_HOUR + timedelta(hours=1),
+            TOP_OF_THE_HOUR + timedelta(hours=1, seconds=2 * PERIOD),
+            False,
+            id="succeeded two periods ago",
+        ),
+        pytest.param(
+            TOP_OF_THE_HOUR + timedelta(hours=1),
+            TOP_OF_THE_HOUR + timedelta(hours=1, seconds=3 * PERIOD + 1),
+            True,
+            id="last success more than three periods ago",
+        ),
+    ],
+)
+def test_staleness(last_success: datetime | None, now: datetime, stale: bool) -> None:
+    problem = drift.staleness(
+        last_success=last_success,
+        since=TOP_OF_THE_HOUR,
+        now=now,
+        period=PERIOD,
+        last_error="QStashRejectedError: nope" if stale else None,
+    )
+    assert (problem is not None) is stale
+    if problem is not None:
+        assert "3 periods of 300s" in problem
+        assert "last error: QStashRejectedError: nope" in problem

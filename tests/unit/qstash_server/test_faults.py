@@ -17,6 +17,14 @@ def test_api_errors_run_out_after_count() -> None:
     assert [a.status if a else None for a in answers] == [503, 503, None]
 
 
+def test_an_api_error_may_be_a_refusal() -> None:
+    faults = Faults()
+    faults.configure({"apiErrors": {"count": 1, "status": 400}})
+    answer = faults.take_api_fault("schedules.list", now=TOP_OF_THE_HOUR)
+    assert answer is not None
+    assert (answer.status, answer.message) == (400, "bad request (injected)")
+
+
 def test_route_filter() -> None:
     faults = Faults()
     faults.configure({"apiErrors": {"count": 1, "routes": ["schedules.create"]}})
@@ -103,7 +111,7 @@ def test_to_json_and_clear() -> None:
     "spec",
     [
         pytest.param({"nonsense": {}}, id="unknown fault"),
-        pytest.param({"apiErrors": {"status": 404}}, id="not 5xx"),
+        pytest.param({"apiErrors": {"status": 404}}, id="neither 400 nor 5xx"),
         pytest.param({"apiErrors": {"count": 0}}, id="zero count"),
         pytest.param({"rateLimit": {"family": "hourly"}}, id="unknown family"),
         pytest.param({"deliveryLatency": {"seconds": -1}}, id="negative latency"),
