@@ -7,8 +7,16 @@ classes to convert, and no threads.
 
 Status codes become the project's errors (``domain.errors``) here and nowhere else:
 404 → NotFoundError, 409 AlreadyExists → AlreadyExistsError, 409 Conflict → ConflictError,
-403 → ForbiddenError, 400/422 → ApiRejectedError, 401/5xx/429/transport →
+400/422 → ApiRejectedError (AdmissionDeniedError when a policy says so), 401/5xx/429/transport →
 KubernetesUnavailableError (retry later).
+
+A 403 is not always RBAC: admission answers 403 too. The Status body tells them apart
+(:func:`classify_forbidden`): the authorizer's ``User "..." cannot <verb> ...`` (and the
+OwnerReferencesPermissionEnforcement plugin's ``cannot set blockOwnerDeletion``, also a missing
+rule) → ForbiddenError; ``exceeded quota`` / ``status unknown for quota`` → QuotaExceededError; a
+``NamespaceTerminating`` cause → NamespaceTerminatingError; any other admission refusal (a
+ValidatingAdmissionPolicy or webhook denial, LimitRanger, ...) → AdmissionDeniedError carrying the
+policy's message. A 403 without a Status body stays ForbiddenError.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
@@ -30,12 +39,16 @@ from kubernetes.aio.client.exceptions import ApiException
 from qstash_operator.domain import vocabulary
 from qstash_operator.domain.builders import rfc3339
 from qstash_operator.domain.errors import (
+    AdmissionDeniedError,
     AlreadyExistsError,
     ApiRejectedError,
     ConflictError,
     ForbiddenError,
     KubernetesUnavailableError,
+    NamespaceTerminatingError,
     NotFoundError,
+    QuotaExceededError,
+    TransientError,
 )
 from qstash_operator.domain.model import JsonDict
 
@@ -333,7 +346,7 @@ class Kube:
         }
         try:
             await self._run("POST", f"/api/v1/namespaces/{_q(namespace)}/events", body=event)
-        except (KubernetesUnavailableError, ForbiddenError, NotFoundError) as exc:
+        except (TransientError, NotFoundError, ApiRejectedError) as exc:
             logger.warning(
                 "could not post event %s on %s/%s: %s", reason, namespace, meta["name"], exc
             )
@@ -389,13 +402,48 @@ class Kube:
         return bool((result.get("status") or {}).get("allowed"))
 
 
+_AUTHORIZER_DENIAL: Final = re.compile(r'\bUser "[^"]*" cannot ')
+"""The authorizer's wording (``responsewriters.Forbidden``): ``<resource> is forbidden: User
+"<name>" cannot <verb> resource ...``, with anonymous and non-resource requests alike."""
+_MISSING_RULE_MESSAGES: Final = ("cannot set blockOwnerDeletion",)
+"""Admission refusals that are still a missing RBAC rule (OwnerReferencesPermissionEnforcement:
+setting blockOwnerDeletion needs ``update`` on the owner's ``finalizers``)."""
+_QUOTA_MESSAGES: Final = ("exceeded quota:", "status unknown for quota:")
+_TERMINATING_CAUSE: Final = "NamespaceTerminating"
+_POLICY_DENIALS: Final = (
+    re.compile(r"\bValidatingAdmissionPolicy '[^']*' with binding '[^']*' denied request"),
+    re.compile(r'\badmission webhook "[^"]*" denied the request'),
+)
+
+
+def classify_forbidden(text: str, payload: Mapping[str, Any]) -> Exception:
+    """The error a 403 stands for, read from its Status (``payload``); ``text`` is its summary."""
+    message = str(payload.get("message") or "")
+    details = payload.get("details")
+    causes = details.get("causes") if isinstance(details, dict) else None
+    cause_reasons = {cause.get("reason") for cause in causes or () if isinstance(cause, dict)}
+    if _TERMINATING_CAUSE in cause_reasons or "because it is being terminated" in message:
+        return NamespaceTerminatingError(text)
+    if any(marker in message for marker in _QUOTA_MESSAGES):
+        return QuotaExceededError(text)
+    if (
+        not message
+        or _AUTHORIZER_DENIAL.search(message)
+        or any(marker in message for marker in _MISSING_RULE_MESSAGES)
+    ):
+        return ForbiddenError(text)
+    return AdmissionDeniedError(text, detail=message)
+
+
 def _error(method: str, path: str, status: int, data: bytes) -> Exception:
     try:
         payload = json.loads(data) if data else {}
     except ValueError:
         payload = {}
-    reason = payload.get("reason", "") if isinstance(payload, dict) else ""
-    message = payload.get("message", "") if isinstance(payload, dict) else ""
+    if not isinstance(payload, dict):
+        payload = {}
+    reason = str(payload.get("reason") or "")
+    message = str(payload.get("message") or "")
     text = f"{method} {path}: HTTP {status} {reason} {message}".strip()
     if status == 404:
         return NotFoundError(text)
@@ -406,8 +454,11 @@ def _error(method: str, path: str, status: int, data: bytes) -> Exception:
             else ConflictError(text, retry_after=0.1)
         )
     if status == 403:
-        return ForbiddenError(text)
+        return classify_forbidden(text, payload)
     if status in (400, 422):
-        return ApiRejectedError(text, detail=message or reason or f"HTTP {status}")
+        detail = message or reason or f"HTTP {status}"
+        if any(pattern.search(message) for pattern in _POLICY_DENIALS):
+            return AdmissionDeniedError(text, detail=detail)
+        return ApiRejectedError(text, detail=detail)
     retry_after = 1.0 if status == 429 else None
     return KubernetesUnavailableError(text, retry_after=retry_after)

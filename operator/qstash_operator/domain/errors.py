@@ -15,7 +15,11 @@ class                           operator (kopf)                              web
 ``SignatureError``              (not raised there)                           401 + reason category
 ``PermanentDeliveryError``      (not raised there)                           489 + non-retryable
 ``NotFoundError``               (handled where it means "already gone")      404
-``ForbiddenError``              condition + slow retry                       403
+``ForbiddenError`` (RBAC)       condition + slow retry                       503 + ``Retry-After``
+``QuotaExceededError``,         condition + retry (transient)                503 + ``Retry-After``
+``NamespaceTerminatingError``
+``AdmissionDeniedError``        as ``ApiRejectedError``: ``SpecValid=False``  489 (non-retryable)
+                                for a Job template refused by a policy
 ==============================  ===========================================  ====================
 
 Messages never carry secrets: tokens and signing keys are not passed to these constructors.
@@ -123,12 +127,35 @@ class QStashAuthError(TransientError):
 
 
 class ForbiddenError(TransientError):
-    """The Kubernetes API refused us (403): RBAC is missing a rule. Retried slowly."""
+    """The Kubernetes API's authorizer refused us (403 ``User "..." cannot ...``): RBAC is missing
+    a rule. Retried slowly. Other 403s are not this: see the three classes below."""
 
     reason = "Forbidden"
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retry_after=QStashAuthError.SLOW_RETRY_SECONDS)
+
+
+QUOTA_RETRY_SECONDS: Final = 30.0
+"""A used-up ResourceQuota frees when Jobs finish and are pruned, or when someone raises it:
+minutes, not milliseconds. Thirty seconds keeps a retrying delivery inside QStash's retries."""
+
+
+class QuotaExceededError(TransientError):
+    """A ResourceQuota of the namespace is used up (403 ``exceeded quota: ...``), or its usage is
+    not computed yet (``status unknown for quota``). Retry later; the message names the quota."""
+
+    reason = "QuotaExceeded"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retry_after=QUOTA_RETRY_SECONDS)
+
+
+class NamespaceTerminatingError(TransientError):
+    """The namespace is being deleted (403 with cause ``NamespaceTerminating``): nothing new may
+    be created in it. Retrying ends soon: the CronWorkflow goes with its namespace."""
+
+    reason = "NamespaceTerminating"
 
 
 # -- permanent, non-spec ---------------------------------------------------------------------------
@@ -148,6 +175,13 @@ class ApiRejectedError(QStashOperatorError):
     def __init__(self, message: str, *, detail: str) -> None:
         self.detail = detail
         super().__init__(message)
+
+
+class AdmissionDeniedError(ApiRejectedError):
+    """An admission policy refused the object as written: a ValidatingAdmissionPolicy, an
+    admission webhook, or another admission plugin (403, or 400/422 naming the policy).
+    ``detail`` is the API server's message, which names the policy and quotes its reason. The
+    same object will be refused again: for a Job template it is ``SpecValid=False``."""
 
 
 class NotFoundError(QStashOperatorError):

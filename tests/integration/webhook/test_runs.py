@@ -7,6 +7,8 @@ needed).
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from qstash_operator.domain import builders, model, naming, runs, vocabulary
@@ -178,3 +180,36 @@ async def test_a_recreated_cronworkflow_refuses_the_old_schedules_uid(stack: Sta
     assert headers["Upstash-NonRetryable-Error"] == "true"
     assert body["reason"] == "UidMismatch"
     assert await stack.jobs("reborn") == []
+
+
+async def test_a_used_up_resource_quota_is_a_503_quota_exceeded_not_an_rbac_error(
+    stack: Stack,
+) -> None:
+    """ResourceQuota admission answers 403 like the authorizer does; the delivery must say
+    "quota" and ask QStash to come back, not log an RBAC failure of the webhook's account."""
+    plane, namespace = stack.control_plane, stack.namespace
+    quotas = f"/api/v1/namespaces/{namespace}/resourcequotas"
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "no-jobs"},
+        "spec": {"hard": {"count/jobs.batch": "0"}},
+    }
+    status, answer = await asyncio.to_thread(plane.request, "POST", quotas, quota)
+    assert status == 201, answer
+    usage = {"status": {"hard": {"count/jobs.batch": "0"}, "used": {"count/jobs.batch": "0"}}}
+    status, answer = await asyncio.to_thread(
+        plane.request,
+        "PATCH",
+        f"{quotas}/no-jobs/status",
+        usage,
+        content_type="application/merge-patch+json",
+    )  # what the quota controller (not run in the test bed) would write
+    assert status == 200, answer
+    await stack.create_cronworkflow("crowded")
+    await _at_first_tick(stack)
+    status, body, headers = await stack.deliver("crowded", message_id="msg_quota")
+    assert (status, body["reason"]) == (503, "QuotaExceeded"), body
+    assert headers["Retry-After"] == "30"
+    assert "exceeded quota: no-jobs" in body["error"]
+    assert await stack.jobs("crowded") == []
