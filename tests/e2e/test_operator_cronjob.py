@@ -133,14 +133,16 @@ def test_the_native_controller_runs_jobs_that_look_like_webhook_made_ones(stack:
     assert labels["qstash-operator.dev/cronworkflow-uid"] == body["metadata"]["uid"]
     # <name>-<unix minutes>, the same name the webhook would give this tick
     assert job["metadata"]["name"].startswith("every-minute-")
-    wait(
-        lambda: (
-            "lastScheduleTime"
-            in (stack.get("cronworkflow", "every-minute") or {}).get("status", {})
-        ),
-        timeout=30,
-        what="lastScheduleTime mirrored from the CronJob",
-    )
+    mirrored: dict[str, str] = {}
+
+    def last_schedule_time_mirrored() -> bool:
+        status = (stack.get("cronworkflow", "every-minute") or {}).get("status", {})
+        mirrored.update(status)
+        return "lastScheduleTime" in status
+
+    wait(last_schedule_time_mirrored, timeout=30, what="lastScheduleTime mirrored from the CronJob")
+    # In the same write: the next run is after the run just made, never that run (issue 12).
+    assert mirrored["nextScheduleTime"] > mirrored["lastScheduleTime"], mirrored
     wait(
         lambda: (
             (stack.get("cronworkflow", "every-minute") or {})["status"].get("nextScheduleTime")

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from qstash_operator.domain import cron, naming, vocabulary
+from qstash_operator.domain import builders, cron, naming, vocabulary
 from qstash_operator.domain.errors import RunInFlightError
 from qstash_operator.domain.model import ConcurrencyPolicy, CronWorkflow, JsonDict
 
@@ -160,13 +160,25 @@ def reserved_names(active: Sequence[Any] | None, *, now: datetime) -> tuple[str,
     """Names of runs another writer has reserved and is about to create (Forbid/Replace)."""
     names = []
     for entry in active or ():
-        uid = entry.get("uid", "") if isinstance(entry, dict) else ""
-        if not isinstance(uid, str) or not uid.startswith(RESERVATION_PREFIX):
-            continue
-        stamp = parse_time(uid[len(RESERVATION_PREFIX) :])
-        if stamp is not None and now - RESERVATION_TTL <= stamp <= now + RESERVATION_TTL:
-            names.append(str(entry.get("name", "")))
+        reservation = _reservation_stamp(entry)
+        if reservation is not None and _unexpired(reservation[1], now):
+            names.append(reservation[0])
     return tuple(names)
+
+
+def _unexpired(stamp: datetime, now: datetime) -> bool:
+    return now - RESERVATION_TTL <= stamp <= now + RESERVATION_TTL
+
+
+def _reservation_stamp(entry: Any) -> tuple[str, datetime] | None:
+    """(name, time) of a ``reserved:`` entry of ``status.active``; None for a Job's reference."""
+    if not isinstance(entry, dict):
+        return None
+    uid = entry.get("uid", "")
+    if not isinstance(uid, str) or not uid.startswith(RESERVATION_PREFIX):
+        return None
+    stamp = parse_time(uid[len(RESERVATION_PREFIX) :])
+    return None if stamp is None else (str(entry.get("name", "")), stamp)
 
 
 def _concurrency(
@@ -300,3 +312,158 @@ def history_to_prune(
         excess = len(ordered) - limit
         doomed.extend(job.name for job in ordered[: max(excess, 0)])
     return doomed
+
+
+# -- status after an event: what to write, given the status read, the live Jobs and now ----------
+#
+# Every status write of a run or of the Job mirror is conditional on the resourceVersion it read
+# (the services re-read and call these again on a conflict), so each function only has to be
+# right for the status it is given. Three rules hold for all of them:
+#
+# - ``status.active`` is the live active Jobs *plus* every unexpired reservation whose Job does
+#   not exist yet: a reservation is another writer's claim (Forbid/Replace), and dropping it
+#   lets a concurrent run see "nothing active" and start beside it;
+# - ``lastScheduleTime`` never moves backwards (a late run of an older tick leaves it alone);
+# - when ``lastScheduleTime`` is written, ``nextScheduleTime`` is written with it, strictly
+#   after both the recorded tick and now, so "next run" is never the run that just happened.
+
+
+def pending_reservations(
+    active: Sequence[Any] | None,
+    jobs: Iterable[JobView],
+    *,
+    now: datetime,
+    created: str | None = None,
+) -> list[JsonDict]:
+    """The ``reserved:`` entries of ``active`` still in force: not expired (see
+    :data:`RESERVATION_TTL`), and whose Job neither exists (then the Job itself counts) nor is
+    ``created`` (the run recording its own Job)."""
+    live = {job.name for job in jobs}
+    kept: list[JsonDict] = []
+    for entry in active or ():
+        reservation = _reservation_stamp(entry)
+        if reservation is None:
+            continue
+        name, stamp = reservation
+        if name in live or name == created:
+            continue
+        if _unexpired(stamp, now):
+            kept.append(dict(entry))
+    return kept
+
+
+def active_status(
+    active: Sequence[Any] | None,
+    jobs: Iterable[JobView],
+    namespace: str,
+    *,
+    now: datetime,
+    created: str | None = None,
+) -> list[JsonDict]:
+    """``status.active``: the active Jobs by name, then the reservations still in force."""
+    jobs = list(jobs)
+    return active_references(jobs, namespace) + pending_reservations(
+        active, jobs, now=now, created=created
+    )
+
+
+def next_schedule_time(
+    schedule: cron.Schedule,
+    *,
+    suspended: bool,
+    last_schedule_time: datetime | None,
+    now: datetime,
+) -> datetime | None:
+    """The next tick strictly after both ``last_schedule_time`` and ``now`` (None: suspended).
+
+    A delivery up to the clock tolerance early records the coming tick before the clock reaches
+    it; the next run is the one after that tick, not the tick itself.
+    """
+    if suspended:
+        return None
+    after = now if last_schedule_time is None else max(now, last_schedule_time)
+    return cron.next_tick(schedule, after)
+
+
+def _schedule_times(
+    cw: CronWorkflow, recorded: datetime | None, tick: datetime, now: datetime
+) -> JsonDict:
+    """``lastScheduleTime`` moved to ``tick`` if that is forward, with its ``nextScheduleTime``."""
+    if recorded is not None and tick <= recorded:
+        return {}
+    following = next_schedule_time(
+        cw.spec.schedule, suspended=cw.spec.suspend, last_schedule_time=tick, now=now
+    )
+    return {
+        "lastScheduleTime": builders.rfc3339(tick),
+        "nextScheduleTime": None if following is None else builders.rfc3339(following),
+    }
+
+
+def reserve_status(
+    status: JsonDict,
+    jobs: Iterable[JobView],
+    namespace: str,
+    *,
+    job_name: str,
+    now: datetime,
+) -> JsonDict:
+    """The status patch that claims ``job_name`` before it is created (Forbid/Replace)."""
+    active = active_status(status.get("active"), jobs, namespace, now=now)
+    active.append(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "name": job_name,
+            "namespace": namespace,
+            "uid": reservation_uid(now),
+        }
+    )
+    return {"active": active}
+
+
+def status_after_run(
+    cw: CronWorkflow,
+    status: JsonDict,
+    jobs: Iterable[JobView],
+    *,
+    created: str,
+    tick: datetime | None,
+    manual: JsonDict | None,
+    now: datetime,
+) -> JsonDict:
+    """The status patch recording that Job ``created`` exists (tick ``tick``, or a manual run
+    described by ``manual``), given the status read and the live Jobs. Only changed fields."""
+    patch: JsonDict = {}
+    active = active_status(status.get("active"), jobs, cw.namespace, now=now, created=created)
+    if active != (status.get("active") or []):
+        patch["active"] = active or None
+    if tick is not None:
+        patch.update(_schedule_times(cw, parse_time(status.get("lastScheduleTime")), tick, now))
+    if manual is not None:
+        patch["lastManualRun"] = manual
+    return patch
+
+
+def status_after_jobs_changed(
+    status: JsonDict, jobs: Iterable[JobView], namespace: str, *, now: datetime
+) -> JsonDict:
+    """The mirror's patch when a Job changed: ``active`` (reservations kept) and a
+    ``lastSuccessfulTime`` that only moves forward. Only changed fields."""
+    jobs = list(jobs)
+    patch: JsonDict = {}
+    active = active_status(status.get("active"), jobs, namespace, now=now)
+    if active != (status.get("active") or []):
+        patch["active"] = active or None
+    last_success = last_successful_time(jobs)
+    recorded = parse_time(status.get("lastSuccessfulTime"))
+    if last_success is not None and (recorded is None or last_success > recorded):
+        patch["lastSuccessfulTime"] = builders.rfc3339(last_success)
+    return patch
+
+
+def status_after_cronjob_ran(
+    cw: CronWorkflow, status: JsonDict, *, scheduled: datetime, now: datetime
+) -> JsonDict:
+    """The fallback CronJob scheduled ``scheduled``: carry it over if it is forward."""
+    return _schedule_times(cw, parse_time(status.get("lastScheduleTime")), scheduled, now)

@@ -3,8 +3,15 @@
 Whoever made a Job (the webhook, the fallback CronJob, a manual run), its CronWorkflow's
 ``status.active`` and ``status.lastSuccessfulTime`` are recomputed from the live Jobs when one of
 them changes, and history limits are enforced; a CronJob's ``lastScheduleTime`` is carried over
-when it moves forward. Recomputing from live objects (not from the event alone) keeps the status
-right however events are merged, lost or replayed after a restart.
+when it moves forward (with the ``nextScheduleTime`` after it). Recomputing from live objects (not
+from the event alone) keeps the status right however events are merged, lost or replayed after a
+restart.
+
+The mirror is one of several status writers: its writes are conditional on the resourceVersion
+read (:mod:`qstash_operator.services.status_writes`), and it keeps the reservations other writers
+made for Jobs not created yet (``domain.runs.status_after_jobs_changed``). Under ``Replace`` the
+run's own delete of the old Job triggers a mirror write before the new Job exists; dropping the
+run's reservation there would let a concurrent run see nothing active and start a second Job.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from qstash_operator.adapters.kube import Kube
 from qstash_operator.domain import builders, model, runs, vocabulary
 from qstash_operator.domain.errors import InvalidSpecError, NotFoundError
 from qstash_operator.domain.model import JsonDict
+from qstash_operator.services.status_writes import write_status
 
 logger = logging.getLogger(__name__)
 
@@ -31,37 +39,31 @@ class StatusMirror:
         name = labels.get(vocabulary.LABEL_CRONWORKFLOW)
         if not namespace or not name:
             return None
+
+        async def decide(body: JsonDict, attempt: int) -> JsonDict | None:
+            try:
+                cw = model.parse(body)
+            except InvalidSpecError:
+                return None
+            selector = builders.label_selector(builders.selector_labels(cw))
+            jobs = [runs.job_view(item) for item in await self._kube.list_jobs(namespace, selector)]
+            if attempt == 0:  # prune once per event; a retry only re-reads
+                doomed = runs.history_to_prune(
+                    jobs,
+                    successful_limit=cw.spec.successful_jobs_history_limit,
+                    failed_limit=cw.spec.failed_jobs_history_limit,
+                )
+                for doomed_job in doomed:
+                    await self._kube.delete_job(namespace, doomed_job)
+                jobs = [view for view in jobs if view.name not in doomed]
+            return runs.status_after_jobs_changed(
+                body.get("status") or {}, jobs, namespace, now=now
+            )
+
         try:
-            body = await self._kube.get_cronworkflow(namespace, name)
+            return await write_status(self._kube, namespace, name, decide)
         except NotFoundError:
             return None  # the CronWorkflow is gone; garbage collection takes its Jobs
-        try:
-            cw = model.parse(body)
-        except InvalidSpecError:
-            return None
-        selector = builders.label_selector(builders.selector_labels(cw))
-        jobs = [runs.job_view(item) for item in await self._kube.list_jobs(namespace, selector)]
-        for doomed in runs.history_to_prune(
-            jobs,
-            successful_limit=cw.spec.successful_jobs_history_limit,
-            failed_limit=cw.spec.failed_jobs_history_limit,
-        ):
-            await self._kube.delete_job(namespace, doomed)
-        status = body.get("status") or {}
-        patch: JsonDict = {}
-        active = runs.active_references(jobs, namespace)
-        if active != (status.get("active") or []):
-            patch["active"] = active or None
-        last_success = runs.last_successful_time(jobs)
-        recorded = runs.parse_time(status.get("lastSuccessfulTime"))
-        if last_success is not None and (recorded is None or last_success > recorded):
-            patch["lastSuccessfulTime"] = builders.rfc3339(last_success)
-        if patch:
-            try:
-                await self._kube.patch_cronworkflow(namespace, name, {"status": patch}, status=True)
-            except NotFoundError:
-                return None
-        return patch or None
 
     async def cronjob_changed(self, cronjob: JsonDict, *, now: datetime) -> JsonDict | None:
         """The fallback CronJob's controller scheduled a Job: carry lastScheduleTime over."""
@@ -71,16 +73,17 @@ class StatusMirror:
         scheduled = runs.parse_time((cronjob.get("status") or {}).get("lastScheduleTime"))
         if not name or not namespace or scheduled is None:
             return None
+
+        async def decide(body: JsonDict, attempt: int) -> JsonDict | None:
+            try:
+                cw = model.parse(body)
+            except InvalidSpecError:
+                return None
+            return runs.status_after_cronjob_ran(
+                cw, body.get("status") or {}, scheduled=scheduled, now=now
+            )
+
         try:
-            body = await self._kube.get_cronworkflow(namespace, name)
+            return await write_status(self._kube, namespace, name, decide)
         except NotFoundError:
             return None
-        recorded = runs.parse_time((body.get("status") or {}).get("lastScheduleTime"))
-        if recorded is not None and recorded >= scheduled:
-            return None
-        patch = {"lastScheduleTime": builders.rfc3339(scheduled)}
-        try:
-            await self._kube.patch_cronworkflow(namespace, name, {"status": patch}, status=True)
-        except NotFoundError:
-            return None
-        return patch

@@ -12,7 +12,9 @@ Exactly-once, and why it holds:
 - the message id on the Job catches a redelivered message even when its tick would be derived
   differently the second time;
 - ``status.lastScheduleTime`` only moves forward after a create, so a tick whose Job was already
-  pruned by the history limits is not run again;
+  pruned by the history limits is not run again; the record is a conditional write too (decided
+  again from a fresh read on a conflict), so a stale read cannot move it back or drop another
+  run's reservation, and it sets ``nextScheduleTime`` to the tick after the one just run;
 - for ``Forbid`` and ``Replace`` the decision is *reserved* with a conditional status write
   (``metadata.resourceVersion`` precondition) before the Job is created, so a manual run racing a
   tick cannot both see "nothing active": the loser re-reads and decides again. Under ``Replace``
@@ -38,9 +40,11 @@ from qstash_operator.domain.errors import (
     InvalidSpecError,
     NotFoundError,
     PermanentDeliveryError,
+    QuotaExceededError,
 )
 from qstash_operator.domain.model import Backend, CronWorkflow, JsonDict
 from qstash_operator.domain.runs import JobView, Outcome, RunPlan
+from qstash_operator.services.status_writes import write_status
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +223,7 @@ class RunService:
         assert plan.job_name is not None  # RUN plans always name their Job
 
         if cw.spec.concurrency_policy is not model.ConcurrencyPolicy.ALLOW:
-            await self._reserve(body, cw, jobs, plan.job_name, now=now)
+            body = await self._reserve(body, cw, jobs, plan.job_name, now=now)
         for doomed in plan.delete_first:
             await self._kube.delete_job(cw.namespace, doomed)
             await self._event(
@@ -247,6 +251,15 @@ class RunService:
                 body,
                 vocabulary.REASON_FAILED_CREATE,
                 f"the API server rejected Job {plan.job_name}: {exc.detail}",
+                now,
+                warning=True,
+            )
+            raise
+        except QuotaExceededError as exc:  # the CronJob controller says FailedCreate too
+            await self._event(
+                body,
+                vocabulary.REASON_FAILED_CREATE,
+                f"could not create Job {plan.job_name} (retried in {exc.retry_after:.0f}s): {exc}",
                 now,
                 warning=True,
             )
@@ -284,23 +297,17 @@ class RunService:
         job_name: str,
         *,
         now: datetime,
-    ) -> None:
-        """Claim the run with a write that fails if the CronWorkflow changed since we read it."""
-        active = runs.active_references(jobs, cw.namespace)
-        active.append(
-            {
-                "apiVersion": "batch/v1",
-                "kind": "Job",
-                "name": job_name,
-                "namespace": cw.namespace,
-                "uid": runs.reservation_uid(now),
-            }
+    ) -> JsonDict:
+        """Claim the run with a write that fails if the CronWorkflow changed since we read it;
+        returns the CronWorkflow as written (its resourceVersion conditions the record)."""
+        status = runs.reserve_status(
+            body.get("status") or {}, jobs, cw.namespace, job_name=job_name, now=now
         )
         patch = {
             "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
-            "status": {"active": active},
+            "status": status,
         }
-        await self._kube.patch_cronworkflow(cw.namespace, cw.name, patch, status=True)
+        return await self._kube.patch_cronworkflow(cw.namespace, cw.name, patch, status=True)
 
     async def _record(
         self,
@@ -312,23 +319,36 @@ class RunService:
         now: datetime,
         requested_by: str | None,
     ) -> None:
-        status: JsonDict = {"active": runs.active_references(jobs, cw.namespace)}
-        if plan.tick is not None:
-            previous = runs.parse_time((body.get("status") or {}).get("lastScheduleTime"))
-            if previous is None or plan.tick > previous:
-                status["lastScheduleTime"] = builders.rfc3339(plan.tick)
-        if requested_by is not None:
-            status["lastManualRun"] = {
-                "jobName": plan.job_name,
-                "requestedBy": requested_by,
-                "time": builders.rfc3339(now),
-            }
-        try:
-            await self._kube.patch_cronworkflow(
-                cw.namespace, cw.name, {"status": status}, status=True
+        """Record the created Job: conditional on the resourceVersion of ``body`` (the read, or
+        the reservation's write), decided again from a fresh read and Job list on a conflict,
+        so a stale body can neither drop another run's reservation nor move
+        ``lastScheduleTime`` back."""
+        assert plan.job_name is not None
+        created = plan.job_name
+        manual = (
+            {"jobName": created, "requestedBy": requested_by, "time": builders.rfc3339(now)}
+            if requested_by is not None
+            else None
+        )
+
+        async def decide(current: JsonDict, attempt: int) -> JsonDict | None:
+            live = jobs if attempt == 0 else await self._jobs(cw)
+            return runs.status_after_run(
+                cw,
+                current.get("status") or {},
+                live,
+                created=created,
+                tick=plan.tick,
+                manual=manual,
+                now=now,
             )
+
+        try:
+            await write_status(self._kube, cw.namespace, cw.name, decide, body=body)
         except NotFoundError:
             logger.info("CronWorkflow %s went away after its Job was created", cw.key)
+        except ConflictError as exc:  # the Job exists: that is the run; the mirror catches up
+            logger.warning("created Job %s but could not record it: %s", created, exc)
 
     async def _prune(self, cw: CronWorkflow, jobs: Sequence[JobView]) -> None:
         for doomed in runs.history_to_prune(

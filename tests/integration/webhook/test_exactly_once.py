@@ -47,6 +47,8 @@ async def test_a_tick_becomes_one_job_with_its_name_owner_labels_and_annotations
     assert meta["ownerReferences"][0]["uid"] == cw["metadata"]["uid"]
     status = (await stack.get("report"))["status"]
     assert status["lastScheduleTime"] == rfc3339(stack.first_tick)
+    # Written with it: the next run is the tick after this one, never this one (issue 12).
+    assert status["nextScheduleTime"] == rfc3339(stack.first_tick + timedelta(minutes=1))
     assert [ref["name"] for ref in status["active"]] == [meta["name"]]
     reasons = {event["reason"] for event in await stack.events("report")}
     assert vocabulary.REASON_SUCCESSFUL_CREATE in reasons
