@@ -18,8 +18,8 @@ from typing import Any, Final
 
 from qstash_operator.adapters.kube import Kube
 from qstash_operator.adapters.qstash_api import ObservedSchedule
-from qstash_operator.domain import cron, model, naming, runs, vocabulary
 from qstash_operator.domain import drift as drift_rules
+from qstash_operator.domain import model, naming, runs, vocabulary
 from qstash_operator.domain.errors import InvalidSpecError, TransientError
 from qstash_operator.domain.model import JsonDict
 
@@ -81,6 +81,7 @@ def summarize(body: JsonDict, *, now: datetime) -> Summary:
     status = body.get("status") or {}
     problem: str | None = None
     next_run: datetime | None = None
+    last_run = runs.parse_time(status.get("lastScheduleTime"))
     try:
         cw = model.parse(body)
     except InvalidSpecError as exc:
@@ -88,8 +89,10 @@ def summarize(body: JsonDict, *, now: datetime) -> Summary:
         state = STATE_INVALID
     else:
         state = STATE_SUSPENDED if cw.spec.suspend else STATE_ACTIVE
-        if not cw.spec.suspend:
-            next_run = cron.next_tick(cw.spec.schedule, now)
+        # After the last run as well as after now: an early delivery ran the coming tick.
+        next_run = runs.next_schedule_time(
+            cw.spec.schedule, suspended=cw.spec.suspend, last_schedule_time=last_run, now=now
+        )
     return Summary(
         namespace=str(meta.get("namespace", "")),
         name=str(meta.get("name", "")),
@@ -99,7 +102,7 @@ def summarize(body: JsonDict, *, now: datetime) -> Summary:
         state=state,
         backend=status.get("backend") or None,
         next_run=next_run,
-        last_run=runs.parse_time(status.get("lastScheduleTime")),
+        last_run=last_run,
         last_successful_run=runs.parse_time(status.get("lastSuccessfulTime")),
         ready=_condition(status, vocabulary.CONDITION_READY),
         schedule_id=status.get("scheduleId") or None,

@@ -53,6 +53,15 @@ def test_summaries(spec: dict[str, Any], state: str, next_run: datetime | None) 
     assert (summary.problem is not None) == (state == "invalid")
 
 
+def test_the_next_run_is_after_the_last_run_even_when_that_ran_early() -> None:
+    """A delivery within the clock tolerance before 10:01 ran the 10:01 tick at 10:00:50; at that
+    moment the next run is 10:02, not the 10:01 that just ran (issue 12)."""
+    status = {"lastScheduleTime": "2026-11-28T10:01:00Z"}
+    early = datetime(2026, 11, 28, 10, 0, 50, tzinfo=UTC)
+    summary = summarize(cronworkflow(schedule="* * * * *", status=status), now=early)
+    assert summary.next_run == datetime(2026, 11, 28, 10, 2, tzinfo=UTC)
+
+
 def test_a_summary_reads_the_operators_status() -> None:
     status = {
         "backend": "QStash",
