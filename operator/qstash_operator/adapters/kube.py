@@ -160,7 +160,7 @@ class Kube:
     async def ready(self) -> bool:
         try:
             await self._run("GET", "/version")
-        except (KubernetesUnavailableError, ForbiddenError):
+        except (TransientError, ApiRejectedError):  # down, or refusing us in any way
             return False
         return True
 
