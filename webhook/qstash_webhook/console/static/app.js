@@ -34,7 +34,7 @@ function el(tag, attrs = {}, ...children) {
 }
 
 function show(...nodes) {
-  main.replaceChildren(...nodes);
+  main.replaceChildren(...nodes.flat().filter((node) => node !== null && node !== undefined && node !== false));
 }
 
 function focusHeading() {
@@ -51,7 +51,7 @@ function when(moment, { both = true } = {}) {
     "time",
     { datetime: moment.iso, title: moment.utc },
     el("span", { text: moment.local }),
-    both ? el("span", { class: "utc", text: moment.utc }) : null,
+    both && moment.local !== moment.utc ? el("span", { class: "utc", text: moment.utc }) : null,
     el("span", { class: "muted rel", text: moment.relative }),
   );
 }
