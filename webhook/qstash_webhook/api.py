@@ -223,7 +223,7 @@ MAX_REASON_CHARS: Final = 300
 
 
 async def parse_reason(request: web.Request) -> str | None:
-    """The optional JSON body ``{"reason": "..."}`` of a manual run: one line of text."""
+    """The optional JSON body ``{"reason": "..."}`` of a manual run."""
     if not request.can_read_body:
         return None
     try:
@@ -232,6 +232,11 @@ async def parse_reason(request: web.Request) -> str | None:
         raise ApiError(
             400, "InvalidParameter", 'the body must be JSON, e.g. {"reason": "re-run after fix"}'
         ) from None
+    return reason_from(payload)
+
+
+def reason_from(payload: Any) -> str | None:
+    """A run's reason: one line of printable text, at most :data:`MAX_REASON_CHARS`."""
     if not isinstance(payload, dict) or set(payload) - {"reason"}:
         raise ApiError(400, "InvalidParameter", 'the body takes one field, "reason"')
     reason = payload.get("reason")

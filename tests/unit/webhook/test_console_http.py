@@ -137,7 +137,8 @@ def test_no_inline_script_or_style_and_no_string_to_markup() -> None:
     so the browser test would catch it too; this says where)."""
     html = STATIC.joinpath("index.html").read_text()
     assert not re.search(r"<script(?![^>]*\bsrc=)", html)
-    assert "<style" not in html and " style=" not in html
+    assert "<style" not in html
+    assert " style=" not in html
     assert not re.search(r"\son[a-z]+=", html)
     code = STATIC.joinpath("app.js").read_text().splitlines()
     script = "\n".join(line for line in code if not line.lstrip().startswith("//"))
@@ -150,4 +151,5 @@ def test_no_inline_script_or_style_and_no_string_to_markup() -> None:
         "new Function",
     ):
         assert sink not in script, sink
-    assert "localStorage" not in script and "document.cookie" not in script
+    assert "localStorage" not in script
+    assert "document.cookie" not in script

@@ -120,7 +120,8 @@ def test_an_expression_the_describer_cannot_read_is_shown_as_written() -> None:
             [
                 "At 06:30, UTC time (cron '30 6 * * *').",
                 "Suspended: no tick runs until it is activated; Run now still works.",
-                "A tick is skipped while an earlier run is still active (concurrencyPolicy Forbid).",
+                "A tick is skipped while an earlier run is still active "
+                "(concurrencyPolicy Forbid).",
                 "A tick that cannot start within 10 min of its time is skipped "
                 "(startingDeadlineSeconds 600).",
                 "Keeps the last 7 successful and 3 failed Jobs.",
@@ -183,8 +184,16 @@ def test_a_moment_in_the_zone_and_in_utc() -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0, "0 s"), (2.4, "2 s"), (59, "59 s"), (60, "1 min"), (65, "1 min 5 s"), (3600, "1 h")]
-    + [(3720, "1 h 2 min"), (-3, "0 s")],
+    [
+        (0, "0 s"),
+        (2.4, "2 s"),
+        (59, "59 s"),
+        (60, "1 min"),
+        (65, "1 min 5 s"),
+        (3600, "1 h"),
+        (3720, "1 h 2 min"),
+        (-3, "0 s"),
+    ],
 )
 def test_durations(seconds: float, text: str) -> None:
     assert vm.duration(seconds) == text
@@ -315,13 +324,16 @@ def test_no_ledger_means_none(status: dict[str, Any]) -> None:
     assert vm.ledger_slots(status) is None
 
 
+ALLOWED = vm.Permission(True)
+
+
 def detail(
     *,
     status: dict[str, Any] | None = None,
     jobs: list[dict[str, Any]] | None = JOBS,
     spec: dict[str, Any] | None = None,
-    patch: vm.Permission = vm.Permission(True),
-    trigger: vm.Permission = vm.Permission(True),
+    patch: vm.Permission = ALLOWED,
+    trigger: vm.Permission = ALLOWED,
 ) -> dict[str, Any]:
     body = factories.body(spec or {}, status=status or {})
     body["metadata"]["creationTimestamp"] = stamp(CREATED)
