@@ -129,9 +129,10 @@ def load_console(url: str, token: str) -> dict[str, Any]:
         return figures
 
 
-def fetch_api(base: str, token: str) -> tuple[int, float]:
+def fetch_api(base: str, token: str, path: str = "/api/cron") -> tuple[int, float]:
+    """Body bytes (uncompressed: no Accept-Encoding) and wall milliseconds of one GET."""
     request = urllib.request.Request(  # noqa: S310 (loopback)
-        f"{base}/api/cron", headers={"Authorization": f"Bearer {token}"}
+        f"{base}{path}", headers={"Authorization": f"Bearer {token}"}
     )
     began = time.perf_counter()
     with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
@@ -141,7 +142,7 @@ def fetch_api(base: str, token: str) -> tuple[int, float]:
 
 def _drive(
     stack: Stack, count: int, loads: int
-) -> tuple[list[dict[str, Any]], list[tuple[int, float]], float]:
+) -> tuple[list[dict[str, Any]], list[tuple[int, float]], list[tuple[int, float]], float]:
     plane = stack.plane
     stack.operator()
     stack.webhook()
@@ -153,7 +154,10 @@ def _drive(
     fetch_api(stack.public_url, token)
     pages = [load_console(url, token) for _ in range(loads)]
     api = [fetch_api(stack.public_url, token) for _ in range(loads)]
-    return pages, api, ready_seconds
+    console_json = [
+        fetch_api(stack.public_url, token, "/ui/api/cronworkflows") for _ in range(loads)
+    ]
+    return pages, api, console_json, ready_seconds
 
 
 def measure(plane: ControlPlane, count: int, loads: int) -> dict[str, Any]:
@@ -162,7 +166,7 @@ def measure(plane: ControlPlane, count: int, loads: int) -> dict[str, Any]:
     with ThreadedServer() as server:
         stack = Stack(plane, server, workdir, NAMESPACE)
         try:
-            pages, api, ready_seconds = _drive(stack, count, loads)
+            pages, api, console_json, ready_seconds = _drive(stack, count, loads)
         finally:
             stack.stop()
     if any(page["rows"] != count for page in pages):
@@ -183,6 +187,7 @@ def measure(plane: ControlPlane, count: int, loads: int) -> dict[str, Any]:
         "list_json_ms": harness.summary([float(p["api_ms"]) for p in pages], digits=1),
         "baseline_api_cron_bytes": api[-1][0],
         "baseline_api_cron_ms": harness.summary(api_ms, digits=1),
+        "console_json_alone_ms": harness.summary([ms for _, ms in console_json], digits=1),
         "per_load": pages,
         "kubernetes": harness.kubernetes_version(plane),
         "logs": str(workdir),
@@ -215,6 +220,15 @@ def rows(result: dict[str, Any]) -> list[harness.Row]:
             f"{harness.ratio(render['p50'], api_ms['p50']):.2f}",
             f"baseline: GET /api/cron wall time; the page's own JSON took "
             f"{result['list_json_ms']['p50']:.0f} ms (p50) of it, {result['loads']} loads",
+        ),
+        harness.Row(
+            f"console list JSON (N={count})",
+            "GET /ui/api/cronworkflows alone, ms (p50 / max)",
+            f"{result['console_json_alone_ms']['p50']:.0f} / "
+            f"{result['console_json_alone_ms']['max']:.0f}",
+            f"{api_ms['p50']:.0f} / {api_ms['max']:.0f}",
+            f"{harness.ratio(result['console_json_alone_ms']['p50'], api_ms['p50']):.2f}",
+            "baseline: GET /api/cron; both from Python, no browser competing for the CPUs",
         ),
     ]
 

@@ -7,9 +7,12 @@ touched, so everything checked is decided before any Kubernetes call.
 
 from __future__ import annotations
 
+import fnmatch
 import gzip
 import re
+import tomllib
 from importlib import resources
+from pathlib import Path
 
 import pytest
 
@@ -153,3 +156,12 @@ def test_no_inline_script_or_style_and_no_string_to_markup() -> None:
         assert sink not in script, sink
     assert "localStorage" not in script
     assert "document.cookie" not in script
+
+
+def test_the_wheel_and_the_image_carry_the_page() -> None:
+    """The files are package data: pyproject's globs must cover each one the views serve."""
+    pyproject = Path(__file__).resolve().parents[3] / "pyproject.toml"
+    globs = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]
+    patterns = globs["qstash_webhook"]
+    for name in views.ASSETS:
+        assert any(fnmatch.fnmatch(f"console/static/{name}", p) for p in patterns), name

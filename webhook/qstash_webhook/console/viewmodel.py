@@ -221,8 +221,11 @@ def spec_in_words(cw: model.CronWorkflow, *, running: str | None) -> list[str]:
 
 DaylightSavingMarks = Callable[[cron.Schedule, Sequence[datetime]], Mapping[datetime, str]]
 """The seam for daylight-saving marks: given a schedule and its coming ticks, a note per tick
-that a clock change skips or repeats. The cron model does not expose such a function yet (issue
-12 adds one); until then no tick is marked and the page says so."""
+that a clock change skips or repeats. ``main``'s cron model has no such function yet; issue 12's
+branch adds ``cron.daylight_saving_days(schedule, now)`` (dates, effect, ``message``). When it
+lands, a function here maps each day onto the tick it concerns (a repeat: the ticks of that
+date; a skip: the first tick after the lost one) and :class:`ConsoleService` is given it. Until
+then no tick is marked and the page says so."""
 
 
 def no_daylight_saving_marks(

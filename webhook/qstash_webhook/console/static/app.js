@@ -496,6 +496,7 @@ async function detailPage(ns, name, flash) {
       el("dt", { text: "Ready" }), el("dd", { text: `${cw.ready.status} ${cw.ready.reason}: ${cw.ready.message}` }),
       cw.freshness ? [el("dt", { text: "Fresh" }), el("dd", { text: `${cw.freshness.status} ${cw.freshness.reason}: ${cw.freshness.message}` })] : null,
     ),
+    section("Recent slots", "h-timeline", timeline(data)),
     section("Actions", "h-actions", panel),
     section("What it does", "h-words", el("ul", { id: "words" }, data.words.map((w) => el("li", { text: w })))),
     section(
@@ -513,7 +514,6 @@ async function detailPage(ns, name, flash) {
         : el("p", { class: "muted", text: "None: the spec is invalid." }),
       el("p", { class: "muted", text: data.daylightSaving }),
     ),
-    section("Recent slots", "h-timeline", timeline(data)),
     section(
       "Recent Jobs",
       "h-jobs",
