@@ -97,9 +97,9 @@ class ConsoleService:
         allowed = [ns for ns, permission in zip(present, checks, strict=True) if permission.allowed]
         if not allowed:
             raise ApiError(403, "Forbidden", cluster.denial)
-        hidden = len(present) - len(allowed)
-        others = "1 other namespace is" if hidden == 1 else f"{hidden} other namespaces are"
-        note = f"Only the namespaces you may list are shown; {others} not." if hidden else None
+        # Said without a count: how many other namespaces hold CronWorkflows is itself something
+        # a caller without cluster-wide list is not told.
+        note = "Only the namespaces where you may list CronWorkflows are shown."
         return allowed, note
 
     async def _jobs_by_owner(
