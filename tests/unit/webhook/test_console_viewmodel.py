@@ -3,7 +3,6 @@ which buttons work for whom. Every "now" is a named instant; nothing here reads 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -210,19 +209,62 @@ def test_the_next_ten_fire_times_in_the_zone_and_in_utc() -> None:
     assert {f["mark"] for f in fires} == {None}
 
 
-def test_daylight_saving_marks_plug_in_through_the_seam() -> None:
-    schedule = cron.parse("30 2 * * *", "Europe/Berlin")
-    before_spring = datetime(2026, 3, 27, 12, 0, tzinfo=UTC)
+@pytest.mark.parametrize(
+    ("expression", "zone", "now", "marked"),
+    [
+        pytest.param(
+            "30 2 * * *",
+            "Europe/Berlin",
+            datetime(2026, 3, 27, 12, 0, tzinfo=UTC),
+            {
+                "2026-03-30 02:30:00 CEST": "before this run, skipped: 02:30 does not exist in "
+                "Europe/Berlin on 2026-03-29 (the clocks go forward)"
+            },
+            id="spring forward: the lost run marks the next one",
+        ),
+        pytest.param(
+            "30 2 * * *",
+            "Europe/Berlin",
+            datetime(2026, 10, 23, 12, 0, tzinfo=UTC),
+            {
+                "2026-10-25 02:30:00 CEST": "runs twice: 02:30 happens twice in Europe/Berlin on "
+                "2026-10-25 (the clocks go back)",
+                "2026-10-25 02:30:00 CET": "runs twice: 02:30 happens twice in Europe/Berlin on "
+                "2026-10-25 (the clocks go back)",
+            },
+            id="fall back: both runs of the repeated hour",
+        ),
+        pytest.param(
+            "30 6 * * *",
+            "Europe/Berlin",
+            datetime(2026, 3, 27, 12, 0, tzinfo=UTC),
+            {},
+            id="an hour no change touches",
+        ),
+        pytest.param("30 2 * * *", "UTC", datetime(2026, 3, 27, 12, 0, tzinfo=UTC), {}, id="UTC"),
+    ],
+)
+def test_fire_times_mark_what_daylight_saving_skips_or_repeats(
+    expression: str, zone: str, now: datetime, marked: dict[str, str]
+) -> None:
+    fires = vm.fire_times(cron.parse(expression, zone), now, count=5)
+    assert {f["local"]: f["mark"] for f in fires if f["mark"]} == marked
 
-    def marks(schedule: cron.Schedule, ticks: Sequence[datetime]) -> Mapping[datetime, str]:
-        return {ticks[1]: "runs at 03:00: 02:30 does not exist that day"}
 
-    fires = vm.fire_times(schedule, before_spring, count=3, marks=marks)
-    assert [f["mark"] for f in fires] == [
-        None,
-        "runs at 03:00: 02:30 does not exist that day",
-        None,
-    ]
+@pytest.mark.parametrize(
+    ("expression", "zone", "sentence"),
+    [
+        (
+            "30 2 * * *",
+            "Europe/Berlin",
+            "Next daylight-saving effect: skipped: 02:30 does not exist in Europe/Berlin on "
+            "2027-03-28 (the clocks go forward).",
+        ),
+        ("30 2 * * *", "UTC", "No clock change skips or repeats a run in the next 400 days."),
+    ],
+)
+def test_the_next_daylight_saving_day_in_words(expression: str, zone: str, sentence: str) -> None:
+    assert vm.next_daylight_saving(cron.parse(expression, zone), TOP_OF_THE_HOUR) == sentence
 
 
 # -- Jobs and the timeline --------------------------------------------------------------------

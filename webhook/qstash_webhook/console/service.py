@@ -27,7 +27,6 @@ from qstash_operator.services.catalog import CatalogService
 from qstash_webhook.access import BATCH, CORE, Access, Check, denial
 from qstash_webhook.console import viewmodel
 from qstash_webhook.console.viewmodel import (
-    DaylightSavingMarks,
     DetailInputs,
     JobRow,
     Json,
@@ -55,18 +54,10 @@ async def _bounded(calls: Iterable[Awaitable[T]]) -> list[T]:
 
 
 class ConsoleService:
-    def __init__(
-        self,
-        kube: Kube,
-        catalog: CatalogService,
-        access: Access,
-        *,
-        marks: DaylightSavingMarks = viewmodel.no_daylight_saving_marks,
-    ) -> None:
+    def __init__(self, kube: Kube, catalog: CatalogService, access: Access) -> None:
         self._kube = kube
         self._catalog = catalog
         self._access = access
-        self._marks = marks
 
     async def _permission(self, user: UserInfo, check: Check) -> Permission:
         decision = await self._access.decide(user, check)
@@ -187,4 +178,4 @@ class ConsoleService:
             patch=patch,
             trigger=trigger,
         )
-        return viewmodel.detail_json(inputs, user=user.username, now=now, marks=self._marks)
+        return viewmodel.detail_json(inputs, user=user.username, now=now)

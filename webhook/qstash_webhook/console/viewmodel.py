@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -219,32 +219,46 @@ def spec_in_words(cw: model.CronWorkflow, *, running: str | None) -> list[str]:
 
 # -- fire times -------------------------------------------------------------------------------
 
-DaylightSavingMarks = Callable[[cron.Schedule, Sequence[datetime]], Mapping[datetime, str]]
-"""The seam for daylight-saving marks: given a schedule and its coming ticks, a note per tick
-that a clock change skips or repeats. ``main``'s cron model has no such function yet; issue 12's
-branch adds ``cron.daylight_saving_days(schedule, now)`` (dates, effect, ``message``). When it
-lands, a function here maps each day onto the tick it concerns (a repeat: the ticks of that
-date; a skip: the first tick after the lost one) and :class:`ConsoleService` is given it. Until
-then no tick is marked and the page says so."""
+
+def daylight_saving_marks(
+    schedule: cron.Schedule, now: datetime, ticks: Sequence[datetime]
+) -> dict[datetime, str]:
+    """A note for each of ``ticks`` that a clock change concerns, from the cron model's
+    :func:`~qstash_operator.domain.cron.daylight_saving_days`: a repeated (or extra) run carries
+    the day's message; a skipped one, which is not among the ticks, marks the first tick after it.
+    """
+    if not ticks:
+        return {}
+    notes: dict[datetime, list[str]] = {}
+    horizon = ticks[-1] - now + timedelta(days=1)
+    for day in cron.daylight_saving_days(schedule, now, horizon=horizon):
+        if day.effect is cron.DaylightSavingEffect.SKIP:
+            after = next((tick for tick in ticks if tick > day.first_instant), None)
+            if after is not None:
+                notes.setdefault(after, []).append(f"before this run, {day.message}")
+            continue
+        for tick in ticks:
+            local = tick.astimezone(schedule.zone)
+            if local.date() == day.date and local.time().replace(second=0) in day.times:
+                notes.setdefault(tick, []).append(day.message)
+    return {tick: "; ".join(messages) for tick, messages in notes.items()}
 
 
-def no_daylight_saving_marks(
-    schedule: cron.Schedule, ticks: Sequence[datetime]
-) -> Mapping[datetime, str]:
-    return {}
+def next_daylight_saving(schedule: cron.Schedule, now: datetime) -> str:
+    """The next day a clock change makes the schedule skip, repeat or add a run, in words."""
+    day = cron.next_daylight_saving_day(schedule, now)
+    if day is None:
+        days = cron.DAYLIGHT_SAVING_HORIZON.days
+        return f"No clock change skips or repeats a run in the next {days} days."
+    return f"Next daylight-saving effect: {day.message}."
 
 
-def fire_times(
-    schedule: cron.Schedule,
-    now: datetime,
-    *,
-    count: int = FIRE_TIMES,
-    marks: DaylightSavingMarks = no_daylight_saving_marks,
-) -> list[Json]:
-    """The next ``count`` fire times after ``now``, each in the zone and in UTC."""
+def fire_times(schedule: cron.Schedule, now: datetime, *, count: int = FIRE_TIMES) -> list[Json]:
+    """The next ``count`` fire times after ``now``, each in the zone and in UTC, with a note on
+    those a daylight-saving change concerns."""
     zone = schedule.zone
     ticks = cron.next_ticks(schedule, now, count)
-    notes = marks(schedule, ticks)
+    notes = daylight_saving_marks(schedule, now, ticks)
     return [{**moment(tick, zone, now), "mark": notes.get(tick)} for tick in ticks]
 
 
@@ -682,23 +696,19 @@ class DetailInputs:
     trigger: Permission
 
 
-def detail_json(
-    inputs: DetailInputs,
-    *,
-    user: str,
-    now: datetime,
-    marks: DaylightSavingMarks = no_daylight_saving_marks,
-) -> Json:
+def detail_json(inputs: DetailInputs, *, user: str, now: datetime) -> Json:
     parsed = inputs.parsed
     zone = parsed.zone
     rows = [job_row(job) for job in inputs.jobs] if inputs.jobs is not None else None
     cw = parsed.cw
     if cw is not None:
         words = spec_in_words(cw, running=parsed.status.get("backend") or None)
-        fires = fire_times(cw.spec.schedule, now, marks=marks)
+        fires = fire_times(cw.spec.schedule, now)
+        daylight_saving = next_daylight_saving(cw.spec.schedule, now)
     else:
         words = [f"The spec is invalid: {parsed.problem}"]
         fires = []
+        daylight_saving = ""
     ledger = ledger_slots(parsed.status)
     if ledger is not None:
         timeline: Json | None = timeline_json(ledger, source="ledger", zone=zone, now=now)
@@ -713,11 +723,7 @@ def detail_json(
         "cronWorkflow": row_json(parsed, rows, now),
         "words": words,
         "fireTimes": fires,
-        "daylightSaving": (
-            "Fire times skipped or repeated by a daylight-saving change are marked."
-            if marks is not no_daylight_saving_marks
-            else "Daylight-saving skips and repeats are not marked yet."
-        ),
+        "daylightSaving": daylight_saving,
         "jobs": {
             "allowed": rows is not None,
             "denied": inputs.jobs_denied or None,
