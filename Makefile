@@ -2,14 +2,14 @@
 #   make dev    start the whole stack locally and show a CronWorkflow running (main job)
 #   make test   everything CI runs: install, build the control plane if cold, lint, all tests
 #
-# Other targets: venv, lint, unit, cluster-bins, cluster-up, bench.
+# Other targets: venv, lint, unit, cluster-bins, cluster-up, bench, browser.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: venv lint unit test cluster-bins cluster-up dev bench clean
+.PHONY: venv lint unit test cluster-bins cluster-up dev bench clean browser
 
 $(VENV)/.installed: pyproject.toml devstack/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed: set PYTHON=python3.11")'
@@ -25,6 +25,10 @@ venv: $(VENV)/.installed
 cluster-bins:
 	devstack/build.sh >/dev/null
 
+# Debian's chromium for the console's browser tests (skipped when installed).
+browser:
+	devstack/install-chromium.sh
+
 # Start the same control plane the tests use, by hand; prints the KUBECONFIG to export.
 cluster-up: venv cluster-bins
 	$(BIN)/python -m qstash_devstack.up
@@ -38,13 +42,13 @@ lint: venv
 unit: venv
 	$(BIN)/pytest -m "not cluster" $(PYTEST_ARGS)
 
-test: venv cluster-bins lint
+test: venv cluster-bins browser lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 dev: venv cluster-bins
 	$(BIN)/qstash-operator dev
 
-bench: venv cluster-bins
+bench: venv cluster-bins browser
 	$(BIN)/python -m bench
 
 clean:

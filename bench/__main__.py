@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
-from bench import convergence, cron, delivery, harness, signature, tick_to_job
+from bench import console, convergence, cron, delivery, harness, signature, tick_to_job
 
 BENCHMARKS: dict[str, ModuleType] = {
     "tick-to-job": tick_to_job,
@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, ModuleType] = {
     "signature": signature,
     "delivery": delivery,
     "cron": cron,
+    "console": console,
 }
 
 

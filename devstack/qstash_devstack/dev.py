@@ -312,8 +312,9 @@ def _wait_ready(plane: ControlPlane, namespace: str, name: str, stack: Stack) ->
 
 
 def _dev_user_token(plane: ControlPlane, namespace: str) -> str:
-    """A token for `qstash-operator list|trigger`: a ServiceAccount allowed list, patch and the
-    custom verb trigger on CronWorkflows (the admin kubeconfig uses a certificate, no token)."""
+    """A token for the console and `qstash-operator list|trigger`: a ServiceAccount allowed list,
+    patch and the custom verb trigger on CronWorkflows, and to read Jobs and Events (the console
+    shows them only to whoever may read them); the admin kubeconfig uses a certificate, no token."""
     manifest = f"""
 apiVersion: v1
 kind: ServiceAccount
@@ -326,6 +327,12 @@ rules:
   - apiGroups: [qstash-operator.dev]
     resources: [cronworkflows]
     verbs: [get, list, watch, patch, trigger]
+  - apiGroups: [batch]
+    resources: [jobs]
+    verbs: [get, list, watch]
+  - apiGroups: [""]
+    resources: [events]
+    verbs: [get, list, watch]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
@@ -440,6 +447,8 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
             console.line(
                 f"    qstash-operator list ; qstash-operator trigger {args.namespace}/{name}"
             )
+            console.line(f"Console: {api}/ui/  (sign in with the token below; it expires in 24 h)")
+            console.line(f"    {token}")
         logs = ",".join(child.name for child in stack.children)
         console.line(f"    logs: {plane.run_dir}/{{{logs},kube-apiserver,...}}.log")
         console.line(f"Watching {args.namespace}/{name}; Ctrl-C stops everything and cleans up.")

@@ -123,6 +123,9 @@ class Settings:
     stack's default (people run the tools from a laptop, where the public URL is the way in)."""
     api_token: Secret | None = None
     """Bearer token for the CLI tools (a Kubernetes token the webhook checks by TokenReview)."""
+    ui_enabled: bool = True
+    """Serve the web console at ``/ui/`` on the webhook's port (QSTASH_WEBHOOK_UI; the chart's
+    ``webhook.ui.enabled``)."""
     pod_namespace: str = "default"
     """The operator's own namespace: its leader Lease lives there."""
     pod_name: str = "qstash-operator"
@@ -202,8 +205,8 @@ class Settings:
                 )
             return int(value)
 
-        def flag(name: str) -> bool:
-            raw = (text(name) or "false").lower()
+        def flag(name: str, default: bool = False) -> bool:
+            raw = (text(name) or ("true" if default else "false")).lower()
             if raw not in ("true", "false", "1", "0", "yes", "no"):
                 raise SettingsError(name, f"{raw!r} is not a boolean", "set true or false")
             return raw in ("true", "1", "yes")
@@ -281,6 +284,7 @@ class Settings:
             namespaces=namespaces,
             api_url=(text("QSTASH_OPERATOR_API_URL") or "").rstrip("/") or None,
             api_token=secret("QSTASH_OPERATOR_API_TOKEN"),
+            ui_enabled=flag("QSTASH_WEBHOOK_UI", default=True),
             pod_namespace=text("POD_NAMESPACE") or "default",
             pod_name=text("POD_NAME") or text("HOSTNAME") or "qstash-operator",
         )

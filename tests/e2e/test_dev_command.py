@@ -8,6 +8,7 @@ process it started still alive and its control-plane directory gone.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,6 +151,14 @@ def test_make_dev_shows_a_real_tick_completing_and_ctrl_c_cleans_everything(
     assert run_dir.is_dir()
     assert float(ready[1]) < STARTUP_SECONDS
     assert "backend QStash" in command.output()
+    # The console's URL and a token that signs in to it.
+    console = command.until(r"^Console: (http://\S+/ui/) ", 5)[1]
+    token = command.until(r"^    ([A-Za-z0-9._-]{100,})$", 5)[1]
+    request = urllib.request.Request(  # noqa: S310 (loopback)
+        console + "api/session", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+        assert json.loads(answer.read())["username"].endswith(":qstash-dev")
     created = command.until(
         r"job\s+(every-minute-\d+) created for the .* tick.*by the webhook", TICK_SECONDS
     )

@@ -40,6 +40,19 @@ def test_the_worker_limit(raw: str | None, limit: int) -> None:
     assert Settings.from_env(env).worker_limit == limit
 
 
+@pytest.mark.parametrize(
+    ("raw", "enabled"),
+    [
+        pytest.param(None, True, id="unset: the console is on"),
+        pytest.param("false", False, id="turned off"),
+        pytest.param("TRUE", True, id="any case"),
+    ],
+)
+def test_the_console_flag_defaults_to_on(raw: str | None, enabled: bool) -> None:
+    env = {} if raw is None else {"QSTASH_WEBHOOK_UI": raw}
+    assert Settings.from_env(env).ui_enabled is enabled
+
+
 def test_production_settings_can_use_qstash() -> None:
     settings = Settings.from_env(PRODUCTION)
     assert settings.qstash_problem() is None
@@ -113,6 +126,7 @@ def test_secrets_never_print() -> None:
             "QSTASH_OPERATOR_ALLOW_PRIVATE_URL",
             id="flag not a boolean",
         ),
+        pytest.param({"QSTASH_WEBHOOK_UI": "off"}, "QSTASH_WEBHOOK_UI", id="console flag"),
     ],
 )
 def test_bad_settings_name_the_variable_and_the_fix(env: dict[str, str], variable: str) -> None:

@@ -7,8 +7,8 @@ route                                                  RBAC verb   effect
 ``POST /api/cron/activate/{namespace}/{name}``         patch       ``spec.suspend: false``
 ``DELETE /api/cron/deactivate/{namespace}/{name}``     patch       ``spec.suspend: true``
 ``GET /api/test-cron``                                 list        backend health and drift
-``POST /api/test-cron?workflowId=ns/name&action=       trigger     one manual Job, now
-trigger``
+``POST /api/test-cron?workflowId=ns/name&action=       trigger     one manual Job, now; an
+trigger`` [body ``{"reason": "..."}``]                             optional reason is recorded
 =====================================================  ==========  ===============================
 
 Callers send ``Authorization: Bearer <Kubernetes token>``. The token is checked with a
@@ -34,6 +34,7 @@ from qstash_operator.domain.builders import rfc3339
 from qstash_operator.domain.runs import Outcome
 from qstash_operator.services.catalog import BackendHealth, Summary
 from qstash_webhook import typedefs
+from qstash_webhook.access import Check, denial
 from qstash_webhook.errors import ApiError
 
 VERB_LIST: Final = "list"
@@ -58,6 +59,10 @@ def _name(value: str) -> str:
     if not _DNS_SUBDOMAIN.match(value):
         raise ApiError(400, "InvalidParameter", f"{value!r} is not a CronWorkflow name")
     return value
+
+
+parse_namespace = _namespace
+parse_name = _name
 
 
 def parse_workflow_id(value: str | None) -> tuple[str, str]:
@@ -86,12 +91,9 @@ def _bearer(request: web.Request) -> str:
     return token
 
 
-async def authorize(
-    request: web.Request, *, verb: str, namespace: str | None, name: str | None = None
-) -> UserInfo:
-    """Who is asking (TokenReview), and may they (SubjectAccessReview)? Else 401 / 403."""
-    kube = request.app[typedefs.kube_key]
-    user = await kube.review_token(_bearer(request))
+async def authenticate(request: web.Request) -> UserInfo:
+    """Who is asking (TokenReview through :class:`~qstash_webhook.access.Access`), else 401."""
+    user = await request.app[typedefs.access_key].authenticate(_bearer(request))
     if user is None:
         raise ApiError(
             401,
@@ -99,15 +101,18 @@ async def authorize(
             "the Kubernetes API server does not accept this token",
             headers={"WWW-Authenticate": 'Bearer realm="qstash-operator", error="invalid_token"'},
         )
-    if not await kube.can(user, verb=verb, namespace=namespace, name=name):
-        where = f"in namespace {namespace}" if namespace else "cluster-wide"
-        target = f"cronworkflows/{name}" if name else "cronworkflows"
-        raise ApiError(
-            403,
-            "Forbidden",
-            f"{user.username} may not {verb} {target} {where} "
-            f"(RBAC: verb {verb!r} on cronworkflows.qstash-operator.dev)",
-        )
+    return user
+
+
+async def authorize(
+    request: web.Request, *, verb: str, namespace: str | None, name: str | None = None
+) -> UserInfo:
+    """Who is asking, and may they (SubjectAccessReview)? Else 401 / 403."""
+    user = await authenticate(request)
+    check = Check(verb=verb, namespace=namespace, name=name)
+    decision = await request.app[typedefs.access_key].decide(user, check)
+    if not decision.allowed:
+        raise ApiError(403, "Forbidden", denial(user, check, decision))
     return user
 
 
@@ -213,12 +218,58 @@ async def backend_status(request: web.Request) -> web.Response:
     return web.json_response(health_json(health, now))
 
 
+MAX_REASON_CHARS: Final = 300
+"""A run's reason is a sentence for the audit trail (an Event message holds 1,024 characters)."""
+
+
+async def parse_reason(request: web.Request) -> str | None:
+    """The optional JSON body ``{"reason": "..."}`` of a manual run."""
+    if not request.can_read_body:
+        return None
+    try:
+        payload = await request.json()
+    except ValueError:
+        raise ApiError(
+            400, "InvalidParameter", 'the body must be JSON, e.g. {"reason": "re-run after fix"}'
+        ) from None
+    return reason_from(payload)
+
+
+def reason_from(payload: Any) -> str | None:
+    """A run's reason: one line of printable text, at most :data:`MAX_REASON_CHARS`."""
+    if not isinstance(payload, dict) or set(payload) - {"reason"}:
+        raise ApiError(400, "InvalidParameter", 'the body takes one field, "reason"')
+    reason = payload.get("reason")
+    if reason is None:
+        return None
+    if not isinstance(reason, str) or not reason.strip():
+        raise ApiError(400, "InvalidParameter", "reason must be a non-empty string")
+    reason = reason.strip()
+    if len(reason) > MAX_REASON_CHARS or not reason.isprintable():
+        raise ApiError(
+            400,
+            "InvalidParameter",
+            f"reason must be one line of at most {MAX_REASON_CHARS} printable characters",
+        )
+    return reason
+
+
 async def trigger(request: web.Request) -> web.Response:
-    now = request.app[typedefs.clock_key]()
     if request.query.get("action") != "trigger":
         raise ApiError(400, "InvalidParameter", "action must be 'trigger'")
     namespace, name = parse_workflow_id(request.query.get("workflowId"))
+    return await run_now(request, namespace=namespace, name=name)
+
+
+async def run_now(request: web.Request, *, namespace: str, name: str) -> web.Response:
+    """One manual Job through the run service (the trigger endpoint and the console's button).
+
+    A reason, when given, is recorded as a ``ManualRun`` event on the CronWorkflow next to the
+    Job it explains (the run service records who asked on the Job and in ``lastManualRun``).
+    """
+    now = request.app[typedefs.clock_key]()
     user = await authorize(request, verb=VERB_TRIGGER, namespace=namespace, name=name)
+    reason = await parse_reason(request)
     result = await request.app[typedefs.runs_key].run_manual(
         namespace=namespace,
         name=name,
@@ -232,8 +283,18 @@ async def trigger(request: web.Request) -> web.Response:
         "job": result.job_name,
         "requestedBy": user.username,
         "message": result.message,
+        "runReason": reason,
     }
     if result.outcome is Outcome.RUN:
+        if reason is not None and result.job_name is not None:
+            await request.app[typedefs.catalog_key].note_manual_run(
+                namespace=namespace,
+                name=name,
+                job=result.job_name,
+                requested_by=user.username,
+                reason=reason,
+                now=now,
+            )
         return web.json_response(body, status=201)
     # Not run (concurrencyPolicy Forbid with a Job active): the request conflicts with a run.
     return web.json_response(

@@ -21,6 +21,9 @@ from qstash_operator.services.catalog import CatalogService, ScheduleLister
 from qstash_operator.services.runs import RunService
 from qstash_operator.settings import Settings
 from qstash_webhook import api, delivery, health, typedefs
+from qstash_webhook.access import Access, KubeAccess
+from qstash_webhook.console import views as console
+from qstash_webhook.console.service import ConsoleService
 from qstash_webhook.errors import error_middleware
 from qstash_webhook.metrics import WebhookMetrics
 
@@ -77,16 +80,22 @@ def make_app(
     clock: typedefs.Clock = utc_now,
     schedules: ScheduleLister | None = None,
     metrics: WebhookMetrics | None = None,
+    access: Access | None = None,
 ) -> web.Application:
     """The webhook application. ``settings.public_url`` must be set (``require_webhook``).
 
     ``schedules`` lists QStash's schedules for the status view; by default the SDK is used when
-    ``QSTASH_TOKEN`` is set.
+    ``QSTASH_TOKEN`` is set. ``access`` answers who a token is and what they may do (default:
+    TokenReview and SubjectAccessReview through ``kube``).
     """
     if settings.public_url is None:
         raise ValueError("make_app needs settings.public_url (call settings.require_webhook())")
     metrics = metrics or WebhookMetrics()
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        # The console's headers outermost, so its error answers carry them too.
+        middlewares=[console.security_headers, error_middleware],
+    )
     app[typedefs.settings_key] = settings
     app[typedefs.kube_key] = kube
     app[typedefs.signing_keys_key] = keys
@@ -99,12 +108,19 @@ def make_app(
         tolerance=timedelta(seconds=settings.clock_tolerance_seconds),
         observer=metrics,
     )
-    app[typedefs.catalog_key] = CatalogService(
+    catalog = CatalogService(
         kube,
         cluster=settings.cluster_name,
         schedules=schedules if schedules is not None else _schedule_lister(settings),
         qstash_problem=settings.qstash_problem(),
         namespaces=settings.namespaces,
+        component=COMPONENT,
     )
+    app[typedefs.catalog_key] = catalog
+    access = access or KubeAccess(kube)
+    app[typedefs.access_key] = access
+    app[typedefs.console_key] = ConsoleService(kube, catalog, access)
     setup_routes(app)
+    if settings.ui_enabled:
+        console.setup(app)
     return app

@@ -12,6 +12,8 @@ from qstash_operator.adapters.signing_keys import SigningKeySource
 from qstash_operator.services.catalog import CatalogService
 from qstash_operator.services.runs import RunService
 from qstash_operator.settings import Settings
+from qstash_webhook.access import Access
+from qstash_webhook.console.service import ConsoleService
 from qstash_webhook.metrics import WebhookMetrics
 
 Clock = Callable[[], datetime]
@@ -22,6 +24,9 @@ kube_key = web.AppKey("kube", Kube)
 signing_keys_key = web.AppKey("signing_keys", SigningKeySource)
 runs_key = web.AppKey("runs", RunService)
 catalog_key = web.AppKey("catalog", CatalogService)
+access_key: web.AppKey[Access] = web.AppKey("access")
+"""TokenReview and SubjectAccessReview for the API and the console (one path for both)."""
+console_key = web.AppKey("console", ConsoleService)
 metrics_key = web.AppKey("metrics", WebhookMetrics)
 clock_key: web.AppKey[Clock] = web.AppKey("clock")
 destination_key = web.AppKey("destination", str)

@@ -59,8 +59,9 @@ The webhook's application rules, shared by its ClusterRole and its Roles (namesp
 - apiGroups: [qstash-operator.dev]
   resources: [cronworkflows/finalizers]
   verbs: [update]
-# Events: SuccessfulCreate, JobAlreadyActive, MissSchedule, ... on CronWorkflows.
+# Events: SuccessfulCreate, JobAlreadyActive, MissSchedule, ... on CronWorkflows; the console
+# lists a CronWorkflow's events (for callers whose own RBAC lets them list events there).
 - apiGroups: [""]
   resources: [events]
-  verbs: [create]
+  verbs: [create, list]
 {{- end -}}

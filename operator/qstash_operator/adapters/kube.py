@@ -78,6 +78,16 @@ class UserInfo:
     extra: Mapping[str, Sequence[str]]
 
 
+@dataclasses.dataclass(frozen=True)
+class AccessDecision:
+    """A SubjectAccessReview's answer: allowed or not, and the authorizer's own words for it
+    (``status.reason``, or ``status.evaluationError`` when it failed to decide). RBAC leaves the
+    reason empty on a plain denial; callers phrase the question themselves then."""
+
+    allowed: bool
+    reason: str
+
+
 def _q(value: str) -> str:
     return quote(value, safe="")
 
@@ -351,6 +361,16 @@ class Kube:
                 "could not post event %s on %s/%s: %s", reason, namespace, meta["name"], exc
             )
 
+    async def list_events(self, namespace: str, *, uid: str) -> list[JsonDict]:
+        """The core/v1 Events about one object (by its uid), as the API server keeps them."""
+        result = await self._run(
+            "GET",
+            f"/api/v1/namespaces/{_q(namespace)}/events",
+            query=[("fieldSelector", f"involvedObject.uid={uid}")],
+        )
+        items: list[JsonDict] = result.get("items", [])
+        return items
+
     # -- authentication and authorization (the seed's endpoints) -------------------------
 
     async def review_token(self, token: str) -> UserInfo | None:
@@ -376,11 +396,21 @@ class Kube:
         self, user: UserInfo, *, verb: str, namespace: str | None, name: str | None = None
     ) -> bool:
         """SubjectAccessReview: may ``user`` do ``verb`` on cronworkflows (in ``namespace``)?"""
-        attributes: JsonDict = {
-            "group": vocabulary.GROUP,
-            "resource": vocabulary.PLURAL,
-            "verb": verb,
-        }
+        decision = await self.review_access(user, verb=verb, namespace=namespace, name=name)
+        return decision.allowed
+
+    async def review_access(
+        self,
+        user: UserInfo,
+        *,
+        verb: str,
+        namespace: str | None,
+        name: str | None = None,
+        group: str = vocabulary.GROUP,
+        resource: str = vocabulary.PLURAL,
+    ) -> AccessDecision:
+        """SubjectAccessReview for any resource (default cronworkflows), with the reason given."""
+        attributes: JsonDict = {"group": group, "resource": resource, "verb": verb}
         if namespace:
             attributes["namespace"] = namespace
         if name:
@@ -399,7 +429,9 @@ class Kube:
         result = await self._run(
             "POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", body=review
         )
-        return bool((result.get("status") or {}).get("allowed"))
+        status = result.get("status") or {}
+        reason = str(status.get("reason") or status.get("evaluationError") or "")
+        return AccessDecision(allowed=bool(status.get("allowed")), reason=reason)
 
 
 _AUTHORIZER_DENIAL: Final = re.compile(r'\bUser "[^"]*" cannot ')

@@ -20,7 +20,7 @@ from qstash_operator.adapters.kube import Kube
 from qstash_operator.adapters.qstash_api import ObservedSchedule
 from qstash_operator.domain import drift as drift_rules
 from qstash_operator.domain import model, naming, runs, vocabulary
-from qstash_operator.domain.errors import InvalidSpecError, TransientError
+from qstash_operator.domain.errors import InvalidSpecError, NotFoundError, TransientError
 from qstash_operator.domain.model import JsonDict
 
 ScheduleLister = Callable[[], Awaitable[list[ObservedSchedule]]]
@@ -194,6 +194,7 @@ class CatalogService:
         schedules: ScheduleLister | None,
         qstash_problem: str | None,
         namespaces: Sequence[str] = (),
+        component: str = "qstash-operator-webhook",
     ) -> None:
         """``schedules`` lists QStash's schedules; None (with ``qstash_problem`` saying why)
         when this cluster has no QStash (development mode). ``namespaces`` (namespaced mode,
@@ -204,6 +205,7 @@ class CatalogService:
         self._schedules = schedules
         self._qstash_problem = qstash_problem
         self._namespaces = tuple(namespaces)
+        self._component = component
 
     async def _bodies(self, namespace: str | None) -> list[JsonDict]:
         if not self._namespaces:
@@ -213,6 +215,14 @@ class CatalogService:
         for ns in wanted:
             bodies.extend(await self._kube.list_cronworkflows(ns))
         return bodies
+
+    def watches(self, namespace: str) -> bool:
+        """Whether ``namespace`` is one this service may read (every one in cluster mode)."""
+        return not self._namespaces or namespace in self._namespaces
+
+    async def bodies(self, *, namespace: str | None) -> list[JsonDict]:
+        """The raw CronWorkflows (in ``namespace``, or every watched one), for the console."""
+        return await self._bodies(namespace)
 
     async def list(self, *, namespace: str | None, now: datetime) -> list[Summary]:
         bodies = await self._bodies(namespace)
@@ -228,6 +238,31 @@ class CatalogService:
         """Activate (``suspend=False``) or deactivate; raises NotFoundError for a missing CR."""
         body = await self._kube.patch_cronworkflow(namespace, name, {"spec": {"suspend": suspend}})
         return summarize(body, now=now)
+
+    async def note_manual_run(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        job: str,
+        requested_by: str,
+        reason: str,
+        now: datetime,
+    ) -> None:
+        """Record why someone ran ``job`` by hand: a ``ManualRun`` event on the CronWorkflow,
+        beside the run service's own (best effort, as every event)."""
+        try:
+            body = await self._kube.get_cronworkflow(namespace, name)
+        except NotFoundError:
+            return
+        await self._kube.post_event(
+            body,
+            type_="Normal",
+            reason=vocabulary.REASON_MANUAL_RUN,
+            message=f"{requested_by} ran Job {job} by hand: {reason}",
+            now=now,
+            component=self._component,
+        )
 
     async def health(self, *, now: datetime) -> BackendHealth:
         summaries = await self.list(namespace=None, now=now)

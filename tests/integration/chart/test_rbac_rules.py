@@ -52,6 +52,8 @@ CALLS: Final[dict[str, Permission | None]] = {
     "post_event": ("create", "events"),
     "review_token": ("create", "tokenreviews"),
     "can": ("create", "subjectaccessreviews"),
+    "review_access": ("create", "subjectaccessreviews"),
+    "list_events": ("list", "events"),
 }
 NOT_API_CALLS: Final = {"from_environment", "close", "api_client", "bearer_token"}
 
@@ -67,7 +69,7 @@ SOURCES: Final[dict[str, list[Path]]] = {
         PACKAGE / "services" / "runs.py",
     ],
     "webhook": [
-        *sorted((REPO / "webhook" / "qstash_webhook").glob("*.py")),
+        *sorted((REPO / "webhook" / "qstash_webhook").rglob("*.py")),
         PACKAGE / "services" / "runs.py",
         PACKAGE / "services" / "catalog.py",
     ],

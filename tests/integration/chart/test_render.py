@@ -227,10 +227,14 @@ def test_qstash_value_set_wires_credentials_url_and_two_replicas(bin_dir: Path) 
     assert ingress["spec"]["tls"] == [
         {"hosts": ["cron.example.com"], "secretName": "cron-example-com-tls"}
     ]
+    # The console is served (on the webhook's port) but not published by default.
+    assert wh_env["QSTASH_WEBHOOK_UI"] == "true"
+    assert "/ui" not in {path["path"] for path in rule["http"]["paths"]}
     assert len(find(manifests, "PodDisruptionBudget")) == 2
     assert len(find(manifests, "NetworkPolicy")) == 2
-    # Webhook RBAC: cluster-wide, with the reviews the /api/cron endpoints need.
+    # Webhook RBAC: cluster-wide, with the reviews the /api/cron endpoints and the console need.
     rules = rules_of(manifests, "ClusterRole", "-webhook")
+    assert verbs(rules, "events") == {"create", "list"}
     assert verbs(rules, "tokenreviews") == {"create"}
     assert verbs(rules, "subjectaccessreviews") == {"create"}
     assert verbs(rules, "jobs") == {"list", "create", "delete"}
@@ -489,3 +493,28 @@ def test_every_documented_value_changes_what_renders(bin_dir: Path) -> None:
         if result.returncode == 0 and result.stdout == baseline:
             unused.append(path)
     assert unused == [], unused
+
+
+@pytest.mark.parametrize(
+    ("sets", "ui_env", "published"),
+    [
+        pytest.param([], "true", ["/api"], id="defaults: served, not published"),
+        pytest.param(
+            ["webhook.ingress.exposeUI=true"], "true", ["/api", "/ui"], id="published on request"
+        ),
+        pytest.param(
+            ["webhook.ui.enabled=false", "webhook.ingress.exposeUI=true"],
+            "false",
+            ["/api"],
+            id="off: nothing to publish",
+        ),
+    ],
+)
+def test_the_console_is_served_and_published_as_asked(
+    bin_dir: Path, sets: list[str], ui_env: str, published: list[str]
+) -> None:
+    manifests = render(bin_dir, "qstash", sets=sets)
+    webhook = one(manifests, "Deployment", "-webhook")
+    assert env_of(webhook)["QSTASH_WEBHOOK_UI"] == ui_env
+    [rule] = one(manifests, "Ingress")["spec"]["rules"]
+    assert [path["path"] for path in rule["http"]["paths"]] == published

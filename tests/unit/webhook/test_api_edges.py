@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from qstash_webhook.api import parse_workflow_id
+from qstash_webhook.api import parse_workflow_id, reason_from
 from qstash_webhook.errors import ApiError
 from tests.unit.webhook.conftest import MakeClient
 
@@ -69,3 +69,35 @@ async def test_a_bad_namespace_filter_is_400(make_client: MakeClient) -> None:
     client = await make_client()
     response = await client.get("/api/cron?namespace=NOPE", headers={"Authorization": "Bearer x"})
     assert response.status == 400
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        pytest.param({}, None, id="no reason"),
+        pytest.param({"reason": None}, None, id="a null reason"),
+        pytest.param({"reason": "  re-run after the fix "}, "re-run after the fix", id="trimmed"),
+        pytest.param({"reason": "x" * 300}, "x" * 300, id="the longest"),
+    ],
+)
+def test_a_run_reason_is_one_line_of_text(payload: object, reason: str | None) -> None:
+    assert reason_from(payload) == reason
+
+
+@pytest.mark.parametrize(
+    ("payload", "complaint"),
+    [
+        pytest.param({"reason": "x" * 301}, "at most 300", id="too long"),
+        pytest.param({"reason": "two\nlines"}, "one line", id="a newline"),
+        pytest.param({"reason": "bell\x07"}, "printable", id="a control character"),
+        pytest.param({"reason": "   "}, "non-empty", id="blank"),
+        pytest.param({"reason": 42}, "non-empty string", id="not a string"),
+        pytest.param({"reason": "ok", "params": {}}, 'one field, "reason"', id="another field"),
+        pytest.param(["reason"], 'one field, "reason"', id="not an object"),
+    ],
+)
+def test_a_bad_run_reason_is_a_400_naming_it(payload: object, complaint: str) -> None:
+    with pytest.raises(ApiError) as refused:
+        reason_from(payload)
+    assert (refused.value.status, refused.value.reason) == (400, "InvalidParameter")
+    assert complaint in refused.value.message
