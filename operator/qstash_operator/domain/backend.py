@@ -40,29 +40,50 @@ class BackendDecision:
 
 
 def decide(
-    requested: BackendChoice, *, cluster_default: BackendChoice, qstash_problem: str | None
+    requested: BackendChoice,
+    *,
+    cluster_default: BackendChoice,
+    qstash_problem: str | None,
+    destination_refused: str | None = None,
 ) -> BackendDecision:
-    """Pick the backend for one CronWorkflow. ``qstash_problem`` is why QStash is unusable."""
+    """Pick the backend for one CronWorkflow.
+
+    ``qstash_problem`` is why this operator cannot use QStash at all (settings);
+    ``destination_refused`` is QStash's refusal of this one CronWorkflow's webhook destination,
+    learned in this cycle. Either makes ``Auto`` fall back to a CronJob; an explicit QStash
+    (``spec.backend`` or the cluster default) cannot run then.
+    """
     effective = requested if requested is not BackendChoice.AUTO else cluster_default
     source = "spec.backend" if requested is not BackendChoice.AUTO else "QSTASH_OPERATOR_BACKEND"
+    refusal = (
+        f"QStash refused the destination: {destination_refused}" if destination_refused else None
+    )
+    problem = qstash_problem or refusal
     if effective is BackendChoice.CRONJOB:
         return BackendDecision(
             Backend.CRONJOB, vocabulary.REASON_BACKEND_SELECTED, f"{source} is CronJob"
         )
     if effective is BackendChoice.QSTASH:
-        if qstash_problem is None:
+        if problem is None:
             return BackendDecision(
                 Backend.QSTASH, vocabulary.REASON_BACKEND_SELECTED, f"{source} is QStash"
             )
         return BackendDecision(
             None,
             vocabulary.REASON_BACKEND_UNAVAILABLE,
-            f"{source} is QStash but {qstash_problem}. Configure QStash on the operator, or set "
+            f"{source} is QStash but {problem}. Configure QStash on the operator, or set "
             "spec.backend to Auto to fall back to a CronJob.",
+        )
+    if problem is None:
+        return BackendDecision(
+            Backend.QSTASH, vocabulary.REASON_BACKEND_SELECTED, "QStash is configured (Auto)"
         )
     if qstash_problem is None:
         return BackendDecision(
-            Backend.QSTASH, vocabulary.REASON_BACKEND_SELECTED, "QStash is configured (Auto)"
+            Backend.CRONJOB,
+            vocabulary.REASON_FALLBACK_TO_CRONJOB,
+            f"{refusal}, so a native CronJob runs this CronWorkflow's schedule; QStash is asked "
+            "again at its next reconcile",
         )
     return BackendDecision(
         Backend.CRONJOB,

@@ -20,6 +20,7 @@ class                           operator (kopf)                              web
 ``NamespaceTerminatingError``
 ``AdmissionDeniedError``        as ``ApiRejectedError``: ``SpecValid=False``  489 (non-retryable)
                                 for a Job template refused by a policy
+``NotOwnedError``               ``SpecValid=False`` on ``metadata.name``     (not raised there)
 ==============================  ===========================================  ====================
 
 Messages never carry secrets: tokens and signing keys are not passed to these constructors.
@@ -190,6 +191,11 @@ class NotFoundError(QStashOperatorError):
 
 class AlreadyExistsError(QStashOperatorError):
     """Create lost to an object of the same name (HTTP 409 AlreadyExists)."""
+
+
+class NotOwnedError(QStashOperatorError):
+    """An object we were about to change exists under the name we need but another owner holds it
+    (no ownerReference to this CronWorkflow): changing it would take over someone else's object."""
 
 
 class SignatureFailure(enum.Enum):

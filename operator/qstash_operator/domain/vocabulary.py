@@ -47,6 +47,9 @@ ANNOTATION_K8S_SCHEDULED_TIME: Final = "batch.kubernetes.io/cronjob-scheduled-ti
 CONDITION_READY: Final = "Ready"
 CONDITION_SCHEDULE_SYNCED: Final = "ScheduleSynced"
 CONDITION_SPEC_VALID: Final = "SpecValid"
+# Only on CronWorkflows QStash refused a destination for: False while it falls back to a CronJob,
+# True once QStash accepted it again (a refusal is a fact about one object, never process-wide).
+CONDITION_DESTINATION_ACCEPTED: Final = "DestinationAccepted"
 
 # -- reasons (conditions and events share them) ----------------------------------------------------
 
@@ -84,6 +87,8 @@ REASON_PUBLIC_URL_REFUSED: Final = "PublicURLRefused"
 REASON_HANDOVER_PENDING: Final = "HandoverPending"
 REASON_HANDOVER_COMPLETE: Final = "HandoverComplete"
 REASON_QSTASH_SCHEDULE_LEFT_BEHIND: Final = "QStashScheduleLeftBehind"
+REASON_DESTINATION_REFUSED: Final = "DestinationRefused"
+REASON_DESTINATION_ACCEPTED: Final = "DestinationAccepted"
 
 # Runs
 REASON_SUCCESSFUL_CREATE: Final = "SuccessfulCreate"

@@ -1,0 +1,1045 @@
+"""What one cycle over a CronWorkflow does, decided as data: the plan ``services.reconcile`` runs.
+
+The domain decides and the service acts, as ``runs.plan_tick`` and ``services.runs`` do for
+deliveries. One entry point per kopf handler:
+
+- :func:`plan` (create, spec update, resume): validate, choose the backend, apply the schedule
+  there when its fingerprint changed, time a handover, compute the status;
+- :func:`plan_refresh` (the 30 s timer): finish a due handover, keep ``nextScheduleTime`` current;
+- :func:`plan_finalize` (deletion): remove the schedule from every backend it may be on.
+
+Each returns a :class:`ReconcilePlan`: the ``steps`` the service carries out in order (QStash and
+Kubernetes calls, events), the ``status`` patch written once they all succeeded, when to look
+again, and the error to surface to kopf. The clock is read once by the caller and passed in.
+
+**One decision point after acting.** A plan is made from what the object says about itself (spec
+and status) and what the operator's settings say (:class:`Context`); the world can differ, and
+only acting finds out. So a failed step brings the service back here once, through
+:func:`after_failure`, which says what the failure means and returns the plan to carry out
+instead. It is the only other way into the domain from the service, and it decides:
+
+- a spec problem found by the API server (the Job dry run) or QStash (a 400 naming a header)
+  → ``SpecValid=False`` naming the field, a Warning event, no retry until the spec changes;
+- QStash refused the webhook destination of an ``Auto`` CronWorkflow → *this* CronWorkflow falls
+  back to a CronJob: the same plan made again knowing the refusal, recorded in its status
+  (condition ``DestinationAccepted=False``); the next reconcile asks QStash again, and a success
+  flips it back. Nothing is remembered process-wide (defect 10.9);
+- the CronJob is not where status said: the create found one (ours, left by an interrupted cycle,
+  or someone else's) → plan again knowing it exists; the replace found none → plan again knowing it
+  does not; it exists but another owner holds it → ``SpecValid=False`` on ``metadata.name``;
+- anything transient → ``ScheduleSynced=False``, a Warning event and a retry after the error's
+  hint; during deletion, retries only until ``Context.finalizer_timeout`` after the deletion
+  timestamp, then the step is given up with a Warning naming what is left behind, so the
+  finalizer goes and namespaces can be deleted (defect 10.4).
+
+Why these live here and not in the service: each turns a fact into status, events and a next
+action, which is exactly what the table tests in ``tests/unit/domain/test_reconcile.py`` pin down
+with named instants, without a control plane or a fake adapter.
+
+**Termination.** A plan made again after a failure has learned one more fact (:class:`Learned`),
+and each fact is learned at most once per cycle; every other answer is terminal (its only steps
+are events, which never fail) or, during deletion, drops the failed step. So a cycle makes at most
+:data:`MAX_PLANS_PER_CYCLE` plans.
+
+**Where coming work plugs in** (as more decisions, not more service code):
+
+- several schedules per object (issue 14): more ``UpsertSchedule``/``PutCronJob`` steps, one per
+  entry, and ``DeleteSchedule`` for entries gone from the spec (status names the applied ones);
+- validity windows and run limits (issue 14): the window decides ``paused`` in the desired
+  schedule and ``suspend`` in the CronJob, and its next edge is one more ``requeue_after``
+  (:func:`_sooner`); the last allowed run turns into ``Ready=False, Completed`` plus the retire
+  steps of :func:`_retire`;
+- the slot ledger and missed-run audit (issue 13): a :class:`Contribution` folded into
+  :func:`plan_refresh` from the watch caches' Job views (a new field of :class:`PlanInputs`);
+- daylight-saving notices (issue 12): :func:`_notices`, folded into every healthy plan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Final, Literal, TypeAlias
+
+from qstash_operator.domain import backend as backend_rules
+from qstash_operator.domain import builders, conditions, cron, model, naming, vocabulary
+from qstash_operator.domain.builders import DesiredSchedule, rfc3339
+from qstash_operator.domain.conditions import Condition
+from qstash_operator.domain.errors import (
+    AlreadyExistsError,
+    ApiRejectedError,
+    ForbiddenError,
+    InvalidSpecError,
+    KubernetesUnavailableError,
+    NotFoundError,
+    NotOwnedError,
+    QStashAuthError,
+    QStashOperatorError,
+    QStashRateLimitedError,
+    QStashRejectedError,
+    QStashUnavailableError,
+    TransientError,
+)
+from qstash_operator.domain.model import Backend, BackendChoice, CronWorkflow, JsonDict
+from qstash_operator.domain.runs import parse_time
+
+DEFAULT_FINALIZER_TIMEOUT: Final = timedelta(minutes=5)
+"""How long deletion keeps retrying a backend that does not answer. Five minutes rides out a QStash
+blip or a token being rotated, yet a namespace deletion does not hang for an afternoon; what is
+left behind then is harmless: drift repair deletes the schedule once QStash answers, and the
+webhook answers its deliveries 489 (the CronWorkflow is gone), so QStash stops retrying them."""
+
+MIN_FINALIZER_RETRY_SECONDS: Final = 1.0
+"""A finalizer retry never comes sooner than this, even with the bound a moment away."""
+
+MAX_PLANS_PER_CYCLE: Final = 4
+"""The first plan, one made again per fact learned (a refused destination, where the CronJob
+is), and a terminal one (see Termination in the module docstring). Deletion makes at most three:
+the first, and one per failed step it gives up."""
+
+QSTASH_HEADER_FIELDS: Final = (
+    ("upstash-retry-delay", "spec.qstash.retryDelay"),
+    ("upstash-retries", "spec.qstash.retries"),
+    ("upstash-timeout", "spec.qstash.timeout"),
+    ("upstash-cron", "spec.schedule"),
+    ("cron expression", "spec.schedule"),
+)
+"""QStash names the request header it refused (wire reference 2.1, 2.6); users know the field."""
+
+EventType: TypeAlias = Literal["Normal", "Warning"]
+
+
+# -- what the plans are made from ------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """The operator's settings as the plans need them; built once at start."""
+
+    cluster_name: str
+    cluster_default: BackendChoice = BackendChoice.AUTO
+    """What ``spec.backend: Auto`` means on this cluster (``QSTASH_OPERATOR_BACKEND``)."""
+    qstash_problem: str | None = None
+    """Why this operator cannot use QStash at all (no token, no keys, a bad public URL)."""
+    public_url: str | None = None
+    has_qstash_token: bool = False
+    """Without a token no schedule can be deleted, even where none would be created."""
+    finalizer_timeout: timedelta = DEFAULT_FINALIZER_TIMEOUT
+
+
+@dataclasses.dataclass(frozen=True)
+class Learned:
+    """Facts a failed step taught this cycle; a plan made again believes them over status."""
+
+    destination_refused: str | None = None
+    """QStash's words refusing this CronWorkflow's webhook destination."""
+    cronjob_exists: bool | None = None
+    """Whether a CronJob of the CronWorkflow's name exists (None: as status says)."""
+    template_accepted: bool = False
+    """The dry run of the Job passed earlier in this cycle; a plan made again skips it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanInputs:
+    """What a plan was made from, kept so :func:`after_failure` can decide again."""
+
+    body: Mapping[str, Any]
+    context: Context
+    learned: Learned = Learned()
+
+
+# -- what the service does ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    type: EventType
+    reason: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckJobTemplate:
+    """A server-side dry run of the CronWorkflow's Job: would the API server accept it?"""
+
+    job: JsonDict
+
+
+@dataclasses.dataclass(frozen=True)
+class UpsertSchedule:
+    """Create or overwrite the QStash schedule (QStash's upsert by schedule id)."""
+
+    schedule: DesiredSchedule
+
+
+@dataclasses.dataclass(frozen=True)
+class PauseSchedule:
+    """Set the schedule's paused flag: an upsert's effect on it is undocumented (wire reference
+    2.5), so every upsert is followed by this."""
+
+    schedule_id: str
+    paused: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class DeleteSchedule:
+    """Delete the QStash schedule; one that does not exist counts as deleted."""
+
+    schedule_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CreateCronJob:
+    """Create the CronWorkflow's CronJob (it exists already: ``AlreadyExistsError``)."""
+
+    manifest: JsonDict
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplaceCronJob:
+    """Replace the CronJob whole (a merge patch would keep template keys the user removed), at the
+    ``resourceVersion`` read, and only if ``owner_uid`` owns it (else ``NotOwnedError``; none at
+    all: ``NotFoundError``)."""
+
+    manifest: JsonDict
+    owner_uid: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DeleteCronJob:
+    """Delete the CronJob if ``owner_uid`` owns it (that very object: a uid precondition); gone or
+    someone else's counts as done. ``orphan`` keeps its Jobs (a handover adopts them)."""
+
+    namespace: str
+    name: str
+    owner_uid: str
+    orphan: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class AdoptJobs:
+    """Make ``owner`` (an ownerReference) the owner of every Job matching ``selector`` that it
+    does not own yet: deleting a CronJob would otherwise garbage-collect the Jobs it made."""
+
+    namespace: str
+    selector: str
+    owner: JsonDict
+
+
+@dataclasses.dataclass(frozen=True)
+class PostEvent:
+    """A Kubernetes Event on the CronWorkflow (best effort: posting never fails a cycle)."""
+
+    event: Event
+
+
+Step: TypeAlias = (
+    CheckJobTemplate
+    | UpsertSchedule
+    | PauseSchedule
+    | DeleteSchedule
+    | CreateCronJob
+    | ReplaceCronJob
+    | DeleteCronJob
+    | AdoptJobs
+    | PostEvent
+)
+
+
+class Purpose(enum.Enum):
+    """Which handler a plan is for: it decides what a failure means."""
+
+    RECONCILE = "reconcile"
+    REFRESH = "refresh"
+    FINALIZE = "finalize"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReconcilePlan:
+    purpose: Purpose
+    inputs: PlanInputs = dataclasses.field(repr=False)
+    steps: tuple[Step, ...] = ()
+    status: JsonDict = dataclasses.field(default_factory=dict)
+    """The ``.status`` merge patch, written after the steps (also when ``error`` is set)."""
+    requeue_after: float | None = None
+    """Seconds until the object should be looked at again (a handover due, a retry)."""
+    error: QStashOperatorError | None = None
+    """What kopf should hear: transient (retry) or permanent (wait for a spec change)."""
+    result: str | None = None
+    """The reason counted in ``qstash_operator_reconciles_total`` (None: not counted)."""
+    switch_to: Backend | None = None
+    """Counted in ``qstash_operator_backend_switches_total`` once the plan has run."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Contribution:
+    """Part of a plan from one decision: steps, status fields, conditions, a time to look again.
+    Plans are folded from these, so a new rule adds a contribution, not a branch in the service."""
+
+    steps: tuple[Step, ...] = ()
+    status: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    conditions: tuple[Condition, ...] = ()
+    requeue_after: float | None = None
+    switch_to: Backend | None = None
+
+
+# -- the record status keeps -------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Record:
+    """What the object says about itself beyond its spec."""
+
+    status: JsonDict
+    generation: int
+    backend: Backend | None
+    handover: JsonDict
+    handover_from: Backend | None
+    remove_after: datetime | None
+
+
+def _as_backend(value: Any) -> Backend | None:
+    try:
+        return Backend(value) if value else None
+    except ValueError:
+        return None
+
+
+def _record(body: Mapping[str, Any]) -> _Record:
+    status = dict(body.get("status") or {})
+    handover = dict(status.get("handover") or {})
+    return _Record(
+        status=status,
+        generation=int((body.get("metadata") or {}).get("generation") or 0),
+        backend=_as_backend(status.get("backend")),
+        handover=handover,
+        handover_from=_as_backend(handover.get("from")),
+        remove_after=parse_time(handover.get("removeAfter")),
+    )
+
+
+# -- small pure rules ------------------------------------------------------------------------------
+
+
+def rejected_field(message: str) -> str:
+    """The spec field behind the header QStash's refusal names ("spec" when it names none)."""
+    lowered = message.lower()
+    for header, field in QSTASH_HEADER_FIELDS:
+        if header in lowered:
+            return field
+    return "spec"
+
+
+def refuses_destination(message: str) -> bool:
+    """QStash's 400 is about the webhook URL ("invalid destination url: endpoint resolves to a
+    loopback address"), not about the schedule: no spec field can fix it."""
+    return "destination" in message.lower()
+
+
+def fingerprint(manifest: JsonDict) -> str:
+    """A hash of an applied manifest; the backend is called only when it changes."""
+    canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def _sooner(*delays: float | None) -> float | None:
+    known = [delay for delay in delays if delay is not None]
+    return min(known, default=None)
+
+
+def _combine(*parts: Contribution) -> Contribution:
+    status: dict[str, Any] = {}
+    for part in parts:
+        status.update(part.status)
+    switches = [part.switch_to for part in parts if part.switch_to is not None]
+    return Contribution(
+        steps=tuple(step for part in parts for step in part.steps),
+        status=status,
+        conditions=tuple(condition for part in parts for condition in part.conditions),
+        requeue_after=_sooner(*(part.requeue_after for part in parts)),
+        switch_to=switches[-1] if switches else None,
+    )
+
+
+def _event(type_: EventType, reason: str, message: str) -> PostEvent:
+    return PostEvent(Event(type_, reason, message))
+
+
+def _next_time(cw: CronWorkflow, now: datetime) -> str | None:
+    if cw.spec.suspend:
+        return None
+    return rfc3339(cron.next_tick(cw.spec.schedule, now))
+
+
+def _conditions_status(record: _Record, updates: Sequence[Condition], *, now: datetime) -> JsonDict:
+    return {
+        "conditions": conditions.merge(
+            record.status.get("conditions"), updates, now=now, generation=record.generation
+        ),
+        "observedGeneration": record.generation,
+    }
+
+
+def _dry_run_job(cw: CronWorkflow) -> JsonDict:
+    return builders.build_job(
+        cw,
+        name=naming.manual_job_name(cw.name, "dry-run"),
+        trigger=vocabulary.TRIGGER_MANUAL,
+        backend=None,
+    )
+
+
+def _notices(cw: CronWorkflow, status: Mapping[str, Any], now: datetime) -> Contribution:
+    """Things worth telling about a healthy schedule, folded into every healthy plan.
+
+    Nothing yet. Issue 12 adds the daylight-saving notice here: from the cron model's list of
+    skipped and repeated local times in the next 400 days, a Normal event
+    ``DaylightSavingSkip`` / ``DaylightSavingRepeat`` once per spec generation (the generation
+    it was told for is kept in ``status.daylightSaving``, so this stays pure and idempotent) and
+    ``status.daylightSaving`` with the next affected date; :func:`plan_refresh` calls this too, so
+    the date moves on after it passes.
+    """
+    return Contribution()
+
+
+# -- reconcile: create, spec update, resume --------------------------------------------------------
+
+
+def plan(
+    body: Mapping[str, Any],
+    context: Context,
+    *,
+    now: datetime,
+    learned: Learned = Learned(),
+) -> ReconcilePlan:
+    """The whole cycle for one object, as steps and a status patch."""
+    inputs = PlanInputs(body, context, learned)
+    record = _record(body)
+    try:
+        cw = model.parse(body)
+    except InvalidSpecError as exc:
+        return _invalid(inputs, record, exc, now=now)
+    check: tuple[Step, ...] = (
+        () if learned.template_accepted else (CheckJobTemplate(_dry_run_job(cw)),)
+    )
+    decision = backend_rules.decide(
+        cw.spec.backend,
+        cluster_default=context.cluster_default,
+        qstash_problem=context.qstash_problem,
+        destination_refused=learned.destination_refused,
+    )
+    if decision.backend is None:
+        return _unavailable(inputs, record, decision, check, now=now)
+    return _apply(inputs, record, cw, decision, check, now=now)
+
+
+def _apply(
+    inputs: PlanInputs,
+    record: _Record,
+    cw: CronWorkflow,
+    decision: backend_rules.BackendDecision,
+    check: tuple[Step, ...],
+    *,
+    now: datetime,
+) -> ReconcilePlan:
+    target = decision.backend
+    assert target is not None
+    if target is Backend.QSTASH:
+        sync, synced_reason = _sync_qstash(inputs.context, record, cw)
+    else:
+        sync, synced_reason = _sync_cronjob(inputs.learned, record, cw)
+    refusal = _refusal(inputs.learned)
+    handover = _handover(inputs.context, record, cw, decision, now=now)
+    notices = _notices(cw, record.status, now)
+    parts = _combine(Contribution(steps=check), sync, refusal, handover, notices)
+
+    applied_schedule = cw.spec.schedule.qstash_cron()
+    status: JsonDict = dict(parts.status)
+    status.update(
+        backend=target.value,
+        appliedSchedule=applied_schedule,
+        nextScheduleTime=_next_time(cw, now),
+    )
+    if record.status.get("appliedSchedule") != applied_schedule or not record.status.get(
+        "scheduleSince"
+    ):
+        status["scheduleSince"] = rfc3339(now)
+    ready = (
+        Condition(
+            vocabulary.CONDITION_READY,
+            True,
+            vocabulary.REASON_SUSPENDED,
+            "suspended: no runs until spec.suspend is false",
+        )
+        if cw.spec.suspend
+        else Condition(
+            vocabulary.CONDITION_READY,
+            True,
+            vocabulary.REASON_READY,
+            f"scheduled on {target.value}: {decision.message}",
+        )
+    )
+    updates = [
+        Condition(
+            vocabulary.CONDITION_SPEC_VALID, True, vocabulary.REASON_SPEC_VALID, "the spec is valid"
+        ),
+        Condition(
+            vocabulary.CONDITION_SCHEDULE_SYNCED,
+            True,
+            synced_reason,
+            f"{target.value} schedule matches the spec",
+        ),
+        ready,
+        *parts.conditions,
+    ]
+    status.update(_conditions_status(record, updates, now=now))
+    return ReconcilePlan(
+        purpose=Purpose.RECONCILE,
+        inputs=inputs,
+        steps=parts.steps,
+        status=status,
+        requeue_after=parts.requeue_after,
+        result=synced_reason,
+        switch_to=parts.switch_to,
+    )
+
+
+def _sync_qstash(context: Context, record: _Record, cw: CronWorkflow) -> tuple[Contribution, str]:
+    """The QStash schedule, upserted (and its pause state set) when what was applied differs."""
+    assert context.public_url is not None, "QStash is only chosen when WEBHOOK_PUBLIC_URL is set"
+    desired = builders.build_schedule(
+        cw, cluster=context.cluster_name, public_url=context.public_url
+    )
+    applied = desired.fingerprint()
+    status = {
+        "scheduleId": desired.schedule_id,
+        "cronJobName": None,
+        "appliedScheduleHash": applied,
+    }
+    if record.backend is Backend.QSTASH and record.status.get("appliedScheduleHash") == applied:
+        return Contribution(status=status), vocabulary.REASON_SCHEDULE_UP_TO_DATE
+    upserted = _event(
+        "Normal",
+        vocabulary.REASON_SCHEDULE_UPSERTED,
+        f"QStash schedule {desired.schedule_id} set to {desired.cron!r}"
+        + (" (paused)" if desired.paused else ""),
+    )
+    previously_refused = conditions.find(
+        record.status.get("conditions"), vocabulary.CONDITION_DESTINATION_ACCEPTED
+    )
+    accepted: tuple[Condition, ...] = ()
+    if previously_refused is not None and previously_refused.get("status") == "False":
+        accepted = (
+            Condition(
+                vocabulary.CONDITION_DESTINATION_ACCEPTED,
+                True,
+                vocabulary.REASON_DESTINATION_ACCEPTED,
+                f"QStash accepted the destination {desired.destination} again",
+            ),
+        )
+    steps = (
+        UpsertSchedule(desired),
+        PauseSchedule(desired.schedule_id, desired.paused),
+        upserted,
+    )
+    return (
+        Contribution(steps=steps, status=status, conditions=accepted),
+        vocabulary.REASON_SCHEDULE_UPSERTED,
+    )
+
+
+def _sync_cronjob(learned: Learned, record: _Record, cw: CronWorkflow) -> tuple[Contribution, str]:
+    """The CronJob, created or replaced when what was applied differs.
+
+    Whether it exists is what status says (it is on the CronJob backend, or being handed over from
+    it), unless this cycle learned otherwise; a wrong belief fails the step and is corrected by
+    :func:`after_failure`.
+    """
+    manifest = builders.build_cronjob(cw)
+    applied = fingerprint(manifest)
+    name = str(manifest["metadata"]["name"])
+    status = {"cronJobName": name, "scheduleId": None, "appliedScheduleHash": applied}
+    if record.backend is Backend.CRONJOB and record.status.get("appliedScheduleHash") == applied:
+        return Contribution(status=status), vocabulary.REASON_SCHEDULE_UP_TO_DATE
+    exists = learned.cronjob_exists
+    if exists is None:
+        exists = Backend.CRONJOB in (record.backend, record.handover_from)
+    put: Step = ReplaceCronJob(manifest, cw.uid) if exists else CreateCronJob(manifest)
+    reason = vocabulary.REASON_CRONJOB_UPDATED if exists else vocabulary.REASON_CRONJOB_CREATED
+    told = _event(
+        "Normal",
+        reason,
+        f"CronJob {name} runs {cw.spec.schedule.expression!r} in {cw.spec.time_zone}"
+        + (" (suspended)" if cw.spec.suspend else ""),
+    )
+    return Contribution(steps=(put, told), status=status), reason
+
+
+def _refusal(learned: Learned) -> Contribution:
+    """The per-object record of a refused destination (defect 10.9): a condition, not a flag."""
+    if learned.destination_refused is None:
+        return Contribution()
+    return Contribution(
+        conditions=(
+            Condition(
+                vocabulary.CONDITION_DESTINATION_ACCEPTED,
+                False,
+                vocabulary.REASON_DESTINATION_REFUSED,
+                f"QStash refused the webhook destination: {learned.destination_refused}. A CronJob "
+                "runs the schedule; QStash is asked again at the next reconcile (a spec change, "
+                "an operator restart).",
+            ),
+        )
+    )
+
+
+def _handover(
+    context: Context,
+    record: _Record,
+    cw: CronWorkflow,
+    decision: backend_rules.BackendDecision,
+    *,
+    now: datetime,
+) -> Contribution:
+    """Time the retirement of the previous backend (rule in ``domain/backend.py``)."""
+    target = decision.backend
+    assert target is not None
+    current = record.backend
+    if current is not None and current is not target:
+        remove_after = backend_rules.handover_deadline(cw.spec.schedule, now=now, to=target)
+        changed = _event(
+            "Normal",
+            vocabulary.REASON_BACKEND_CHANGED,
+            f"backend changes from {current.value} to {target.value} ({decision.message}); "
+            f"the {current.value} schedule stays until {rfc3339(remove_after)} so the tick in "
+            "between runs once",
+        )
+        if cw.spec.suspend:  # nothing fires while suspended: nothing to hand over
+            return Contribution(
+                steps=(*_retire(context, cw, current), changed),
+                status={"handover": None},
+                switch_to=target,
+            )
+        return Contribution(
+            steps=(changed,),
+            status={"handover": {"from": current.value, "removeAfter": rfc3339(remove_after)}},
+            requeue_after=(remove_after - now).total_seconds(),
+            switch_to=target,
+        )
+    if record.handover.get("from") == target.value:
+        # Switched back before the old one was retired: it is the live one again; keep it.
+        return Contribution(status={"handover": None})
+    if record.handover:
+        if record.remove_after is not None and record.remove_after > now:
+            return Contribution(requeue_after=(record.remove_after - now).total_seconds())
+        return Contribution()
+    if current is None and decision.reason == vocabulary.REASON_FALLBACK_TO_CRONJOB:
+        return Contribution(steps=(_event("Normal", decision.reason, decision.message),))
+    return Contribution()
+
+
+def _retire(context: Context, cw: CronWorkflow, old: Backend) -> tuple[Step, ...]:
+    """Delete the previous backend's schedule after a handover."""
+    if old is Backend.CRONJOB:
+        name = naming.cronjob_name(cw.name)
+        # Adopt, delete orphaning, adopt again: a Job the CronJob made in between is kept too.
+        adopt = AdoptJobs(
+            cw.namespace,
+            builders.label_selector(builders.selector_labels(cw)),
+            builders.owner_reference(cw),
+        )
+        return (
+            adopt,
+            DeleteCronJob(cw.namespace, name, cw.uid, orphan=True),
+            adopt,
+            _event(
+                "Normal",
+                vocabulary.REASON_HANDOVER_COMPLETE,
+                f"removed the previous backend's CronJob {name}",
+            ),
+        )
+    schedule_id = naming.schedule_id(context.cluster_name, cw.namespace, cw.name)
+    if not context.has_qstash_token:
+        return (
+            _event(
+                "Warning",
+                vocabulary.REASON_QSTASH_SCHEDULE_LEFT_BEHIND,
+                f"QStash schedule {schedule_id} could not be deleted: QSTASH_TOKEN is not set. "
+                "Its deliveries are deduplicated by Job name; delete it in the QStash console.",
+            ),
+        )
+    return (
+        DeleteSchedule(schedule_id),
+        _event(
+            "Normal",
+            vocabulary.REASON_HANDOVER_COMPLETE,
+            f"removed the previous backend's QStash schedule {schedule_id}",
+        ),
+    )
+
+
+def _invalid(
+    inputs: PlanInputs, record: _Record, exc: InvalidSpecError, *, now: datetime
+) -> ReconcilePlan:
+    return ReconcilePlan(
+        purpose=Purpose.RECONCILE,
+        inputs=inputs,
+        steps=(_event("Warning", exc.reason, str(exc)),),
+        status=_conditions_status(
+            record,
+            [
+                Condition(vocabulary.CONDITION_SPEC_VALID, False, exc.reason, str(exc)),
+                Condition(
+                    vocabulary.CONDITION_READY,
+                    False,
+                    exc.reason,
+                    f"the spec cannot be served: {exc}",
+                ),
+            ],
+            now=now,
+        ),
+        error=exc,
+        result=exc.reason,
+    )
+
+
+def _unavailable(
+    inputs: PlanInputs,
+    record: _Record,
+    decision: backend_rules.BackendDecision,
+    check: tuple[Step, ...],
+    *,
+    now: datetime,
+) -> ReconcilePlan:
+    """The requested backend cannot run here: say how to fix it, and wait for a spec change."""
+    return ReconcilePlan(
+        purpose=Purpose.RECONCILE,
+        inputs=inputs,
+        steps=(*check, _event("Warning", decision.reason, decision.message)),
+        status=_conditions_status(
+            record,
+            [
+                Condition(
+                    vocabulary.CONDITION_SPEC_VALID,
+                    True,
+                    vocabulary.REASON_SPEC_VALID,
+                    "the spec is valid",
+                ),
+                Condition(
+                    vocabulary.CONDITION_SCHEDULE_SYNCED, False, decision.reason, decision.message
+                ),
+                Condition(vocabulary.CONDITION_READY, False, decision.reason, decision.message),
+            ],
+            now=now,
+        ),
+        error=InvalidSpecError("spec.backend", decision.message, "", reason=decision.reason),
+        result=decision.reason,
+    )
+
+
+_TRANSIENT_REASONS: Final[Mapping[type[TransientError], str]] = {
+    QStashAuthError: vocabulary.REASON_QSTASH_AUTH_FAILED,
+    QStashRateLimitedError: vocabulary.REASON_QSTASH_RATE_LIMITED,
+    QStashUnavailableError: vocabulary.REASON_QSTASH_UNAVAILABLE,
+    ForbiddenError: vocabulary.REASON_FORBIDDEN,
+}
+_TRANSIENT_FIXES: Final[Mapping[str, str]] = {
+    vocabulary.REASON_QSTASH_AUTH_FAILED: " Check QSTASH_TOKEN in the operator's Secret.",
+    vocabulary.REASON_FORBIDDEN: " The operator's RBAC lacks a rule (see the chart).",
+}
+
+
+def transient_reason(error: TransientError) -> str:
+    """The condition and event reason for a transient failure."""
+    return _TRANSIENT_REASONS.get(type(error), vocabulary.REASON_KUBERNETES_UNAVAILABLE)
+
+
+def _transient(
+    inputs: PlanInputs, record: _Record, exc: TransientError, *, now: datetime
+) -> ReconcilePlan:
+    reason = transient_reason(exc)
+    message = f"{exc}.{_TRANSIENT_FIXES.get(reason, '')} Retrying in {int(exc.retry_after)}s."
+    return ReconcilePlan(
+        purpose=Purpose.RECONCILE,
+        inputs=inputs,
+        steps=(_event("Warning", reason, message),),
+        status=_conditions_status(
+            record,
+            [
+                Condition(vocabulary.CONDITION_SCHEDULE_SYNCED, False, reason, message),
+                Condition(vocabulary.CONDITION_READY, False, reason, message),
+            ],
+            now=now,
+        ),
+        error=exc,
+        requeue_after=exc.retry_after,
+        result=reason,
+    )
+
+
+# -- refresh: the periodic look --------------------------------------------------------------------
+
+
+def plan_refresh(body: Mapping[str, Any], context: Context, *, now: datetime) -> ReconcilePlan:
+    """Finish a due handover, keep ``nextScheduleTime`` current. No backend call unless a handover
+    is due, so the timer stays cheap for thousands of objects."""
+    inputs = PlanInputs(body, context)
+    record = _record(body)
+    try:
+        cw = model.parse(body)
+    except InvalidSpecError:
+        return ReconcilePlan(purpose=Purpose.REFRESH, inputs=inputs)  # reconcile reported it
+    retire = Contribution()
+    if record.remove_after is not None and record.remove_after <= now:
+        if record.handover_from is not None:
+            retire = Contribution(
+                steps=_retire(context, cw, record.handover_from), status={"handover": None}
+            )
+        else:
+            retire = Contribution(status={"handover": None})  # nothing we know how to retire
+    elif record.remove_after is not None:
+        return ReconcilePlan(
+            purpose=Purpose.REFRESH,
+            inputs=inputs,
+            requeue_after=(record.remove_after - now).total_seconds(),
+        )
+    next_time = _next_time(cw, now)
+    current = (
+        Contribution(status={"nextScheduleTime": next_time})
+        if record.status.get("nextScheduleTime") != next_time
+        else Contribution()
+    )
+    parts = _combine(retire, current, _notices(cw, record.status, now))
+    status = dict(parts.status)
+    if parts.conditions:
+        status.update(_conditions_status(record, parts.conditions, now=now))
+    return ReconcilePlan(
+        purpose=Purpose.REFRESH,
+        inputs=inputs,
+        steps=parts.steps,
+        status=status,
+        requeue_after=parts.requeue_after,
+    )
+
+
+# -- finalize: deletion --------------------------------------------------------------------------
+
+
+def may_have_used_qstash(status: Mapping[str, Any]) -> bool:
+    """Could a QStash schedule exist for this object? Not when status names another backend and
+    no handover from QStash; yes when it names QStash, and when it names nothing (a cycle may have
+    upserted and then failed before status was written)."""
+    record_backend = _as_backend(status.get("backend"))
+    handover_from = _as_backend((status.get("handover") or {}).get("from"))
+    return Backend.QSTASH in (record_backend, handover_from) or record_backend is None
+
+
+def give_up_at(body: Mapping[str, Any], context: Context, *, now: datetime) -> datetime:
+    """When deletion stops waiting for a backend: the bound after the deletion timestamp."""
+    asked = parse_time((body.get("metadata") or {}).get("deletionTimestamp")) or now
+    return asked + context.finalizer_timeout
+
+
+def plan_finalize(body: Mapping[str, Any], context: Context, *, now: datetime) -> ReconcilePlan:
+    """Remove the CronWorkflow's schedule from every backend it may be on.
+
+    The CronJob is owned and would be garbage-collected anyway; deleting it here stops the
+    schedule at once rather than when the collector gets to it. QStash is asked only when the
+    object may have used it (:func:`may_have_used_qstash`): one that never did can be deleted
+    while QStash is down.
+    """
+    meta = body.get("metadata") or {}
+    namespace, name, uid = str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid"))
+    steps: list[Step] = [DeleteCronJob(namespace, naming.cronjob_name(name), uid, orphan=False)]
+    if may_have_used_qstash(body.get("status") or {}):
+        schedule_id = naming.schedule_id(context.cluster_name, namespace, name)
+        if context.has_qstash_token:
+            steps.append(DeleteSchedule(schedule_id))
+        else:
+            steps.append(
+                _event(
+                    "Warning",
+                    vocabulary.REASON_QSTASH_SCHEDULE_LEFT_BEHIND,
+                    f"QStash schedule {schedule_id} could not be deleted: QSTASH_TOKEN is not "
+                    "set; delete it in the QStash console (its deliveries are refused meanwhile: "
+                    "the CronWorkflow is gone).",
+                )
+            )
+    return ReconcilePlan(
+        purpose=Purpose.FINALIZE, inputs=PlanInputs(body, context), steps=tuple(steps)
+    )
+
+
+# -- the decision point after a failed step --------------------------------------------------------
+
+
+def after_failure(
+    failed: ReconcilePlan, failed_at: int, error: QStashOperatorError, *, now: datetime
+) -> ReconcilePlan:
+    """Step ``failed_at`` of ``failed`` raised ``error``: what now? (Answers in the module
+    docstring.) The steps before it have been carried out; the returned plan replaces the rest."""
+    step = failed.steps[failed_at]
+    if failed.purpose is Purpose.FINALIZE:
+        return _finalize_failed(failed, failed_at, step, error, now=now)
+    transient = error if isinstance(error, TransientError) else _as_transient(step, error)
+    if failed.purpose is Purpose.REFRESH:
+        return ReconcilePlan(
+            purpose=Purpose.REFRESH,
+            inputs=failed.inputs,
+            error=transient,
+            requeue_after=transient.retry_after,
+        )
+    return _reconcile_failed(failed, step, error, transient, now=now)
+
+
+def _reconcile_failed(
+    failed: ReconcilePlan,
+    step: Step,
+    error: QStashOperatorError,
+    transient: TransientError,
+    *,
+    now: datetime,
+) -> ReconcilePlan:
+    inputs = failed.inputs
+    record = _record(inputs.body)
+    learned = dataclasses.replace(inputs.learned, template_accepted=True)
+
+    def again(**facts: Any) -> ReconcilePlan:
+        return plan(
+            inputs.body, inputs.context, now=now, learned=dataclasses.replace(learned, **facts)
+        )
+
+    match step, error:
+        case CheckJobTemplate(), ApiRejectedError():
+            return _invalid(
+                inputs,
+                record,
+                InvalidSpecError(
+                    "spec.jobTemplate",
+                    f"the API server would reject the Job: {error.detail}",
+                    "Fix the Job template (try `kubectl create --dry-run=server -f job.yaml`).",
+                    reason=vocabulary.REASON_INVALID_JOB_TEMPLATE,
+                ),
+                now=now,
+            )
+        case CheckJobTemplate(), NotFoundError():  # the namespace is being deleted
+            return _transient(inputs, record, KubernetesUnavailableError(str(error)), now=now)
+        case UpsertSchedule() | PauseSchedule(), QStashRejectedError():
+            message = str(error)
+            backend_requested = model.parse(inputs.body).spec.backend
+            if (
+                refuses_destination(message)
+                and backend_requested is not BackendChoice.QSTASH
+                and inputs.learned.destination_refused is None
+            ):
+                return again(destination_refused=message)
+            field = rejected_field(message)
+            return _invalid(
+                inputs,
+                record,
+                InvalidSpecError(
+                    field,
+                    f"QStash rejected the schedule: {message}",
+                    f"Fix {field}." if field != "spec" else "Fix the field QStash names.",
+                    reason=vocabulary.REASON_QSTASH_REJECTED,
+                ),
+                now=now,
+            )
+        case CreateCronJob(), AlreadyExistsError() if inputs.learned.cronjob_exists is None:
+            return again(cronjob_exists=True)
+        case ReplaceCronJob(), NotFoundError() if inputs.learned.cronjob_exists is None:
+            return again(cronjob_exists=False)
+        case ReplaceCronJob(manifest=manifest), NotOwnedError():
+            name = manifest["metadata"]["name"]
+            return _invalid(
+                inputs,
+                record,
+                InvalidSpecError(
+                    "metadata.name",
+                    f"a CronJob named {name} already exists and is not owned by this CronWorkflow",
+                    "Rename the CronWorkflow or delete the other CronJob.",
+                ),
+                now=now,
+            )
+        case CreateCronJob() | ReplaceCronJob(), ApiRejectedError():
+            return _invalid(
+                inputs,
+                record,
+                InvalidSpecError(
+                    "spec",
+                    f"the API server rejected the CronJob: {error.detail}",
+                    "Fix the field it names.",
+                ),
+                now=now,
+            )
+    return _transient(inputs, record, transient, now=now)
+
+
+_QSTASH_STEPS: Final = (UpsertSchedule, PauseSchedule, DeleteSchedule)
+
+
+def _as_transient(step: Step, error: QStashOperatorError) -> TransientError:
+    """An answer no rule expects (a schedule gone between upsert and pause, a lost create race):
+    retried like an outage of whoever gave it."""
+    if isinstance(step, _QSTASH_STEPS):
+        return QStashUnavailableError(f"QStash answered unexpectedly: {error}")
+    return KubernetesUnavailableError(f"the API server answered unexpectedly: {error}")
+
+
+def _finalize_failed(
+    failed: ReconcilePlan,
+    failed_at: int,
+    step: Step,
+    error: QStashOperatorError,
+    *,
+    now: datetime,
+) -> ReconcilePlan:
+    """Retry a failed clean-up until the bound, then give it up with a Warning naming what is
+    left behind and go on with the rest, so the finalizer is removed."""
+    context = failed.inputs.context
+    deadline = give_up_at(failed.inputs.body, context, now=now)
+    if isinstance(error, TransientError) and now < deadline:
+        waited = (now - (deadline - context.finalizer_timeout)).total_seconds()
+        remaining = (deadline - now).total_seconds()
+        # Wait as long as we have waited (the hint at least), never past the bound: the delay
+        # doubles like an outage's backoff, and the last retry lands on the bound.
+        delay = max(MIN_FINALIZER_RETRY_SECONDS, min(max(error.retry_after, waited), remaining))
+        return ReconcilePlan(
+            purpose=Purpose.FINALIZE,
+            inputs=failed.inputs,
+            error=TransientError(f"{error}; retrying until {rfc3339(deadline)}", retry_after=delay),
+            requeue_after=delay,
+        )
+    return dataclasses.replace(
+        failed,
+        steps=(_left_behind(step, error, context), *failed.steps[failed_at + 1 :]),
+    )
+
+
+def _left_behind(step: Step, error: QStashOperatorError, context: Context) -> PostEvent:
+    bound = f"{int(context.finalizer_timeout.total_seconds())}s"
+    if isinstance(step, DeleteSchedule):
+        return _event(
+            "Warning",
+            vocabulary.REASON_QSTASH_SCHEDULE_LEFT_BEHIND,
+            f"QStash schedule {step.schedule_id} could not be deleted ({error}); the CronWorkflow "
+            f"is deleted anyway (QSTASH_OPERATOR_FINALIZER_TIMEOUT is {bound}). Drift repair "
+            "deletes the schedule once QStash answers, and the webhook refuses its deliveries "
+            "(489) meanwhile.",
+        )
+    if isinstance(step, DeleteCronJob):
+        reason = (
+            transient_reason(error)
+            if isinstance(error, TransientError)
+            else vocabulary.REASON_KUBERNETES_UNAVAILABLE
+        )
+        return _event(
+            "Warning",
+            reason,
+            f"CronJob {step.name} could not be deleted ({error}); the garbage collector removes "
+            "it with the CronWorkflow.",
+        )
+    return _event("Warning", vocabulary.REASON_KUBERNETES_UNAVAILABLE, f"gave up: {error}")
