@@ -22,6 +22,8 @@ Variables (the first four are the seed document's names):
 ``QSTASH_OPERATOR_RESYNC_SECONDS``     Drift-repair period (default 300).
 ``QSTASH_OPERATOR_WORKER_LIMIT``       CronWorkflows handled at once (default 100).
 ``QSTASH_OPERATOR_CLOCK_TOLERANCE``    Seconds of clock skew accepted on signatures (default 30).
+``QSTASH_OPERATOR_FINALIZER_TIMEOUT``  Seconds a deletion retries a backend that fails before it
+                                       leaves the schedule behind (default 300).
 ``QSTASH_OPERATOR_ALLOW_PRIVATE_URL``  ``true`` lets a loopback/private/http public URL serve
                                        QStash (local stacks and tests only).
 ``QSTASH_OPERATOR_NAMESPACES``         Comma-separated namespaces to watch (default: all).
@@ -44,6 +46,7 @@ from typing import Final
 from qstash_operator.domain import naming
 from qstash_operator.domain.errors import SettingsError
 from qstash_operator.domain.model import BackendChoice
+from qstash_operator.domain.reconcile import DEFAULT_FINALIZER_TIMEOUT
 from qstash_operator.domain.urls import check_public_url
 
 DEFAULT_QSTASH_URL: Final = "https://qstash.upstash.io"
@@ -113,6 +116,12 @@ class Settings:
     handlers contend for one event loop and one connection pool."""
     clock_tolerance_seconds: int = 30
     """Skew accepted on exp/nbf/iat of signatures and when matching a delivery to its tick."""
+    finalizer_timeout_seconds: float = DEFAULT_FINALIZER_TIMEOUT.total_seconds()
+    """How long after its deletion timestamp a CronWorkflow waits for its QStash schedule (or its
+    CronJob) to be deleted before it goes anyway, with a Warning naming what is left behind.
+    Without a bound, QStash down or a revoked token would keep every CronWorkflow, and so every
+    namespace holding one, from being deleted (``DEFAULT_FINALIZER_TIMEOUT`` says why five
+    minutes)."""
     allow_private_url: bool = False
     """Accept a loopback/private/plain-http public URL for QStash. For local stacks only: real
     QStash refuses such destinations ("endpoint resolves to a loopback address")."""
@@ -280,6 +289,9 @@ class Settings:
             resync_seconds=number("QSTASH_OPERATOR_RESYNC_SECONDS", 300.0, 1.0),
             worker_limit=whole("QSTASH_OPERATOR_WORKER_LIMIT", 100, 1),
             clock_tolerance_seconds=int(number("QSTASH_OPERATOR_CLOCK_TOLERANCE", 30, 0)),
+            finalizer_timeout_seconds=number(
+                "QSTASH_OPERATOR_FINALIZER_TIMEOUT", DEFAULT_FINALIZER_TIMEOUT.total_seconds(), 0.0
+            ),
             allow_private_url=flag("QSTASH_OPERATOR_ALLOW_PRIVATE_URL"),
             namespaces=namespaces,
             api_url=(text("QSTASH_OPERATOR_API_URL") or "").rstrip("/") or None,

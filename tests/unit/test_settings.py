@@ -53,6 +53,19 @@ def test_the_console_flag_defaults_to_on(raw: str | None, enabled: bool) -> None
     assert Settings.from_env(env).ui_enabled is enabled
 
 
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [
+        pytest.param(None, 300.0, id="unset: five minutes"),
+        pytest.param("0", 0.0, id="give up at the first failure"),
+        pytest.param("3600", 3600.0, id="patient"),
+    ],
+)
+def test_how_long_a_deletion_waits_for_qstash(raw: str | None, seconds: float) -> None:
+    env = {} if raw is None else {"QSTASH_OPERATOR_FINALIZER_TIMEOUT": raw}
+    assert Settings.from_env(env).finalizer_timeout_seconds == seconds
+
+
 def test_production_settings_can_use_qstash() -> None:
     settings = Settings.from_env(PRODUCTION)
     assert settings.qstash_problem() is None
@@ -120,6 +133,11 @@ def test_secrets_never_print() -> None:
             {"QSTASH_OPERATOR_WORKER_LIMIT": "2.5"},
             "QSTASH_OPERATOR_WORKER_LIMIT",
             id="half a worker",
+        ),
+        pytest.param(
+            {"QSTASH_OPERATOR_FINALIZER_TIMEOUT": "-1"},
+            "QSTASH_OPERATOR_FINALIZER_TIMEOUT",
+            id="a deletion bound in the past",
         ),
         pytest.param(
             {"QSTASH_OPERATOR_ALLOW_PRIVATE_URL": "maybe"},

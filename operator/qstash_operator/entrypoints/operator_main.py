@@ -29,7 +29,7 @@ from qstash_operator.domain.model import BackendChoice
 from qstash_operator.entrypoints.handlers import OperatorServices, build_registry
 from qstash_operator.services.drift import DriftLoop, DriftRepair
 from qstash_operator.services.observe import StatusMirror
-from qstash_operator.services.reconcile import QStashAvailability, Reconciler
+from qstash_operator.services.reconcile import Reconciler
 from qstash_operator.services.runs import RunService
 from qstash_operator.settings import Settings
 
@@ -136,17 +136,14 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
         else None
     )
     metrics = OperatorMetrics()
-    availability = QStashAvailability(settings)
     services = OperatorServices(
         settings=settings,
         kube=kube,
         qstash=qstash,
-        reconciler=Reconciler(
-            settings=settings, kube=kube, qstash=qstash, availability=availability, metrics=metrics
-        ),
+        reconciler=Reconciler(settings=settings, kube=kube, qstash=qstash, metrics=metrics),
         drift=(
             DriftRepair(settings=settings, kube=kube, qstash=qstash, metrics=metrics)
-            if qstash is not None and availability.problem is None
+            if qstash is not None and settings.qstash_problem() is None
             else None
         ),
         mirror=StatusMirror(kube),
