@@ -79,6 +79,64 @@ def test_decide(
         assert problem in decision.message
 
 
+REFUSED = "invalid destination url: endpoint resolves to a loopback address"
+
+
+@pytest.mark.parametrize(
+    ("requested", "default", "expected", "reason"),
+    [
+        pytest.param(
+            BackendChoice.AUTO,
+            BackendChoice.AUTO,
+            Backend.CRONJOB,
+            vocabulary.REASON_FALLBACK_TO_CRONJOB,
+            id="auto falls back for this CronWorkflow",
+        ),
+        pytest.param(
+            BackendChoice.QSTASH,
+            BackendChoice.AUTO,
+            None,
+            vocabulary.REASON_BACKEND_UNAVAILABLE,
+            id="spec QStash cannot run",
+        ),
+        pytest.param(
+            BackendChoice.AUTO,
+            BackendChoice.QSTASH,
+            None,
+            vocabulary.REASON_BACKEND_UNAVAILABLE,
+            id="auto meaning QStash by the cluster default cannot run",
+        ),
+        pytest.param(
+            BackendChoice.CRONJOB,
+            BackendChoice.AUTO,
+            Backend.CRONJOB,
+            vocabulary.REASON_BACKEND_SELECTED,
+            id="spec CronJob never asked QStash",
+        ),
+    ],
+)
+def test_a_refused_destination_counts_for_one_cronworkflow(
+    requested: BackendChoice, default: BackendChoice, expected: Backend | None, reason: str
+) -> None:
+    decision = backend.decide(
+        requested, cluster_default=default, qstash_problem=None, destination_refused=REFUSED
+    )
+    assert (decision.backend, decision.reason) == (expected, reason)
+    if expected is not Backend.CRONJOB or reason == vocabulary.REASON_FALLBACK_TO_CRONJOB:
+        assert REFUSED in decision.message
+    assert "development mode" not in decision.message
+
+
+def test_the_settings_problem_is_named_before_a_refusal() -> None:
+    decision = backend.decide(
+        BackendChoice.AUTO,
+        cluster_default=BackendChoice.AUTO,
+        qstash_problem=NO_TOKEN,
+        destination_refused=REFUSED,
+    )
+    assert decision.message.startswith(f"development mode: {NO_TOKEN}")
+
+
 @pytest.mark.parametrize(
     ("now", "to", "expected"),
     [
