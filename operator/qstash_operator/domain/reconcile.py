@@ -395,12 +395,13 @@ def _dry_run_job(cw: CronWorkflow) -> JsonDict:
 def _notices(cw: CronWorkflow, status: Mapping[str, Any], now: datetime) -> Contribution:
     """Things worth telling about a healthy schedule, folded into every healthy plan.
 
-    Nothing yet. Issue 12 adds the daylight-saving notice here: from the cron model's list of
-    skipped and repeated local times in the next 400 days, a Normal event
-    ``DaylightSavingSkip`` / ``DaylightSavingRepeat`` once per spec generation (the generation
-    it was told for is kept in ``status.daylightSaving``, so this stays pure and idempotent) and
-    ``status.daylightSaving`` with the next affected date; :func:`plan_refresh` calls this too, so
-    the date moves on after it passes.
+    Nothing yet. Issue 12's daylight-saving notice goes here: ``cron.next_daylight_saving_day``
+    gives ``status.daylightSaving`` (already in the CRD); a Normal event ``DaylightSavingSkip`` /
+    ``DaylightSavingRepeat`` naming the local dates is due once per spec generation, which is pure
+    to decide: ``cw.generation`` differs from ``status["observedGeneration"]`` only on the first
+    reconcile of a generation (a resume after a restart sees them equal). :func:`plan_refresh`
+    calls this too, so the date moves on once it has passed; recomputing only then (or when the
+    field is absent) keeps the 30 s timer cheap for thousands of objects.
     """
     return Contribution()
 
