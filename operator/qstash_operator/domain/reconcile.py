@@ -754,8 +754,14 @@ _TRANSIENT_FIXES: Final[Mapping[str, str]] = {
 
 
 def transient_reason(error: TransientError) -> str:
-    """The condition and event reason for a transient failure."""
-    return _TRANSIENT_REASONS.get(type(error), vocabulary.REASON_KUBERNETES_UNAVAILABLE)
+    """The condition and event reason for a transient failure: the vocabulary's word for QStash's
+    and RBAC's failures, else the word the error carries for itself (its 503 reason), else
+    ``KubernetesUnavailable``."""
+    if type(error) in _TRANSIENT_REASONS:
+        return _TRANSIENT_REASONS[type(error)]
+    if error.reason != TransientError.reason:
+        return error.reason
+    return vocabulary.REASON_KUBERNETES_UNAVAILABLE
 
 
 def _transient(

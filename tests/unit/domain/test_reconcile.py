@@ -674,6 +674,21 @@ def test_a_later_success_flips_a_refused_cronworkflow_back_to_qstash() -> None:
     assert condition(other.status, "DestinationAccepted") is None
 
 
+class QuotaExceededError(TransientError):
+    """A transient error that names itself, as the API adapter's classified 403s do."""
+
+    reason = "QuotaExceeded"
+
+
+def test_a_transient_error_that_names_itself_gives_its_word_to_the_condition() -> None:
+    first = reconcile.plan(body(), DEVELOPMENT, now=TOP_OF_THE_HOUR)
+    done = fail(
+        first, CreateCronJob, QuotaExceededError("exceeded quota: jobs"), now=TOP_OF_THE_HOUR
+    )
+    assert condition(done.status, "Ready") == ("False", "QuotaExceeded")
+    assert rendered(done) == ("Warning QuotaExceeded",)
+
+
 def test_a_second_surprise_about_the_cronjob_is_a_race_retried() -> None:
     first = reconcile.plan(body(), DEVELOPMENT, now=TOP_OF_THE_HOUR)
     exists = fail(first, CreateCronJob, AlreadyExistsError("409"), now=TOP_OF_THE_HOUR)
