@@ -84,7 +84,7 @@ from qstash_operator.domain.errors import (
     TransientError,
 )
 from qstash_operator.domain.model import Backend, BackendChoice, CronWorkflow, JsonDict
-from qstash_operator.domain.runs import parse_time
+from qstash_operator.domain.runs import next_schedule_time, parse_time
 
 DEFAULT_FINALIZER_TIMEOUT: Final = timedelta(minutes=5)
 """How long deletion keeps retrying a backend that does not answer. Five minutes rides out a QStash
@@ -368,10 +368,15 @@ def _event(type_: EventType, reason: str, message: str) -> PostEvent:
     return PostEvent(Event(type_, reason, message))
 
 
-def _next_time(cw: CronWorkflow, now: datetime) -> str | None:
-    if cw.spec.suspend:
-        return None
-    return rfc3339(cron.next_tick(cw.spec.schedule, now))
+def _next_time(cw: CronWorkflow, status: JsonDict, now: datetime) -> str | None:
+    """After now and after the recorded tick: an early delivery may have run the coming tick."""
+    following = next_schedule_time(
+        cw.spec.schedule,
+        suspended=cw.spec.suspend,
+        last_schedule_time=parse_time(status.get("lastScheduleTime")),
+        now=now,
+    )
+    return None if following is None else rfc3339(following)
 
 
 def _conditions_status(record: _Record, updates: Sequence[Condition], *, now: datetime) -> JsonDict:
@@ -462,7 +467,7 @@ def _apply(
     status.update(
         backend=target.value,
         appliedSchedule=applied_schedule,
-        nextScheduleTime=_next_time(cw, now),
+        nextScheduleTime=_next_time(cw, record.status, now),
     )
     if record.status.get("appliedSchedule") != applied_schedule or not record.status.get(
         "scheduleSince"
@@ -813,7 +818,7 @@ def plan_refresh(body: Mapping[str, Any], context: Context, *, now: datetime) ->
             inputs=inputs,
             requeue_after=(record.remove_after - now).total_seconds(),
         )
-    next_time = _next_time(cw, now)
+    next_time = _next_time(cw, record.status, now)
     current = (
         Contribution(status={"nextScheduleTime": next_time})
         if record.status.get("nextScheduleTime") != next_time

@@ -759,6 +759,11 @@ LOOKS = {
         now=JUST_AFTER_THE_HOUR,
         status={"nextScheduleTime": "2026-06-01T11:00:00Z"},
     ),
+    "an early delivery ran the coming tick: the next run is the one after it": Look(
+        before={**ON_QSTASH, "lastScheduleTime": "2026-06-01T10:00:00Z"},
+        now=TOP_OF_THE_HOUR - timedelta(seconds=10),
+        status={"nextScheduleTime": "2026-06-01T11:00:00Z"},
+    ),
     "suspended: no next run": Look(
         before={**ON_QSTASH_SUSPENDED, "nextScheduleTime": "2026-06-01T10:00:00Z"},
         spec={"suspend": True},
