@@ -65,7 +65,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Literal, TypeAlias
 
 from qstash_operator.domain import backend as backend_rules
-from qstash_operator.domain import builders, conditions, cron, model, naming, vocabulary
+from qstash_operator.domain import builders, conditions, model, naming, vocabulary
 from qstash_operator.domain.builders import DesiredSchedule, rfc3339
 from qstash_operator.domain.conditions import Condition
 from qstash_operator.domain.errors import (
