@@ -3,7 +3,8 @@
 Why session scope: the control plane starts in a few seconds, but every test paying that would
 still add up, and tests isolate themselves by namespace anyway. Tests under ``tests/integration/``
 and ``tests/e2e/``, and any test that asks for the control plane, are marked ``cluster``
-automatically, so ``pytest -m "not cluster"`` runs the unit tests alone without starting anything.
+automatically, so ``pytest -m "not cluster"`` runs the unit tests alone without starting anything;
+tests that use the built image are marked ``image`` the same way (``-m "not image"`` skips podman).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from subprocess import CompletedProcess
 
 import pytest
 
+from qstash_devstack.containers import BuiltImage, build_image, have_podman
 from qstash_devstack.controlplane import ControlPlane, KubectlError, build_binaries
 from qstash_devstack.polling import poll_until
 
@@ -28,6 +30,7 @@ CLUSTER_FIXTURES = frozenset({"control_plane", "kubectl", "namespace"})
 Kubectl = Callable[..., CompletedProcess[str]]
 
 _started: list[ControlPlane] = []
+_images: list[BuiltImage] = []
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -39,6 +42,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         fixtures = set(getattr(item, "fixturenames", ()))
         if top in CLUSTER_TEST_DIRS or fixtures & CLUSTER_FIXTURES:
             item.add_marker(pytest.mark.cluster)
+        if "product_image" in fixtures:
+            item.add_marker(pytest.mark.image)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -48,6 +53,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(
                 f"control plane: ready in {plane.startup_seconds:.1f}s ({phases})"
             )
+    for image in _images:
+        terminalreporter.write_line(
+            f"image: {image.ref}, {image.size_bytes / 1e6:.0f} MB, "
+            f"built or checked in {image.seconds:.1f}s (base {image.base_ref})"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +79,22 @@ def control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
         yield plane
     finally:
         plane.stop()
+
+
+@pytest.fixture(scope="session")
+def product_image(request: pytest.FixtureRequest) -> BuiltImage:
+    """The Dockerfile built with podman (devstack/image.sh; a no-op when the sources are
+    unchanged), with the build's progress shown live when it has work to do."""
+    if not have_podman():
+        pytest.fail("podman and runc are needed: run devstack/host-packages.sh (make test does)")
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:
+        with capture.global_and_fixture_disabled():
+            image = build_image()
+    else:  # pragma: no cover - capture disabled by -p no:capture
+        image = build_image()
+    _images.append(image)
+    return image
 
 
 @pytest.fixture

@@ -2,9 +2,10 @@
 
 Each runs through the real CLI (``python -m qstash_operator.cli ...``) with the environment a Pod
 would have, logs to a file in the test's temporary folder, dies with the test process (parent
-death signal), and can be killed with ``SIGKILL`` on purpose. The QStash-compatible server runs in
-a thread of the test process (:class:`ThreadedServer`) so tests drive its clock and faults
-directly.
+death signal), and can be killed with ``SIGKILL`` on purpose. Given an ``image``, the same
+children run from the built product image instead (``containers.ContainerChild``: podman, host
+network, read-only, uid 10001, no capabilities). The QStash-compatible server runs in a thread of
+the test process (:class:`ThreadedServer`) so tests drive its clock and faults directly.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from qstash_devstack.containers import ContainerChild
 from qstash_devstack.controlplane import ControlPlane
 from qstash_devstack.polling import poll_until
 from qstash_devstack.processes import Child, child_env, free_port, http_get
@@ -26,11 +29,17 @@ REPO = Path(__file__).resolve().parents[2]
 
 @contextlib.contextmanager
 def running_stack(
-    plane: ControlPlane, qstash: ThreadedServer, workdir: Path, namespace: str, request: Any
+    plane: ControlPlane,
+    qstash: ThreadedServer,
+    workdir: Path,
+    namespace: str,
+    request: Any,
+    *,
+    image: str | None = None,
 ) -> Iterator[Stack]:
     """A :class:`Stack` for one test: stopped after it, its children's logs printed on failure
     (``rep_call`` is set by the root conftest's report hook)."""
-    running = Stack(plane, qstash, workdir, namespace)
+    running = Stack(plane, qstash, workdir, namespace, image=image)
     try:
         yield running
     finally:
@@ -45,9 +54,17 @@ class Stack:
     """Operators and webhooks for one test, wired to one QStash server and the control plane."""
 
     def __init__(
-        self, plane: ControlPlane, qstash: ThreadedServer, workdir: Path, namespace: str
+        self,
+        plane: ControlPlane,
+        qstash: ThreadedServer,
+        workdir: Path,
+        namespace: str,
+        *,
+        image: str | None = None,
     ) -> None:
+        """``image``: run the operator and the webhook from this product image (podman)."""
         self.plane = plane
+        self.image = image
         self.qstash = qstash
         self.workdir = workdir
         self.namespace = namespace
@@ -105,7 +122,7 @@ class Stack:
         args = ["operator", "--http-host", "127.0.0.1", "--http-port", str(port)]
         if not leader_election:
             args.append("--no-leader-election")
-        child = Child(name, args, env, self.workdir / f"{name}-{len(self.children)}.log")
+        child = self._child(name, args, env, self.workdir / f"{name}-{len(self.children)}.log")
         self.children.append(child)
         if start:
             child.start()
@@ -126,11 +143,19 @@ class Stack:
         env.update(extra_env or {})
         port = port or self.webhook_port
         args = ["webhook", "--host", "127.0.0.1", "--port", str(port)]
-        child = Child("webhook", args, env, self.workdir / f"webhook-{len(self.children)}.log")
+        log = self.workdir / f"webhook-{len(self.children)}.log"
+        child = self._child("webhook", args, env, log)
         self.children.append(child)
         child.start()
         self.wait_http(child, f"http://127.0.0.1:{port}/healthz")
         return child
+
+    def _child(self, name: str, args: list[str], env: dict[str, str], log: Path) -> Child:
+        if self.image is None:
+            return Child(name, args, env, log)
+        return ContainerChild(
+            name, args, env, log, image=self.image, kubeconfig=Path(env["KUBECONFIG"])
+        )
 
     def wait_http(self, child: Child, url: str, timeout: float = 30.0) -> None:
         def up() -> bool:
@@ -227,6 +252,23 @@ def cronworkflow(
         "metadata": metadata,
         "spec": full,
     }
+
+
+def backdate_schedules(stack: Stack, names: Iterable[str], *, minutes: int = 10) -> None:
+    """Make the CronWorkflows' schedules older than they are (``status.scheduleSince``).
+
+    A delivery's tick is the latest one at or before its arrival, and ticks before the schedule
+    was applied are skipped on purpose (an edited schedule never runs a past tick). A test that
+    fires a ``* * * * *`` schedule in the minute it was applied would see only skips; rather than
+    wait for the wall clock's next minute, it says the schedule has existed for a while.
+    """
+    since = (datetime.now(UTC) - timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    patch = json.dumps({"status": {"scheduleSince": since}})
+    for name in names:
+        stack.plane.kubectl(
+            "patch", "qcwf", name, "-n", stack.namespace, "--subresource=status",
+            "--type=merge", "-p", patch,
+        )  # fmt: skip
 
 
 def wait(predicate: Any, *, timeout: float = 30.0, what: str = "condition") -> None:

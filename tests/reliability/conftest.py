@@ -22,7 +22,6 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -146,23 +145,6 @@ def check_no_secrets(
 
 
 # -- the stack --------------------------------------------------------------------------------
-
-
-def backdate_schedules(stack: Stack, names: Iterable[str], *, minutes: int = 10) -> None:
-    """Make the CronWorkflows' schedules older than they are (``status.scheduleSince``).
-
-    A delivery's tick is the latest one at or before its arrival, and ticks before the schedule
-    was applied are skipped on purpose (an edited schedule never runs a past tick). A test that
-    fires a ``* * * * *`` schedule in the minute it was applied would see only skips; rather than
-    wait for the wall clock's next minute, it says the schedule has existed for a while.
-    """
-    since = (datetime.now(UTC) - timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    patch = json.dumps({"status": {"scheduleSince": since}})
-    for name in names:
-        stack.plane.kubectl(
-            "patch", "qcwf", name, "-n", stack.namespace, "--subresource=status",
-            "--type=merge", "-p", patch,
-        )  # fmt: skip
 
 
 @pytest.fixture

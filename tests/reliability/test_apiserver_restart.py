@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 from qstash import QStash
-from tests.reliability.conftest import Tally, backdate_schedules
+from tests.reliability.conftest import Tally
 
 from qstash_devstack.controlplane import ControlPlane
-from qstash_devstack.stack import Stack, cronworkflow, http_get, wait
+from qstash_devstack.stack import Stack, backdate_schedules, cronworkflow, http_get, wait
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 import collections
 
 import pytest
-from tests.reliability.conftest import Tally, backdate_schedules
+from tests.reliability.conftest import Tally
 from tests.reliability.fanout import FanOut
 
-from qstash_devstack.stack import Stack, cronworkflow, free_port
+from qstash_devstack.stack import Stack, backdate_schedules, cronworkflow, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
