@@ -17,6 +17,8 @@
 #   layer: the image keeps Debian's bundle (tests/packaging/test_image.py checks);
 # - `--runtime runc` and ulimits at or below the host's: crun refuses this machine's cgroup
 #   v1/v2 hybrid, and without CAP_SYS_RESOURCE a container cannot raise a limit above the host's.
+# Nothing here uses podman's default network (a bridge, iptables rules, IP forwarding on): builds
+# run on the host network or none.
 #
 # Caches: the base's root filesystem as a tarball in ~/.cache/qstash-operator/image-base/<key>/
 # (key: suite, package list and this recipe's version), imported into podman on demand; the
@@ -163,9 +165,9 @@ build_extras() {
       'ENTRYPOINT ["/pause", "-P"]' >"$ctx/Containerfile.pause"
     printf '%s\n' 'FROM scratch' 'COPY busybox /bin/busybox' \
       'ENTRYPOINT ["/bin/busybox"]' 'CMD ["true"]' >"$ctx/Containerfile.job"
-    "${podman[@]}" build --quiet "${ULIMITS[@]}" -t "$ref_pause" -f "$ctx/Containerfile.pause" \
+    "${podman[@]}" build --quiet --network none "${ULIMITS[@]}" -t "$ref_pause" -f "$ctx/Containerfile.pause" \
       "$ctx" >/dev/null
-    "${podman[@]}" build --quiet "${ULIMITS[@]}" -t "$ref_job" -f "$ctx/Containerfile.job" \
+    "${podman[@]}" build --quiet --network none "${ULIMITS[@]}" -t "$ref_job" -f "$ctx/Containerfile.job" \
       "$ctx" >/dev/null
     log "built $ref_pause and $ref_job"
   fi

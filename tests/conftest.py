@@ -31,6 +31,7 @@ Kubectl = Callable[..., CompletedProcess[str]]
 
 _started: list[ControlPlane] = []
 _images: list[BuiltImage] = []
+_figures: list[str] = []
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -53,6 +54,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(
                 f"control plane: ready in {plane.startup_seconds:.1f}s ({phases})"
             )
+    for line in _figures:
+        terminalreporter.write_line(line)
     for image in _images:
         terminalreporter.write_line(
             f"image: {image.ref}, {image.size_bytes / 1e6:.0f} MB, "
@@ -79,6 +82,12 @@ def control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
         yield plane
     finally:
         plane.stop()
+
+
+@pytest.fixture(scope="session")
+def figures() -> list[str]:
+    """Lines a test measured (e.g. a node's time to Ready), printed in the terminal summary."""
+    return _figures
 
 
 @pytest.fixture(scope="session")

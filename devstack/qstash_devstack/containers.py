@@ -116,9 +116,10 @@ def build_node_images(*, quiet: bool = False) -> dict[str, str]:
 
 
 def save_image(ref: str, destination: Path) -> Path:
-    """An OCI archive of `ref`, for ``ctr images import`` (the node has no registry)."""
+    """An archive of `ref` for ``ctr images import`` (the node has no registry); the docker
+    format carries the full reference, which containerd names the image by."""
     destination.unlink(missing_ok=True)
-    podman("save", "--format", "oci-archive", "--output", str(destination), ref, timeout=300)
+    podman("save", "--format", "docker-archive", "--output", str(destination), ref, timeout=300)
     return destination
 
 
@@ -134,7 +135,9 @@ def run_once(
     timeout: float = 120.0,
 ) -> subprocess.CompletedProcess[str]:
     """``podman run`` with the chart's security settings, to completion."""
-    argv = ["run", *hardening(read_only=read_only, user=user)]
+    # No network: podman's default one is a bridge with iptables rules and IP forwarding turned
+    # on, host changes no check here needs.
+    argv = ["run", "--network", "none", *hardening(read_only=read_only, user=user)]
     if remove:
         argv.append("--rm")
     if name:
@@ -151,6 +154,8 @@ def hardening(*, read_only: bool = True, user: str = IMAGE_USER) -> list[str]:
     flags = [
         "--user",
         user,
+        # podman would add the user to /etc/passwd; a kubelet's runtime does not, so neither here.
+        "--passwd=false",
         "--cap-drop",
         "ALL",
         "--security-opt",

@@ -80,6 +80,25 @@ CONTROLLERS = (
 RUN_DIR_PREFIX = "qso-cp-"
 ETCD_DIR_PREFIX = "qso-etcd-"
 KEEP_MARKER = ".keep"  # a run dir holding this is never swept
+KUBELET_CLIENT = "apiserver-kubelet-client"
+_NEW_EC_KEY = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -config req.cnf"
+_CERT_COMMON = (
+    "basicConstraints=critical,CA:FALSE\n"
+    "keyUsage=critical,digitalSignature,keyEncipherment\n"
+    "subjectKeyIdentifier=hash\n"
+    "authorityKeyIdentifier=keyid,issuer\n"
+)
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    # Who a ServiceAccount token turned out to be, for every request made with one (the chart's
+    # pods on the real node, the RBAC proof's tokens); nothing for the admin certificate.
+    "rules": [
+        {"level": "Metadata", "userGroups": ["system:serviceaccounts"]},
+        {"level": "None"},
+    ],
+}
 
 _PR_SET_PDEATHSIG = 1
 
@@ -385,6 +404,24 @@ class ControlPlane:
     def node_name(self) -> str:
         return FAKE_NODE
 
+    @property
+    def audit_log(self) -> Path:
+        """The API server's audit log: one JSON event per request made with a ServiceAccount
+        token (see AUDIT_POLICY), saying who the token authenticated as."""
+        return self.run_dir / "audit.log"
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """The audit log's events so far (lines being written are skipped)."""
+        events = []
+        try:
+            lines = self.audit_log.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return []
+        for line in lines:
+            with contextlib.suppress(json.JSONDecodeError):
+                events.append(json.loads(line))
+        return events
+
     def log_file(self, component: str) -> Path:
         """The log of one component: etcd, kube-apiserver, kube-controller-manager, ..."""
         return self.run_dir / f"{component}.log"
@@ -623,6 +660,7 @@ class ControlPlane:
         self._wait_etcd(etcd_client, deadline)
         self.timings["etcd"] = time.monotonic() - began
 
+        (self.run_dir / "audit-policy.json").write_text(json.dumps(AUDIT_POLICY))
         self._spawn("kube-apiserver", self._apiserver_argv(etcd_client))
         self._wait_apiserver_ready(deadline)
         self.timings["apiserver"] = time.monotonic() - began
@@ -657,46 +695,88 @@ class ControlPlane:
             "subjectKeyIdentifier = hash\n"
             "authorityKeyIdentifier = keyid:always\n"
         )
-        common = (
-            "basicConstraints=critical,CA:FALSE\n"
-            "keyUsage=critical,digitalSignature,keyEncipherment\n"
-            "subjectKeyIdentifier=hash\n"
-            "authorityKeyIdentifier=keyid,issuer\n"
-        )
         (pki / "server.ext").write_text(
-            common + "extendedKeyUsage=serverAuth\n"
+            _CERT_COMMON + "extendedKeyUsage=serverAuth\n"
             "subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,"
             "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,"
             "DNS:kubernetes.default.svc.cluster.local\n"
         )
-        (pki / "client.ext").write_text(common + "extendedKeyUsage=clientAuth\n")
+        (pki / "client.ext").write_text(_CERT_COMMON + "extendedKeyUsage=clientAuth\n")
 
-        def openssl(command: str) -> None:
-            """Run `openssl <command>`, its arguments written as one string (none has blanks)."""
-            argv = ["openssl", *command.split()]
-            proc = subprocess.run(argv, cwd=pki, capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
-                raise ControlPlaneError(f"{' '.join(argv)} failed:\n{proc.stderr}")
-
-        new_ec_key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -config req.cnf"
-        openssl(
-            f"req -x509 {new_ec_key} -extensions ca -days 30 -keyout ca.key -out ca.crt "
+        self._openssl(
+            f"req -x509 {_NEW_EC_KEY} -extensions ca -days 30 -keyout ca.key -out ca.crt "
             "-subj /CN=qstash-operator-test-ca"
         )
-        for name, subject, ext in (
-            ("apiserver", "/CN=kube-apiserver", "server.ext"),
-            ("admin", "/O=system:masters/CN=admin", "client.ext"),
+        for name, subject in (
+            ("apiserver", "/CN=kube-apiserver"),
+            ("admin", "/O=system:masters/CN=admin"),
+            # What the API server presents to a kubelet (logs, exec, stats): a real node
+            # authorises it by SubjectAccessReview, which system:masters passes.
+            (KUBELET_CLIENT, "/O=system:masters/CN=kube-apiserver-kubelet-client"),
         ):
-            openssl(f"req {new_ec_key} -keyout {name}.key -out {name}.csr -subj {subject}")
-            openssl(
-                f"x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 "
-                f"-extfile {ext} -out {name}.crt"
-            )
+            self._sign(pki, name, subject, "server.ext" if name == "apiserver" else "client.ext")
         # The ServiceAccount token signer: RSA, as in real clusters (RS256 tokens).
-        openssl("genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key")
-        openssl("pkey -in sa.key -pubout -out sa.pub")
+        self._openssl("genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key")
+        self._openssl("pkey -in sa.key -pubout -out sa.pub")
         for key in pki.glob("*.key"):
             key.chmod(0o600)
+
+    def _openssl(self, command: str, cwd: Path | None = None) -> None:
+        """Run `openssl <command>` in the PKI directory, its arguments written as one string (none
+        has blanks)."""
+        argv = ["openssl", *command.split()]
+        proc = subprocess.run(
+            argv, cwd=cwd or self.pki_dir, capture_output=True, text=True, check=False
+        )
+        if proc.returncode != 0:
+            raise ControlPlaneError(f"{' '.join(argv)} failed:\n{proc.stderr}")
+
+    def _sign(self, directory: Path, name: str, subject: str, extfile: str) -> tuple[Path, Path]:
+        """A new EC key and a certificate for it signed by the test CA: (certificate, key)."""
+        ca, ca_key = self.ca_file, self.pki_dir / "ca.key"
+        csr, crt, key = (directory / f"{name}.{suffix}" for suffix in ("csr", "crt", "key"))
+        self._openssl(f"req {_NEW_EC_KEY} -keyout {key} -out {csr} -subj {subject}")
+        self._openssl(
+            f"x509 -req -in {csr} -CA {ca} -CAkey {ca_key} -CAcreateserial -days 30 "
+            f"-extfile {extfile} -out {crt}"
+        )
+        key.chmod(0o600)
+        return crt, key
+
+    def issue_certificate(
+        self,
+        directory: Path,
+        name: str,
+        subject: str,
+        *,
+        server_names: Sequence[str] = (),
+    ) -> tuple[Path, Path]:
+        """A certificate signed by this cluster's CA, written to ``directory/<name>.crt|.key``.
+
+        A client certificate for ``subject`` (``/O=<group>/CN=<user>``, e.g. a node's
+        ``/O=system:nodes/CN=system:node:<name>``), or with ``server_names`` (``IP:...``,
+        ``DNS:...``) a serving one. Used for the real node's kubelet (qstash_devstack.node).
+        """
+        directory.mkdir(parents=True, exist_ok=True)
+        extfile = self.pki_dir / "client.ext"
+        if server_names:
+            extfile = directory / f"{name}.ext"
+            extfile.write_text(
+                _CERT_COMMON + "extendedKeyUsage=serverAuth\n"
+                f"subjectAltName={','.join(server_names)}\n"
+            )
+        return self._sign(directory, name, subject, str(extfile))
+
+    def kubeconfig_for_certificate(self, certificate: Path, key: Path, path: Path) -> Path:
+        """Write a kubeconfig that authenticates with a client certificate (e.g. a kubelet's)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            self._kubeconfig_text(
+                "cert-user", {"client-certificate": str(certificate), "client-key": str(key)}
+            )
+        )
+        path.chmod(0o600)
+        return path
 
     def _kubeconfig_text(self, user: str, credentials: Mapping[str, str]) -> str:
         config = {
@@ -751,7 +831,8 @@ class ControlPlane:
             f"--tls-cert-file={pki / 'apiserver.crt'}",
             f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={self.ca_file}",
-            "--authorization-mode=RBAC",
+            # Node: what a real kubelet may read and write (qstash_devstack.node); RBAC: the rest.
+            "--authorization-mode=Node,RBAC",
             f"--service-account-issuer={SA_ISSUER}",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
@@ -764,7 +845,13 @@ class ControlPlane:
             # Off by default upstream, on in OpenShift: setting blockOwnerDeletion on an owner
             # reference needs `update` on the owner's finalizers. Running it here proves the
             # chart's RBAC holds on such clusters too.
-            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement,NodeRestriction",
+            f"--kubelet-client-certificate={pki / (KUBELET_CLIENT + '.crt')}",
+            f"--kubelet-client-key={pki / (KUBELET_CLIENT + '.key')}",
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--audit-policy-file={self.run_dir / 'audit-policy.json'}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
             "--allow-privileged=true",
             "--profiling=false",
             # Close open watches promptly on SIGTERM; otherwise a stop while clients stay

@@ -95,21 +95,31 @@ def _q(value: str) -> str:
 class Kube:
     """Async facade over the Kubernetes API. One per process; share it."""
 
-    def __init__(self, api_client: k8s_client.ApiClient) -> None:
+    def __init__(self, api_client: k8s_client.ApiClient, *, in_cluster: bool = False) -> None:
         self._api = api_client
+        self.in_cluster = in_cluster
+        """True when configured from the Pod's ServiceAccount and KUBERNETES_SERVICE_HOST/PORT."""
 
     @classmethod
     async def from_environment(cls, kubeconfig: str | None = None) -> Kube:
         """In-cluster config when running in a Pod, else ``$KUBECONFIG`` / ``~/.kube/config``."""
         configuration = k8s_client.Configuration()
+        in_cluster = True
         try:
             k8s_config.load_incluster_config(client_configuration=configuration)
         except k8s_config.ConfigException:
+            in_cluster = False
             await k8s_config.load_kube_config(
                 config_file=kubeconfig, client_configuration=configuration
             )
         configuration.connection_pool_maxsize = MAX_CONNECTIONS
-        return cls(k8s_client.ApiClient(configuration))
+        return cls(k8s_client.ApiClient(configuration), in_cluster=in_cluster)
+
+    @property
+    def server(self) -> str:
+        """The API server's URL this client talks to (in a Pod: the address the kubelet gave it
+        in KUBERNETES_SERVICE_HOST/PORT, as client-go uses it)."""
+        return str(self._api.configuration.host)
 
     async def close(self) -> None:
         await self._api.close()

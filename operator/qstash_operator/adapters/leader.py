@@ -158,7 +158,8 @@ async def lead(
     """Wait for the lease and run ``work`` while holding it.
 
     Returns True when ``work`` ended by itself (the lease is then released for a standby), False
-    when the lease was lost (``work`` is cancelled).
+    when the lease was lost (``work`` is cancelled). When ``work`` fails, the lease is released
+    and its exception raised: a failure must not look like a clean stop (exit 0).
     """
     lock = LeaseLock(kube, name=name, namespace=namespace, identity=identity)
     logger.info("waiting for leader lease %s/%s as %s", namespace, name, identity)
@@ -178,6 +179,7 @@ async def lead(
                 logger.warning("could not renew leader lease %s/%s; stepping down", namespace, name)
                 return False
         await lock.release()
+        task.result()  # raises what work() raised
         return True
     finally:
         if not task.done():

@@ -86,8 +86,17 @@ def build_registry() -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
+        in_pod = kopf.login_with_service_account(memo=memo, **kwargs)
+        if in_pod is None:
+            return kopf.login_with_kubeconfig(memo=memo, **kwargs)
+        kube = memo.services.kube
+        if kube.in_cluster:
+            # kopf names the API server https://kubernetes.default.svc, which only cluster DNS
+            # resolves; talk to the address our own client uses (KUBERNETES_SERVICE_HOST/PORT,
+            # client-go's rule), so one process never splits across two endpoints.
+            return dataclasses.replace(in_pod, server=kube.server)
+        return in_pod
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import os
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import TYPE_CHECKING, Final, cast
 
 import kopf
 from aiohttp import web
@@ -32,6 +32,9 @@ from qstash_operator.services.observe import StatusMirror
 from qstash_operator.services.reconcile import Reconciler
 from qstash_operator.services.runs import RunService
 from qstash_operator.settings import Settings
+
+if TYPE_CHECKING:  # kopf.operator's parameter type, which kopf does not re-export
+    from kopf._core.engines.peering import Identity
 
 logger = logging.getLogger("qstash_operator")
 
@@ -178,6 +181,10 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
             await kopf.operator(
                 registry=build_registry(),
                 memo=kopf.Memo(services=services),
+                # kopf would otherwise derive one from getpass.getuser(), which fails for a uid
+                # with no passwd entry: the image's 10001 under any kubelet's runtime. (Only
+                # peering reads it, and this operator runs standalone behind its own Lease.)
+                identity=cast("Identity", settings.pod_name),
                 standalone=True,
                 clusterwide=not settings.namespaces,
                 namespaces=settings.namespaces,
