@@ -8,7 +8,8 @@
 # the final stage copies only that venv onto the same slim Python base, so no compiler, pip cache
 # or source tree ships. The process writes nothing at run time (bytecode is compiled at build
 # time), so the chart runs it with a read-only root filesystem, as a numeric non-root user.
-# tests/packaging/test_dockerfile.py checks these properties and replays the builder's steps.
+# tests/packaging/test_dockerfile.py checks these properties statically; test_image.py builds the
+# image with podman (devstack/image.sh) and checks them on the image itself.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
