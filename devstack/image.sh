@@ -122,6 +122,9 @@ prune_old_tags() {
   "${podman[@]}" images --noheading --sort created --format '{{.Repository}}:{{.Tag}}' \
     --filter "reference=$IMAGE_REPO:src-*" | tail -n +"$((KEEP_TAGS + 1))" |
     while read -r old; do "${podman[@]}" rmi --force "$old" >/dev/null 2>&1 || true; done
+  # Untagged builder stages: their venv layer changes with every source change anyway (COPY comes
+  # before pip install), so keeping them would only fill the disk.
+  "${podman[@]}" image prune --force >/dev/null 2>&1 || true
 }
 
 build_product() {
