@@ -26,7 +26,7 @@ import pytest
 from qstash import QStash
 
 from qstash_devstack.controlplane import ControlPlane
-from qstash_devstack.stack import Child, Stack, cronworkflow, http_get
+from qstash_devstack.stack import Child, Stack, backdate_schedules, cronworkflow, http_get
 from qstash_devstack.stack import wait as wait_briefly
 from tests.integration.chart.support import install, service_account_kubeconfig
 
@@ -243,6 +243,7 @@ def test_namespaced_roles_carry_the_whole_life_cycle_and_delivery_path(
         )
     )
     ready(stack, "ticks")
+    backdate_schedules(stack, ["ticks"])  # this minute's tick is not before the schedule
     message = stack.qstash.fire(schedule_id(stack, "ticks"), force=True)
     outcome = stack.qstash.wait_for_message(message)
     assert outcome["state"] == "SUCCESS", outcome
@@ -327,6 +328,7 @@ def test_cluster_roles_carry_a_cluster_wide_operator_and_webhook(
     ready(stack, "wide")
     stack.apply(cronworkflow("wide-native", {"backend": "CronJob"}))
     ready(stack, "wide-native")
+    backdate_schedules(stack, ["wide"])  # this minute's tick is not before the schedule
     message = stack.qstash.fire(schedule_id(stack, "wide"), force=True)
     assert stack.qstash.wait_for_message(message)["state"] == "SUCCESS"
     wait(lambda: stack.list("jobs", f"{MANAGED}=wide"), what="the tick's Job")
