@@ -22,6 +22,7 @@ from qstash_operator.services.runs import RunService
 from qstash_operator.settings import Settings
 from qstash_webhook import api, delivery, health, typedefs
 from qstash_webhook.access import Access, KubeAccess
+from qstash_webhook.bodies import BODY_READ_SECONDS, MAX_BODY_BYTES
 from qstash_webhook.console import views as console
 from qstash_webhook.console.service import ConsoleService
 from qstash_webhook.errors import error_middleware
@@ -29,9 +30,6 @@ from qstash_webhook.metrics import WebhookMetrics
 
 COMPONENT: Final = "qstash-operator-webhook"
 """Events' source component: ``kubectl describe`` shows who made the Job."""
-MAX_BODY_BYTES: Final = 16 * 1024
-"""Deliveries carry ~120 bytes of JSON and the API takes no body; 16 KiB leaves room and keeps a
-hostile sender from making us buffer megabytes before the signature check (413 beyond)."""
 
 
 STATUS_TIMEOUT: Final = 5.0
@@ -81,12 +79,14 @@ def make_app(
     schedules: ScheduleLister | None = None,
     metrics: WebhookMetrics | None = None,
     access: Access | None = None,
+    body_deadline: float = BODY_READ_SECONDS,
 ) -> web.Application:
     """The webhook application. ``settings.public_url`` must be set (``require_webhook``).
 
     ``schedules`` lists QStash's schedules for the status view; by default the SDK is used when
     ``QSTASH_TOKEN`` is set. ``access`` answers who a token is and what they may do (default:
-    TokenReview and SubjectAccessReview through ``kube``).
+    TokenReview and SubjectAccessReview through ``kube``). ``body_deadline``: seconds a request
+    body may take to arrive.
     """
     if settings.public_url is None:
         raise ValueError("make_app needs settings.public_url (call settings.require_webhook())")
@@ -101,6 +101,7 @@ def make_app(
     app[typedefs.signing_keys_key] = keys
     app[typedefs.clock_key] = clock
     app[typedefs.metrics_key] = metrics
+    app[typedefs.body_deadline_key] = body_deadline
     app[typedefs.destination_key] = builders.webhook_destination(settings.public_url)
     app[typedefs.runs_key] = RunService(
         kube,

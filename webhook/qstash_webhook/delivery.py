@@ -2,7 +2,9 @@
 
 The order is the contract (DESIGN.md, "The delivery contract"):
 
-1. read "now" once, and the raw body (capped by the app's ``client_max_size``: 413 beyond);
+1. read the raw body, capped in size (the app's ``client_max_size``: 413 beyond) and in time
+   (:mod:`qstash_webhook.bodies`: 408 when it trickles in), and only then "now", once: a request
+   held open cannot get its token checked against an instant from before it expired;
 2. verify ``Upstash-Signature`` over those exact bytes against the configured public URL, before
    anything looks inside the body (401 with the failure category otherwise);
 3. parse the body: a verified body that is not ``{"namespace","name","uid"}`` was signed by QStash
@@ -12,7 +14,9 @@ The order is the contract (DESIGN.md, "The delivery contract"):
    and map its errors (:mod:`qstash_webhook.errors`).
 
 Every answer is counted (``qstash_webhook_deliveries_total{result}``) and logged as one structured
-line with the message id, the CronWorkflow, the outcome, the tick and the Job.
+line with the message id, the CronWorkflow, the outcome, the tick and the Job. The message id and
+``Upstash-Retried`` headers are outside the signature: until it verifies, they are logged only
+truncated and escaped (:func:`qstash_webhook.logs.unverified`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from qstash_operator.domain.errors import (
 )
 from qstash_operator.services.runs import RunResult
 from qstash_webhook import errors, logs, typedefs
+from qstash_webhook.bodies import MAX_BODY_BYTES, read_body
 
 logger = logging.getLogger(__name__)
 
@@ -128,12 +133,14 @@ def _result_json(result: RunResult) -> dict[str, Any]:
 
 async def deliver(request: web.Request) -> web.StreamResponse:
     app = request.app
-    now = app[typedefs.clock_key]()  # the one "now" of this request
     started = time.perf_counter()
     metrics = app[typedefs.metrics_key]
     message_id = request.headers.get(MESSAGE_ID_HEADER) or None
     retried = request.headers.get(RETRIED_HEADER)
-    fields: dict[str, Any] = {"message_id": message_id, "retried": retried}
+    fields: dict[str, Any] = {
+        "message_id": logs.unverified(message_id),
+        "retried": logs.unverified(retried),
+    }
 
     def finish(response: web.Response, result: str, level: int, **more: Any) -> web.Response:
         metrics.delivery(result)
@@ -151,13 +158,12 @@ async def deliver(request: web.Request) -> web.StreamResponse:
         return response
 
     try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return finish(
-            errors.error_response(413, "TooLarge", "the delivery body is too large"),
-            "bad_request",
-            logging.WARNING,
+        body = await read_body(
+            request, deadline=app[typedefs.body_deadline_key], limit=MAX_BODY_BYTES
         )
+    except errors.ApiError as exc:
+        return finish(exc.response(), "bad_request", logging.WARNING, reason=exc.reason)
+    now = app[typedefs.clock_key]()  # the one "now" of this request, once the body is in
 
     keys = app[typedefs.signing_keys_key].keys()
     try:
@@ -185,6 +191,8 @@ async def deliver(request: web.Request) -> web.StreamResponse:
             "bad_request",
             logging.WARNING,
         )
+    # Signed by QStash and of a length QStash uses: the id the Job will carry, logged whole.
+    fields["message_id"] = logs.unverified(message_id, limit=MAX_MESSAGE_ID)
     attempts_before = parse_retried(retried)
     if attempts_before is None:
         return finish(

@@ -52,13 +52,26 @@ class ApiError(Exception):
     """An answer decided by a view (bad parameter, not authenticated, not allowed)."""
 
     def __init__(
-        self, status: int, reason: str, message: str, *, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        reason: str,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        close: bool = False,
     ) -> None:
         self.status = status
         self.reason = reason
         self.message = message
         self.headers = headers or {}
+        self.close = close  # close the connection after answering (a body still arriving)
         super().__init__(message)
+
+    def response(self) -> web.Response:
+        answer = error_response(self.status, self.reason, self.message, headers=self.headers)
+        if self.close:
+            answer.force_close()
+        return answer
 
 
 def error_response(
@@ -138,7 +151,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.reason, exc.message, headers=exc.headers)
+        return exc.response()
     except QStashOperatorError as exc:
         return for_api(exc)
     except web.HTTPException as exc:

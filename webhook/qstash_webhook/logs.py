@@ -3,7 +3,9 @@
 Views log through :func:`event`, which puts its keyword fields (``message_id``, ``cronworkflow``,
 ``outcome``, ``tick``, ``job``...) into the line next to the level, logger and message. What never
 goes in: the ``Upstash-Signature`` token, bearer tokens and signing keys (callers pass none, and
-:class:`~qstash_operator.settings.Secret` prints as ``***`` if one slipped through).
+:class:`~qstash_operator.settings.Secret` prints as ``***`` if one slipped through). A header value
+nobody has vouched for yet (``Upstash-Message-Id`` before the signature checks out) goes in only
+through :func:`unverified`: anyone can send 8 KiB of it on every request.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 FIELDS_ATTRIBUTE: Final = "qstash_fields"
+UNVERIFIED_CHARS: Final = 64
+"""How much of an unverified header value a log line shows: a QStash message id (``msg_`` and a
+few dozen characters) is recognisable in it, a flood of kilobytes per request is not stored."""
 
 
 class JsonFormatter(logging.Formatter):
@@ -31,6 +36,17 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str, separators=(",", ":"))
+
+
+def unverified(value: str | None, limit: int = UNVERIFIED_CHARS) -> str | None:
+    """``value`` fit for a log line: its first ``limit`` characters with anything but printable
+    ASCII escaped (``\\x1b``, ``\\xe9``, ``\\n``), then how many characters were cut."""
+    if value is None:
+        return None
+    shown = value[:limit].encode("unicode_escape").decode("ascii")
+    if len(value) > limit:
+        shown += f"...(+{len(value) - limit} chars)"
+    return shown
 
 
 def event(logger: logging.Logger, level: int, message: str, **fields: Any) -> None:

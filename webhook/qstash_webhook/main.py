@@ -34,6 +34,11 @@ DEFAULT_PORT: Final = 8080
 SHUTDOWN_GRACE_SECONDS: Final = 10.0
 """In-flight deliveries get this long to finish after SIGTERM: well below the kubelet's default
 30 s grace period, and each delivery is a handful of API calls."""
+LINGER_SECONDS: Final = 2.0
+"""After answering a request whose body is still arriving (408, 413), aiohttp keeps reading and
+discarding it this long before closing, so the client sees the answer rather than a reset; its
+default of 10 s would let a trickling client hold the connection five times longer than the
+body deadline itself."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,7 +80,11 @@ async def serve(settings: Settings, keys: SigningKeySource, args: argparse.Names
     kube = await _connect(args.kubeconfig)
     app = make_app(settings, kube=kube, keys=keys)
     runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
+        lingering_time=LINGER_SECONDS,
     )
     await runner.setup()
     stop = asyncio.Event()

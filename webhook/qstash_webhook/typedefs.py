@@ -29,5 +29,7 @@ access_key: web.AppKey[Access] = web.AppKey("access")
 console_key = web.AppKey("console", ConsoleService)
 metrics_key = web.AppKey("metrics", WebhookMetrics)
 clock_key: web.AppKey[Clock] = web.AppKey("clock")
+body_deadline_key = web.AppKey("body_deadline", float)
+"""Seconds a request body may take to arrive (:data:`qstash_webhook.bodies.BODY_READ_SECONDS`)."""
 destination_key = web.AppKey("destination", str)
 """The exact URL QStash signs for (``sub``): WEBHOOK_PUBLIC_URL + /api/qstash/webhook."""

@@ -23,6 +23,7 @@ from qstash_operator.adapters.kube import Kube
 from qstash_operator.adapters.signing_keys import SigningKeySource
 from qstash_operator.settings import Settings
 from qstash_webhook.app import make_app
+from qstash_webhook.bodies import BODY_READ_SECONDS
 from qstash_webhook.metrics import WebhookMetrics
 from tests.unit.webhook import support
 
@@ -74,6 +75,7 @@ async def make_client() -> AsyncIterator[MakeClient]:
         keys: SigningKeySource | None = None,
         clock: Clock | None = None,
         metrics: WebhookMetrics | None = None,
+        body_deadline: float = BODY_READ_SECONDS,
     ) -> TestClient[web.Request, web.Application]:
         settings = settings or support.settings()
         kube = kube or UntouchableKube()
@@ -87,6 +89,7 @@ async def make_client() -> AsyncIterator[MakeClient]:
             keys=keys,
             clock=clock or Clock(support.JUST_AFTER_THE_HOUR),
             metrics=metrics,
+            body_deadline=body_deadline,
         )
         client = TestClient(TestServer(app))
         await client.start_server()

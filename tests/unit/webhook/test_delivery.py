@@ -6,9 +6,12 @@ test if touched; the "API server down" cases use the real adapter aimed at a clo
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import random
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -259,3 +262,112 @@ async def test_unknown_routes_and_methods_answer_json(make_client: MakeClient) -
     wrong = await client.get(PATH)
     assert wrong.status == 405
     assert "POST" in wrong.headers["Allow"]
+
+
+async def _slowloris(
+    client: Any, *, declared: int, every: float, deadline: float
+) -> tuple[float, bytes]:
+    """Send a delivery's headers at once, then its body one byte every ``every`` seconds; return
+    how long the first line of the answer took and the whole answer (headers and body)."""
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    loop = asyncio.get_running_loop()
+    head = (
+        f"POST {PATH} HTTP/1.1\r\nHost: cron.example.com\r\nContent-Type: application/json\r\n"
+        f"Upstash-Signature: a.b.c\r\nContent-Length: {declared}\r\n\r\n"
+    ).encode()
+    writer.write(head)
+    began = loop.time()
+
+    async def trickle() -> None:
+        for _ in range(declared - 1):  # never the whole body
+            writer.write(b"x")
+            await writer.drain()
+            await asyncio.sleep(every)
+
+    sender = asyncio.create_task(trickle())
+    try:
+        status_line = await asyncio.wait_for(reader.readline(), timeout=deadline + 3.0)
+        took = loop.time() - began
+        rest = await asyncio.wait_for(reader.read(4096), timeout=3.0)
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await sender
+        writer.close()
+    return took, status_line + rest
+
+
+async def test_a_body_that_trickles_in_is_408_within_the_deadline(make_client: MakeClient) -> None:
+    """Slowloris: headers at once, then a byte every 100 ms of a 200-byte body (20 s in all)."""
+    client = await make_client(body_deadline=0.5)
+    took, answer = await _slowloris(client, declared=200, every=0.1, deadline=0.5)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert 0.5 <= took < 0.5 + 1.5, took
+    assert b'"reason": "BodyTimeout"' in answer
+    assert b"Connection: close" in answer
+
+
+class WatchedClock(Clock):
+    """A clock that says when it is first read."""
+
+    def __init__(self, now: datetime) -> None:
+        super().__init__(now)
+        self.read = asyncio.Event()
+
+    def __call__(self) -> datetime:
+        self.read.set()
+        return self.now
+
+
+async def test_the_clock_is_read_after_the_body_is_in(make_client: MakeClient) -> None:
+    """A token valid when the headers arrive but expired by the time the body is in: the check
+    uses the later instant, so holding a request open cannot stretch a token's life."""
+    clock = WatchedClock(AT)
+    client = await make_client(kube=unreachable_kube(), clock=clock)
+    token = support.signed(support.BODY, at=AT)  # expires at AT + 300 s
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(
+        f"POST {PATH} HTTP/1.1\r\nHost: cron.example.com\r\nUpstash-Signature: {token}\r\n"
+        f"Content-Length: {len(support.BODY)}\r\n\r\n".encode()
+        + support.BODY[:10]
+    )
+    await writer.drain()
+    # Before the fix the view read the clock as soon as the headers were in; give it the chance.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(clock.read.wait(), timeout=0.5)
+    clock.now = AT + timedelta(minutes=6)
+    writer.write(support.BODY[10:])
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(4096), timeout=5.0)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+    assert b'"reason": "expired"' in answer
+
+
+LONG_IDS = [
+    pytest.param(1024, 401, id="1 KiB"),
+    pytest.param(8000, 401, id="8000 B, about the largest header value the HTTP server reads"),
+    pytest.param(10 * 1024, 400, id="10 KiB, refused by the HTTP server before the view"),
+]
+
+
+@pytest.mark.parametrize(("length", "status"), LONG_IDS)
+async def test_an_unverified_message_id_is_logged_truncated_and_escaped(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture, length: int, status: int
+) -> None:
+    from qstash_webhook.logs import JsonFormatter
+
+    client = await make_client()
+    hostile = ('msg_\u00e9"}' + "A" * length)[:length]  # not ASCII, a quote, then a flood
+    forged = support.signed(support.BODY, at=AT, key=support.WRONG_KEY)
+    with caplog.at_level(logging.INFO):
+        response = await client.post(PATH, data=support.BODY, headers=headers(forged, hostile))
+    assert response.status == status
+    lines = [JsonFormatter().format(r) for r in caplog.records if r.getMessage() == "delivery"]
+    assert len(lines) == (1 if status == 401 else 0)
+    for line in lines:
+        logged = json.loads(line)["message_id"]
+        assert logged.startswith('msg_\\xe9"}AAAA')  # escaped, not raw
+        assert logged.endswith(f"(+{length - 64} chars)")
+        assert len(logged) < 64 + 40
+    assert "A" * 200 not in caplog.text
