@@ -8,7 +8,8 @@ route                                                  RBAC verb   effect
 ``DELETE /api/cron/deactivate/{namespace}/{name}``     patch       ``spec.suspend: true``
 ``GET /api/test-cron``                                 list        backend health and drift
 ``POST /api/test-cron?workflowId=ns/name&action=       trigger     one manual Job, now; an
-trigger`` [body ``{"reason": "..."}``]                             optional reason is recorded
+trigger`` [body ``{"reason": "..."}``,                             optional reason is recorded;
+``Idempotency-Key: <id>``]                                         one Job per key
 =====================================================  ==========  ===============================
 
 Callers send ``Authorization: Bearer <Kubernetes token>``. The token is checked with a
@@ -21,6 +22,7 @@ run service, never around it. Views parse, call a service, and shape JSON; error
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import datetime
@@ -30,11 +32,13 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from qstash_operator.adapters.kube import UserInfo
+from qstash_operator.domain import idempotency
 from qstash_operator.domain.builders import rfc3339
 from qstash_operator.domain.runs import Outcome
 from qstash_operator.services.catalog import BackendHealth, Summary
 from qstash_webhook import typedefs
 from qstash_webhook.access import Check, denial
+from qstash_webhook.bodies import MAX_BODY_BYTES, read_body
 from qstash_webhook.errors import ApiError
 
 VERB_LIST: Final = "list"
@@ -63,6 +67,17 @@ def _name(value: str) -> str:
 
 parse_namespace = _namespace
 parse_name = _name
+
+
+def parse_idempotency_key(request: web.Request) -> str | None:
+    """The ``Idempotency-Key`` header (quoted or not), or None without one; 400 if unusable."""
+    raw = request.headers.get(idempotency.HEADER)
+    if raw is None:
+        return None
+    key = idempotency.unquote(raw.strip())
+    if problem := idempotency.key_problem(key):
+        raise ApiError(400, "InvalidParameter", problem)
+    return key
 
 
 def parse_workflow_id(value: str | None) -> tuple[str, str]:
@@ -222,12 +237,12 @@ MAX_REASON_CHARS: Final = 300
 """A run's reason is a sentence for the audit trail (an Event message holds 1,024 characters)."""
 
 
-async def parse_reason(request: web.Request) -> str | None:
-    """The optional JSON body ``{"reason": "..."}`` of a manual run."""
-    if not request.can_read_body:
+def reason_in(body: bytes) -> str | None:
+    """The optional JSON body ``{"reason": "..."}`` of a manual run (read with its deadline)."""
+    if not body:
         return None
     try:
-        payload = await request.json()
+        payload = json.loads(body)
     except ValueError:
         raise ApiError(
             400, "InvalidParameter", 'the body must be JSON, e.g. {"reason": "re-run after fix"}'
@@ -266,18 +281,35 @@ async def run_now(request: web.Request, *, namespace: str, name: str) -> web.Res
 
     A reason, when given, is recorded as a ``ManualRun`` event on the CronWorkflow next to the
     Job it explains (the run service records who asked on the Job and in ``lastManualRun``).
+    With ``Idempotency-Key``, the Job's name derives from the caller and the key, so a retry (to
+    any replica) is answered 200 with the Job the first request made, and the same key with
+    another request (another reason, say) is 422 (:mod:`qstash_operator.domain.idempotency`).
     """
-    now = request.app[typedefs.clock_key]()
+    key = parse_idempotency_key(request)
     user = await authorize(request, verb=VERB_TRIGGER, namespace=namespace, name=name)
-    reason = await parse_reason(request)
+    body = await read_body(
+        request, deadline=request.app[typedefs.body_deadline_key], limit=MAX_BODY_BYTES
+    )
+    now = request.app[typedefs.clock_key]()  # once the body is in
+    reason = reason_in(body)
+    fingerprint = None
+    if key is None:
+        seed = uuid.uuid4().hex  # one request, one Job: a new id per request
+    else:
+        seed = idempotency.seed(user.username, key)
+        fingerprint = idempotency.fingerprint(
+            key=key, workflow=f"{namespace}/{name}", parameters=request.query.items(), body=body
+        )
     result = await request.app[typedefs.runs_key].run_manual(
         namespace=namespace,
         name=name,
         requested_by=user.username,
-        seed=uuid.uuid4().hex,  # one request, one Job: a new id per request
+        seed=seed,
         now=now,
+        key=key,
+        fingerprint=fingerprint,
     )
-    body = {
+    answer: dict[str, Any] = {
         "outcome": result.outcome.value,
         "cronWorkflow": f"{namespace}/{name}",
         "job": result.job_name,
@@ -285,6 +317,8 @@ async def run_now(request: web.Request, *, namespace: str, name: str) -> web.Res
         "message": result.message,
         "runReason": reason,
     }
+    if key is not None:
+        answer["idempotencyKey"] = key
     if result.outcome is Outcome.RUN:
         if reason is not None and result.job_name is not None:
             await request.app[typedefs.catalog_key].note_manual_run(
@@ -295,8 +329,11 @@ async def run_now(request: web.Request, *, namespace: str, name: str) -> web.Res
                 reason=reason,
                 now=now,
             )
-        return web.json_response(body, status=201)
+        return web.json_response({**answer, "replayed": False}, status=201)
+    if result.outcome is Outcome.DUPLICATE_MESSAGE:
+        # This request (its key) already made its Job: the answer names it, nothing new runs.
+        return web.json_response({**answer, "replayed": True}, status=200)
     # Not run (concurrencyPolicy Forbid with a Job active): the request conflicts with a run.
     return web.json_response(
-        {"error": result.message, "reason": result.outcome.reason, **body}, status=409
+        {"error": result.message, "reason": result.outcome.reason, **answer}, status=409
     )

@@ -14,6 +14,7 @@ invalid for the API server)      would be refused on every retry
 other ``TransientError``         503 + ``Retry-After`` (whole seconds)        503 + Retry-After
 ``NotFoundError``                (not raised)                                 404
 ``InvalidSpecError``             (not raised)                                 422
+``IdempotencyConflictError``     (not raised)                                 422
 anything else                    500, logged with its traceback               500, ditto
 ===============================  ==========================================  ==================
 
@@ -34,6 +35,7 @@ from qstash_operator.domain.errors import (
     AlreadyExistsError,
     ApiRejectedError,
     ForbiddenError,
+    IdempotencyConflictError,
     InvalidSpecError,
     NotFoundError,
     PermanentDeliveryError,
@@ -132,6 +134,8 @@ def for_api(exc: QStashOperatorError) -> web.Response:
         return error_response(404, "NotFound", str(exc))
     if isinstance(exc, InvalidSpecError):
         return error_response(422, exc.reason, str(exc))
+    if isinstance(exc, IdempotencyConflictError):
+        return error_response(422, exc.reason, str(exc), job=exc.job_name)
     if isinstance(exc, ApiRejectedError):
         return error_response(422, "Rejected", exc.detail)
     if isinstance(exc, AlreadyExistsError):

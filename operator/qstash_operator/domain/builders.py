@@ -91,8 +91,11 @@ def build_job(
     scheduled_time: datetime | None = None,
     message_id: str | None = None,
     requested_by: str | None = None,
+    idempotency_key: str | None = None,
+    fingerprint: str | None = None,
 ) -> JsonDict:
-    """The Job of one run: a tick (``scheduled_time``) or a manual run (``requested_by``)."""
+    """The Job of one run: a tick (``scheduled_time``) or a manual run (``requested_by``, and for
+    one asked over HTTP with an ``Idempotency-Key``, the key and the request's fingerprint)."""
     labels = _job_labels(cw, trigger)
     _, annotations = _template_metadata(cw)
     if backend is not None:
@@ -107,6 +110,10 @@ def build_job(
         labels[vocabulary.LABEL_MESSAGE_ID] = label_value(message_id)
     if requested_by is not None:
         annotations[vocabulary.ANNOTATION_TRIGGERED_BY] = requested_by
+    if idempotency_key is not None:
+        annotations[vocabulary.ANNOTATION_IDEMPOTENCY_KEY] = idempotency_key
+    if fingerprint is not None:
+        annotations[vocabulary.ANNOTATION_REQUEST_FINGERPRINT] = fingerprint
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -21,6 +21,7 @@ class                           operator (kopf)                              web
 ``AdmissionDeniedError``        as ``ApiRejectedError``: ``SpecValid=False``  489 (non-retryable)
                                 for a Job template refused by a policy
 ``NotOwnedError``               ``SpecValid=False`` on ``metadata.name``     (not raised there)
+``IdempotencyConflictError``    (not raised there)                           422
 ==============================  ===========================================  ====================
 
 Messages never carry secrets: tokens and signing keys are not passed to these constructors.
@@ -196,6 +197,21 @@ class AlreadyExistsError(QStashOperatorError):
 class NotOwnedError(QStashOperatorError):
     """An object we were about to change exists under the name we need but another owner holds it
     (no ownerReference to this CronWorkflow): changing it would take over someone else's object."""
+
+
+class IdempotencyConflictError(QStashOperatorError):
+    """An ``Idempotency-Key`` came back with a request other than the one it was first sent with;
+    answering with the first request's Job would run something the caller did not ask for."""
+
+    reason: Final = "IdempotencyKeyReused"
+
+    def __init__(self, key: str, job_name: str) -> None:
+        self.key = key
+        self.job_name = job_name
+        super().__init__(
+            f"Idempotency-Key {key!r} was first sent with a different request, which made Job "
+            f"{job_name}; send a new key for a new request"
+        )
 
 
 class SignatureFailure(enum.Enum):

@@ -33,8 +33,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from qstash_operator.domain import builders, cron, naming, vocabulary
-from qstash_operator.domain.errors import RunInFlightError
+from qstash_operator.domain import builders, cron, idempotency, naming, vocabulary
+from qstash_operator.domain.errors import IdempotencyConflictError, RunInFlightError
 from qstash_operator.domain.model import ConcurrencyPolicy, CronWorkflow, JsonDict
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -86,6 +86,17 @@ class JobView:
     finished_at: datetime | None
     message_id: str | None
     trigger: str | None
+    idempotency_key: str | None = None
+    fingerprint: str | None = None
+
+    def kept_for_a_key(self, now: datetime) -> bool:
+        """A manual Job made with an Idempotency-Key, within the key's window: not pruned, so a
+        retry of its request finds it (:mod:`qstash_operator.domain.idempotency`)."""
+        return (
+            self.idempotency_key is not None
+            and self.created_at is not None
+            and now < self.created_at + idempotency.WINDOW
+        )
 
     def reference(self, namespace: str) -> JsonDict:
         return {
@@ -133,6 +144,8 @@ def job_view(job: JsonDict) -> JobView:
         finished_at=finished_at,
         message_id=annotations.get(vocabulary.ANNOTATION_MESSAGE_ID),
         trigger=labels.get(vocabulary.LABEL_TRIGGER),
+        idempotency_key=annotations.get(vocabulary.ANNOTATION_IDEMPOTENCY_KEY),
+        fingerprint=annotations.get(vocabulary.ANNOTATION_REQUEST_FINGERPRINT),
     )
 
 
@@ -275,15 +288,36 @@ def plan_tick(
 
 
 def plan_manual(
-    cw: CronWorkflow, *, jobs: Sequence[JobView], seed: str, reserved: Sequence[str] = ()
+    cw: CronWorkflow,
+    *,
+    jobs: Sequence[JobView],
+    seed: str,
+    reserved: Sequence[str] = (),
+    key: str | None = None,
+    fingerprint: str | None = None,
 ) -> RunPlan:
-    """A manual run honours concurrencyPolicy (not suspend: asking explicitly overrides it)."""
+    """A manual run honours concurrencyPolicy (not suspend: asking explicitly overrides it).
+
+    ``seed`` names the Job, so the same request twice is one Job (``DUPLICATE_MESSAGE`` names
+    it). A request with an Idempotency-Key also brings its ``fingerprint``: the Job its key names
+    must have been made by the same request, else :class:`IdempotencyConflictError`.
+    """
     name = naming.manual_job_name(cw.name, seed)
-    if any(job.name == name for job in jobs):
-        return RunPlan(
-            Outcome.DUPLICATE_MESSAGE, job_name=name, message=f"Job {name} already exists"
-        )
+    for job in jobs:
+        if job.name == name:
+            check_same_request(job, key=key, fingerprint=fingerprint)
+            return RunPlan(
+                Outcome.DUPLICATE_MESSAGE,
+                job_name=name,
+                message=f"Job {name} already exists for this request",
+            )
     return _concurrency(cw, jobs, tick=None, name=name, reserved=reserved)
+
+
+def check_same_request(job: JobView, *, key: str | None, fingerprint: str | None) -> None:
+    """``job`` has the name this request's key gives; was it made by this very request?"""
+    if fingerprint is not None and job.fingerprint != fingerprint:
+        raise IdempotencyConflictError(key or "", job.name)
 
 
 def active_references(jobs: Iterable[JobView], namespace: str) -> list[JsonDict]:
@@ -296,9 +330,14 @@ def last_successful_time(jobs: Iterable[JobView]) -> datetime | None:
 
 
 def history_to_prune(
-    jobs: Sequence[JobView], *, successful_limit: int, failed_limit: int
+    jobs: Sequence[JobView], *, successful_limit: int, failed_limit: int, now: datetime
 ) -> list[str]:
-    """Finished Jobs beyond the history limits, oldest first (as the CronJob controller does)."""
+    """Finished Jobs beyond the history limits, oldest first (as the CronJob controller does).
+
+    A manual Job still inside its Idempotency-Key's window is neither pruned nor counted: a retry
+    of its request must find it (:meth:`JobView.kept_for_a_key`).
+    """
+    jobs = [job for job in jobs if not job.kept_for_a_key(now)]
 
     def age_key(job: JobView) -> tuple[datetime, str]:
         return (job.finished_at or job.created_at or _EPOCH, job.name)

@@ -39,6 +39,9 @@ ANNOTATION_MESSAGE_ID: Final = PREFIX + "message-id"
 ANNOTATION_TRIGGERED_BY: Final = PREFIX + "triggered-by"  # who asked for a manual run
 ANNOTATION_BACKEND: Final = PREFIX + "backend"  # which backend made the Job
 ANNOTATION_RUN_NOW: Final = PREFIX + "run-now"  # on a CronWorkflow: make one manual Job
+# On a manual Job made over HTTP with an Idempotency-Key: the key, and a hash of the request.
+ANNOTATION_IDEMPOTENCY_KEY: Final = PREFIX + "idempotency-key"
+ANNOTATION_REQUEST_FINGERPRINT: Final = PREFIX + "request-fingerprint"
 # The CronJob controller's own annotation for the scheduled time of Jobs it creates (1.32+).
 ANNOTATION_K8S_SCHEDULED_TIME: Final = "batch.kubernetes.io/cronjob-scheduled-timestamp"
 

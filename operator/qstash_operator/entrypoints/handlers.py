@@ -157,10 +157,12 @@ def build_registry() -> kopf.OperatorRegistry:
     async def run_now(
         body: kopf.Body, meta: kopf.Meta, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any
     ) -> None:
-        """``kubectl annotate qcwf x qstash-operator.dev/run-now=<anything>``: one manual Job.
+        """``kubectl annotate qcwf x qstash-operator.dev/run-now=<request id>``: one manual Job.
 
-        The Job's name derives from the uid and the annotation's value, so a crash between
-        creating the Job and clearing the annotation cannot make a second Job.
+        The value is the request's id, not a switch: the Job's name derives from the uid and the
+        value, so a crash between creating the Job and clearing the annotation cannot make a
+        second Job, and annotating again with a value whose Job still exists runs nothing. A new
+        run takes a new value (``"$(date +%s)"``).
         """
         services = _services(memo)
         value = str(meta.get("annotations", {}).get(vocabulary.ANNOTATION_RUN_NOW, ""))

@@ -81,6 +81,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.epilog = _SOURCES
     if command == "list":
         parser.add_argument("--namespace", default=None, help="only this namespace")
+    if command == "trigger":
+        parser.add_argument(
+            "--idempotency-key",
+            default=None,
+            metavar="KEY",
+            help="the request's id: running the command again with the same key (e.g. after a "
+            "timeout) is answered with the Job the first run made instead of making another",
+        )
     parser.add_argument("-o", "--output", choices=["text", "json"], default="text")
 
 
@@ -233,9 +241,14 @@ def _base_url(args: argparse.Namespace, settings: Settings) -> str:
 
 
 async def _call(
-    method: str, url: str, token: str, params: dict[str, str]
+    method: str,
+    url: str,
+    token: str,
+    params: dict[str, str],
+    extra_headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    headers.update(extra_headers or {})
     async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as session:
         try:
             async with session.request(method, url, params=params, headers=headers) as response:
@@ -307,11 +320,15 @@ async def _trigger(args: argparse.Namespace, settings: Settings) -> int:
     namespace, name = _split(args.workflow)
     token = await _token(args, settings)
     params = {"workflowId": f"{namespace}/{name}", "action": "trigger"}
-    status, data = await _call("POST", f"{_base_url(args, settings)}/api/test-cron", token, params)
+    key = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
+    url = f"{_base_url(args, settings)}/api/test-cron"
+    status, data = await _call("POST", url, token, params, key)
     if status not in (200, 201):
         return _failed(status, data)
     if args.output == "json":
         print(json.dumps(data, indent=2))
+    elif data.get("replayed"):
+        print(f"job/{data.get('job')} in {namespace} was already made for this idempotency key")
     else:
         print(f"job/{data.get('job')} created in {namespace} (asked by {data.get('requestedBy')})")
     return 0

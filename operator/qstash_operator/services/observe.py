@@ -52,6 +52,7 @@ class StatusMirror:
                     jobs,
                     successful_limit=cw.spec.successful_jobs_history_limit,
                     failed_limit=cw.spec.failed_jobs_history_limit,
+                    now=now,
                 )
                 for doomed_job in doomed:
                     await self._kube.delete_job(namespace, doomed_job)

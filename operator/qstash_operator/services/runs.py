@@ -65,6 +65,14 @@ class _NoObserver:
 
 
 @dataclasses.dataclass(frozen=True)
+class _Request:
+    """The Idempotency-Key a manual run was asked with, and its request's fingerprint."""
+
+    key: str
+    fingerprint: str
+
+
+@dataclasses.dataclass(frozen=True)
 class RunResult:
     outcome: Outcome
     job_name: str | None
@@ -139,15 +147,35 @@ class RunService:
         raise ConflictError(f"{namespace}/{name}: too many concurrent writers", retry_after=1.0)
 
     async def run_manual(
-        self, *, namespace: str, name: str, requested_by: str, seed: str, now: datetime
+        self,
+        *,
+        namespace: str,
+        name: str,
+        requested_by: str,
+        seed: str,
+        now: datetime,
+        key: str | None = None,
+        fingerprint: str | None = None,
     ) -> RunResult:
-        """A person (or the run-now annotation) asked for a run now; same Job path as ticks."""
+        """A person (or the run-now annotation) asked for a run now; same Job path as ticks.
+
+        ``seed`` names the Job (the same request twice is one Job). A request with an
+        Idempotency-Key passes the ``key`` and its ``fingerprint``, recorded on the Job and
+        checked against the Job a retry finds (:mod:`qstash_operator.domain.idempotency`).
+        """
+        request = (
+            _Request(key=key, fingerprint=fingerprint)
+            if key is not None and fingerprint is not None
+            else None
+        )
         for _ in range(MAX_RESERVATION_ATTEMPTS):
             body = await self._load(namespace, name, None)
             cw = self._parse(body)
             jobs = await self._jobs(cw)
             reserved = runs.reserved_names((body.get("status") or {}).get("active"), now=now)
-            plan = runs.plan_manual(cw, jobs=jobs, seed=seed, reserved=reserved)
+            plan = runs.plan_manual(
+                cw, jobs=jobs, seed=seed, reserved=reserved, key=key, fingerprint=fingerprint
+            )
             try:
                 return await self._execute(
                     body,
@@ -158,6 +186,7 @@ class RunService:
                     message_id=None,
                     requested_by=requested_by,
                     started=time.perf_counter(),
+                    request=request,
                 )
             except ConflictError:
                 logger.info("manual run of %s/%s lost a race; deciding again", namespace, name)
@@ -205,6 +234,7 @@ class RunService:
         message_id: str | None,
         requested_by: str | None,
         started: float,
+        request: _Request | None = None,
     ) -> RunResult:
         def result(outcome: Outcome, message: str) -> RunResult:
             return RunResult(
@@ -243,6 +273,8 @@ class RunService:
             scheduled_time=plan.tick,
             message_id=message_id,
             requested_by=requested_by,
+            idempotency_key=request.key if request else None,
+            fingerprint=request.fingerprint if request else None,
         )
         try:
             created = await self._kube.create_job(job)
@@ -265,9 +297,17 @@ class RunService:
             )
             raise
         except AlreadyExistsError:
+            # Another replica (or a crashed attempt of ours) made this name first.
             message = f"Job {plan.job_name} already exists"
-            self._observer.observed(Outcome.DUPLICATE_TICK, seconds=None)
-            return result(Outcome.DUPLICATE_TICK, message)
+            duplicate = Outcome.DUPLICATE_TICK if plan.tick else Outcome.DUPLICATE_MESSAGE
+            if request is not None:  # made by this request's retry, or by another request?
+                for existing in await self._jobs(cw):  # (a list: no `get` on Jobs in RBAC)
+                    if existing.name == plan.job_name:
+                        runs.check_same_request(
+                            existing, key=request.key, fingerprint=request.fingerprint
+                        )
+            self._observer.observed(duplicate, seconds=None)
+            return result(duplicate, message)
 
         # Tick to Job created: how late the delivery came, plus how long we took to create the
         # Job (a duration, so no second reading of the wall clock).
@@ -286,7 +326,7 @@ class RunService:
         await self._event(
             body, Outcome.RUN.reason, f"created Job {plan.job_name} {what}", now, warning=False
         )
-        await self._prune(cw, all_jobs)
+        await self._prune(cw, all_jobs, now=now)
         return result(Outcome.RUN, f"created Job {plan.job_name}")
 
     async def _reserve(
@@ -350,11 +390,12 @@ class RunService:
         except ConflictError as exc:  # the Job exists: that is the run; the mirror catches up
             logger.warning("created Job %s but could not record it: %s", created, exc)
 
-    async def _prune(self, cw: CronWorkflow, jobs: Sequence[JobView]) -> None:
+    async def _prune(self, cw: CronWorkflow, jobs: Sequence[JobView], *, now: datetime) -> None:
         for doomed in runs.history_to_prune(
             jobs,
             successful_limit=cw.spec.successful_jobs_history_limit,
             failed_limit=cw.spec.failed_jobs_history_limit,
+            now=now,
         ):
             await self._kube.delete_job(cw.namespace, doomed)
 

@@ -16,7 +16,7 @@ import pytest
 
 from qstash_operator import cli
 from qstash_operator.domain import vocabulary
-from tests.integration.webhook.conftest import CLUSTER, Stack, job_template
+from tests.integration.webhook.conftest import CLUSTER, Stack, Webhook, job_template
 
 
 def grant(stack: Stack, account: str, verbs: list[str], *, cluster_wide: bool = False) -> str:
@@ -54,12 +54,21 @@ subjects: [{{kind: ServiceAccount, name: {account}, namespace: {ns}}}]
 
 
 async def call(
-    stack: Stack, method: str, path: str, token: str | None
+    stack: Stack,
+    method: str,
+    path: str,
+    token: str | None,
+    *,
+    headers: dict[str, str] | None = None,
+    data: bytes | None = None,
+    webhook: Webhook | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    sent = {"Authorization": f"Bearer {token}"} if token else {}
+    sent.update(headers or {})
+    url = f"{(webhook or stack.webhook).url}{path}"
     async with (
         aiohttp.ClientSession() as session,
-        session.request(method, f"{stack.webhook.url}{path}", headers=headers) as response,
+        session.request(method, url, headers=sent, data=data) as response,
     ):
         return response.status, await response.json()
 
@@ -186,6 +195,12 @@ async def test_the_cli_lists_triggers_and_prints_next_runs(
     assert await asyncio.to_thread(cli.main, ["trigger", workflow, *base]) == 0
     assert "created" in capsys.readouterr().out
     assert len(await stack.jobs("cli-job")) == 1
+    keyed = ["trigger", workflow, *base, "--idempotency-key", "cli-run-1"]
+    assert await asyncio.to_thread(cli.main, keyed) == 0
+    assert "created" in capsys.readouterr().out
+    assert await asyncio.to_thread(cli.main, keyed) == 0  # run again, e.g. after a timeout
+    assert "already made for this idempotency key" in capsys.readouterr().out
+    assert len(await stack.jobs("cli-job")) == 2
 
     kubeconfig = str(stack.control_plane.kubeconfig)
     code = await asyncio.to_thread(
@@ -199,3 +214,61 @@ async def test_the_cli_lists_triggers_and_prints_next_runs(
 
     assert await asyncio.to_thread(cli.main, ["trigger", f"{stack.namespace}/nope", *base]) == 1
     assert "not exist" in capsys.readouterr().err
+
+
+async def test_an_idempotency_key_makes_one_job_across_retries_and_replicas(stack: Stack) -> None:
+    """A client that retries (its answer lost) reaches either replica; one Job, and both answers
+    name it. The key is the request's id: a new key is a new run, a reused one a conflict."""
+    await stack.create_cronworkflow("keyed", schedule="0 4 * * *")
+    token = await asyncio.to_thread(grant, stack, "retrier", ["trigger"])
+    other = await stack.start_webhook()
+    path = f"/api/test-cron?workflowId={stack.namespace}/keyed&action=trigger"
+    key = {"Idempotency-Key": "nightly-rerun-7f3a"}
+
+    status, first = await call(stack, "POST", path, token, headers=key)
+    assert status == 201, first
+    status, again = await call(stack, "POST", path, token, headers=key, webhook=other)
+    assert status == 200, again
+    assert again["job"] == first["job"]
+    assert again["replayed"] is True
+    assert [job["metadata"]["name"] for job in await stack.jobs("keyed")] == [first["job"]]
+
+    different = b'{"reason": "rerun after the fix"}'  # the same key, another request
+    status, conflict = await call(stack, "POST", path, token, headers=key, data=different)
+    assert (status, conflict["reason"]) == (422, "IdempotencyKeyReused"), conflict
+    assert "nightly-rerun-7f3a" in conflict["error"]
+    assert first["job"] in conflict["error"]
+
+    # The same key raced on both replicas at once: still one Job.
+    race = {"Idempotency-Key": "nightly-rerun-8b1c"}
+    answers = await asyncio.gather(
+        call(stack, "POST", path, token, headers=race),
+        call(stack, "POST", path, token, headers=race, webhook=other),
+    )
+    assert sorted(status for status, _ in answers) == [200, 201], answers
+    assert answers[0][1]["job"] == answers[1][1]["job"] != first["job"]
+
+    status, unkeyed = await call(stack, "POST", path, token)
+    assert status == 201
+    assert len({first["job"], answers[0][1]["job"], unkeyed["job"]}) == 3
+    assert len(await stack.jobs("keyed")) == 3
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("x" * 256, id="over 255 characters"),
+        pytest.param("two words", id="a space"),
+    ],
+)
+async def test_an_unusable_idempotency_key_is_400_naming_the_header(
+    stack: Stack, value: str
+) -> None:
+    await stack.create_cronworkflow("picky")
+    token = await asyncio.to_thread(grant, stack, "picky", ["trigger"])
+    path = f"/api/test-cron?workflowId={stack.namespace}/picky&action=trigger"
+    status, body = await call(stack, "POST", path, token, headers={"Idempotency-Key": value})
+    assert (status, body["reason"]) == (400, "InvalidParameter"), body
+    assert "Idempotency-Key" in body["error"]
+    assert await stack.jobs("picky") == []

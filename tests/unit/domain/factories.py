@@ -67,6 +67,8 @@ def job(
     created_at: datetime | None = None,
     message_id: str | None = None,
     trigger: str = "schedule",
+    idempotency_key: str | None = None,
+    fingerprint: str | None = None,
 ) -> JobView:
     return JobView(
         name=name,
@@ -78,4 +80,6 @@ def job(
         finished_at=finished_at,
         message_id=message_id,
         trigger=trigger,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint,
     )

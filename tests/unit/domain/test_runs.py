@@ -8,8 +8,12 @@ from typing import Any
 
 import pytest
 
-from qstash_operator.domain import naming, runs
-from qstash_operator.domain.errors import RUN_IN_FLIGHT_RETRY_SECONDS, RunInFlightError
+from qstash_operator.domain import idempotency, naming, runs
+from qstash_operator.domain.errors import (
+    RUN_IN_FLIGHT_RETRY_SECONDS,
+    IdempotencyConflictError,
+    RunInFlightError,
+)
 from qstash_operator.domain.runs import JobView, Outcome
 from tests.unit.domain.factories import cronworkflow, job
 from tests.unit.instants import (
@@ -156,6 +160,87 @@ def test_the_same_manual_request_twice_is_one_job() -> None:
     assert again.outcome is Outcome.DUPLICATE_MESSAGE
 
 
+KEY = "nightly-rerun-7f3a"
+ALICE_SEED = idempotency.seed("alice", KEY)
+ALICE_JOB = naming.manual_job_name("report", ALICE_SEED)
+
+
+def keyed(fingerprint: str, **state: Any) -> JobView:
+    return job(ALICE_JOB, trigger="manual", idempotency_key=KEY, fingerprint=fingerprint, **state)
+
+
+@pytest.mark.parametrize(
+    ("jobs", "seed", "fingerprint", "expected"),
+    [
+        pytest.param((), ALICE_SEED, "f1", Outcome.RUN, id="first request with a key runs"),
+        pytest.param(
+            (keyed("f1", active=True),),
+            ALICE_SEED,
+            "f1",
+            Outcome.DUPLICATE_MESSAGE,
+            id="its retry is answered with the Job",
+        ),
+        pytest.param(
+            (keyed("f1", succeeded=True, finished_at=HALF_PAST),),
+            ALICE_SEED,
+            "f1",
+            Outcome.DUPLICATE_MESSAGE,
+            id="its retry after the Job finished, still the Job",
+        ),
+        pytest.param(
+            (keyed("f1", active=True),),
+            idempotency.seed("bob", KEY),
+            "f1",
+            Outcome.RUN,
+            id="another caller's key of the same text is another request",
+        ),
+        pytest.param(
+            (keyed("f1", active=True),),
+            ALICE_SEED,
+            "f2",
+            IdempotencyConflictError,
+            id="the key with a different request is a conflict",
+        ),
+    ],
+)
+def test_a_manual_run_with_an_idempotency_key(
+    jobs: tuple[JobView, ...], seed: str, fingerprint: str, expected: object
+) -> None:
+    cw = cronworkflow()
+    if expected is IdempotencyConflictError:
+        with pytest.raises(IdempotencyConflictError) as caught:
+            runs.plan_manual(cw, jobs=jobs, seed=seed, key=KEY, fingerprint=fingerprint)
+        assert KEY in str(caught.value)
+        assert ALICE_JOB in str(caught.value)
+        return
+    plan = runs.plan_manual(cw, jobs=jobs, seed=seed, key=KEY, fingerprint=fingerprint)
+    assert plan.outcome is expected
+    assert plan.job_name == naming.manual_job_name("report", seed)
+
+
+WINDOW_START = TOP_OF_THE_HOUR
+WITHIN_THE_WINDOW = WINDOW_START + idempotency.WINDOW - timedelta(seconds=1)
+PAST_THE_WINDOW = WINDOW_START + idempotency.WINDOW
+
+
+@pytest.mark.parametrize(
+    ("now", "pruned"),
+    [
+        pytest.param(WITHIN_THE_WINDOW, ["ok-1"], id="inside the key's window the Job is kept"),
+        pytest.param(PAST_THE_WINDOW, [ALICE_JOB, "ok-1"], id="past it, the history limit holds"),
+    ],
+)
+def test_a_keyed_manual_job_outlives_the_history_limit_for_its_window(
+    now: datetime, pruned: list[str]
+) -> None:
+    jobs = [
+        keyed("f1", succeeded=True, created_at=WINDOW_START, finished_at=WINDOW_START),
+        job("ok-1", succeeded=True, finished_at=WINDOW_START + timedelta(minutes=1)),
+        job("ok-2", succeeded=True, finished_at=WINDOW_START + timedelta(minutes=2)),
+    ]
+    assert runs.history_to_prune(jobs, successful_limit=1, failed_limit=1, now=now) == pruned
+
+
 def test_job_view_reads_the_api_shape() -> None:
     view = runs.job_view(
         {
@@ -205,8 +290,11 @@ def test_history_keeps_the_newest_of_each_kind() -> None:
         job("bad-2", failed=True, finished_at=at(5)),
         job("running", active=True, created_at=at(0)),
     ]
-    assert runs.history_to_prune(jobs, successful_limit=2, failed_limit=1) == ["ok-1", "bad-1"]
-    assert runs.history_to_prune(jobs, successful_limit=0, failed_limit=0) == [
+    assert runs.history_to_prune(jobs, successful_limit=2, failed_limit=1, now=HALF_PAST) == [
+        "ok-1",
+        "bad-1",
+    ]
+    assert runs.history_to_prune(jobs, successful_limit=0, failed_limit=0, now=HALF_PAST) == [
         "ok-1",
         "ok-2",
         "ok-3",
