@@ -30,6 +30,7 @@ from bench import harness
 from qstash_devstack.browser import chromium
 from qstash_devstack.controlplane import ControlPlane
 from qstash_devstack.stack import Stack, cronworkflow
+from qstash_operator.settings import DEFAULT_API_AUDIENCE
 from qstash_server.testing import ThreadedServer
 
 NAMESPACE = "bench-console"
@@ -104,7 +105,7 @@ roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {VIEWER
 subjects: [{{kind: ServiceAccount, name: {VIEWER}, namespace: {NAMESPACE}}}]
 """,
     )
-    return plane.create_service_account_token(NAMESPACE, VIEWER)
+    return plane.create_service_account_token(NAMESPACE, VIEWER, audience=DEFAULT_API_AUDIENCE)
 
 
 def wait_ready(plane: ControlPlane, count: int) -> float:

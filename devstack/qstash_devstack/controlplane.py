@@ -482,18 +482,21 @@ class ControlPlane:
         return self._run_tool("helm", args, input, check, timeout, None)
 
     def create_service_account_token(
-        self, namespace: str, service_account: str, *, duration: str = "1h"
+        self,
+        namespace: str,
+        service_account: str,
+        *,
+        duration: str = "1h",
+        audience: str | None = None,
     ) -> str:
-        """A bound token for the ServiceAccount, minted through the TokenRequest API."""
-        out = self.kubectl(
-            "create",
-            "token",
-            service_account,
-            "--namespace",
-            namespace,
-            f"--duration={duration}",
-        )
-        return out.stdout.strip()
+        """A bound token for the ServiceAccount, minted through the TokenRequest API; for the API
+        server itself, or with ``audience`` for another service (the webhook's API wants
+        ``qstash-operator``)."""
+        args = ["create", "token", service_account, "--namespace", namespace]
+        args.append(f"--duration={duration}")
+        if audience is not None:
+            args.append(f"--audience={audience}")
+        return self.kubectl(*args).stdout.strip()
 
     def kubeconfig_for_token(self, token: str, path: Path | str) -> Path:
         """Write a kubeconfig that authenticates with `token` (e.g. a chart's ServiceAccount)."""
@@ -931,6 +934,21 @@ class ControlPlane:
             *file_args,
             timeout=remaining + 5,
         )
+        # Established is not yet servable: until its watch cache is filled, a list of the new
+        # resource answers 429 "storage is (re)initializing", which the first test would meet.
+        for name in self.kubectl("get", *file_args, "-o", "name").stdout.split():
+            plural, _, group = name.rpartition("/")[2].partition(".")
+            status, discovery = self.request("GET", f"/apis/{group}")
+            if status != 200 or not isinstance(discovery, dict):
+                raise ControlPlaneError(f"/apis/{group} answered {status}: {discovery}")
+            version = discovery["preferredVersion"]["version"]
+            path = f"/apis/{group}/{version}/{plural}?limit=1"
+            self._wait_for(
+                f"{plural}.{group} to be listable",
+                lambda path=path: self.request("GET", path)[0] == 200,
+                deadline,
+                watch="kube-apiserver",
+            )
 
     def _node_ready(self) -> bool:
         status, node = self.request("GET", f"/api/v1/nodes/{FAKE_NODE}")

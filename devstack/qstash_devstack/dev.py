@@ -45,6 +45,7 @@ from qstash_devstack.controlplane import (
     cache_dir,
 )
 from qstash_devstack.processes import Child, child_env, free_port, http_get
+from qstash_operator.settings import DEFAULT_API_AUDIENCE
 
 REPO: Final = Path(__file__).resolve().parents[2]
 DEFAULT_EXAMPLE: Final = REPO / "examples" / "every-minute.yaml"
@@ -314,7 +315,8 @@ def _wait_ready(plane: ControlPlane, namespace: str, name: str, stack: Stack) ->
 def _dev_user_token(plane: ControlPlane, namespace: str) -> str:
     """A token for the console and `qstash-operator list|trigger`: a ServiceAccount allowed list,
     patch and the custom verb trigger on CronWorkflows, and to read Jobs and Events (the console
-    shows them only to whoever may read them); the admin kubeconfig uses a certificate, no token."""
+    shows them only to whoever may read them), bound to the webhook API's audience (the webhook
+    takes no other); the admin kubeconfig uses a certificate, no token."""
     manifest = f"""
 apiVersion: v1
 kind: ServiceAccount
@@ -341,7 +343,9 @@ roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {DEV_US
 subjects: [{{kind: ServiceAccount, name: {DEV_USER}, namespace: {namespace}}}]
 """
     plane.kubectl("apply", "-f", "-", input=manifest)
-    return plane.create_service_account_token(namespace, DEV_USER, duration="24h")
+    return plane.create_service_account_token(
+        namespace, DEV_USER, duration="24h", audience=DEFAULT_API_AUDIENCE
+    )
 
 
 def run(args: argparse.Namespace, console: Console | None = None) -> int:

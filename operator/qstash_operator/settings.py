@@ -30,7 +30,9 @@ Variables (the first four are the seed document's names):
 ``QSTASH_OPERATOR_API_URL``           Where ``qstash-operator list|trigger`` reach the webhook's
                                        API (default WEBHOOK_PUBLIC_URL, else the local stack).
 ``QSTASH_OPERATOR_API_TOKEN``         Kubernetes bearer token those commands send (default: the
-                                       kubeconfig user's token, if it has one).
+                                       kubeconfig user's token, and only to a loopback URL).
+``QSTASH_OPERATOR_API_AUDIENCE``      The audience tokens for the webhook's API must be bound to
+                                       (default ``qstash-operator``).
 ``POD_NAMESPACE``, ``POD_NAME``        Set by the chart (downward API): where the leader Lease
                                        lives and who holds it.
 =====================================  =========================================================
@@ -39,6 +41,7 @@ Variables (the first four are the seed document's names):
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
@@ -50,6 +53,12 @@ from qstash_operator.domain.reconcile import DEFAULT_FINALIZER_TIMEOUT
 from qstash_operator.domain.urls import check_public_url
 
 DEFAULT_QSTASH_URL: Final = "https://qstash.upstash.io"
+DEFAULT_API_AUDIENCE: Final = "qstash-operator"
+"""What ``kubectl create token <sa> --audience qstash-operator`` binds a token to: the webhook's
+API accepts no other, so a token meant for the API server is never one for the webhook."""
+_AUDIENCE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~:/?#@!$&'()*+;=%-]{0,252}")
+_API_SERVER_AUDIENCES: Final = ("https://kubernetes.default.svc", "kubernetes.default.svc")
+"""Prefixes of the issuer most clusters use, which is also the API server's default audience."""
 
 
 class Secret:
@@ -135,6 +144,9 @@ class Settings:
     ui_enabled: bool = True
     """Serve the web console at ``/ui/`` on the webhook's port (QSTASH_WEBHOOK_UI; the chart's
     ``webhook.ui.enabled``)."""
+    api_audience: str = DEFAULT_API_AUDIENCE
+    """The audience a token must be bound to for the webhook's API (TokenReview
+    ``spec.audiences``)."""
     pod_namespace: str = "default"
     """The operator's own namespace: its leader Lease lives there."""
     pod_name: str = "qstash-operator"
@@ -276,6 +288,21 @@ class Settings:
                 f"{backend_raw!r} is not a backend",
                 "use Auto, QStash or CronJob",
             )
+        audience = text("QSTASH_OPERATOR_API_AUDIENCE") or DEFAULT_API_AUDIENCE
+        if not _AUDIENCE.fullmatch(audience):
+            raise SettingsError(
+                "QSTASH_OPERATOR_API_AUDIENCE",
+                f"{audience!r} is not an audience",
+                "use 1-253 characters of letters, digits and URL punctuation, no spaces or "
+                f"commas (default {DEFAULT_API_AUDIENCE})",
+            )
+        if audience.lower().startswith(_API_SERVER_AUDIENCES):
+            raise SettingsError(
+                "QSTASH_OPERATOR_API_AUDIENCE",
+                f"{audience!r} looks like the API server's own audience, so every token the "
+                "cluster issues (kubeconfig credentials included) would be accepted",
+                f"use an audience of the webhook's own, e.g. {DEFAULT_API_AUDIENCE}",
+            )
         namespaces = tuple(
             part.strip()
             for part in (text("QSTASH_OPERATOR_NAMESPACES") or "").split(",")
@@ -297,6 +324,7 @@ class Settings:
             api_url=(text("QSTASH_OPERATOR_API_URL") or "").rstrip("/") or None,
             api_token=secret("QSTASH_OPERATOR_API_TOKEN"),
             ui_enabled=flag("QSTASH_WEBHOOK_UI", default=True),
+            api_audience=audience,
             pod_namespace=text("POD_NAMESPACE") or "default",
             pod_name=text("POD_NAME") or text("HOSTNAME") or "qstash-operator",
         )

@@ -28,6 +28,7 @@ from qstash import QStash
 from qstash_devstack.controlplane import ControlPlane
 from qstash_devstack.stack import Child, Stack, backdate_schedules, cronworkflow, http_get
 from qstash_devstack.stack import wait as wait_briefly
+from qstash_operator.settings import DEFAULT_API_AUDIENCE
 from tests.integration.chart.support import install, service_account_kubeconfig
 
 MANAGED = "qstash-operator.dev/cronworkflow"
@@ -115,7 +116,7 @@ roleRef:
 subjects: [{{kind: ServiceAccount, name: caller, namespace: {namespace}}}]
 """
     plane.kubectl("apply", "-f", "-", input=manifest)
-    return plane.create_service_account_token(namespace, "caller")
+    return plane.create_service_account_token(namespace, "caller", audience=DEFAULT_API_AUDIENCE)
 
 
 def cluster_viewer_token(plane: ControlPlane, namespace: str, release: str) -> str:
@@ -135,7 +136,7 @@ roleRef:
 subjects: [{{kind: ServiceAccount, name: viewer, namespace: {namespace}}}]
 """
     plane.kubectl("apply", "-f", "-", input=manifest)
-    return plane.create_service_account_token(namespace, "viewer")
+    return plane.create_service_account_token(namespace, "viewer", audience=DEFAULT_API_AUDIENCE)
 
 
 def install_chart(stack: Stack, tmp_path: Path, *, namespaced: bool) -> tuple[Path, Path, str]:

@@ -32,6 +32,8 @@ from playwright.sync_api import BrowserContext, ConsoleMessage, Page, expect
 from qstash_devstack.browser import chromium
 from qstash_devstack.processes import Child
 from qstash_devstack.stack import Stack, wait
+from qstash_operator.settings import DEFAULT_API_AUDIENCE
+from qstash_webhook.access import REVIEW_CACHE_SECONDS
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -68,7 +70,9 @@ roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}
 subjects: [{{kind: ServiceAccount, name: {account}, namespace: {ns}}}]
 """,
         )
-        return self.stack.plane.create_service_account_token(ns, account)
+        return self.stack.plane.create_service_account_token(
+            ns, account, audience=DEFAULT_API_AUDIENCE
+        )
 
     def can(self, account: str, verb: str, resource: str) -> bool:
         result = self.stack.plane.kubectl(
@@ -384,7 +388,8 @@ def test_view_only_wrong_tokens_and_rbac_refusals(
     # A wrong token is refused, readably, and kept nowhere.
     sign_in_by_keyboard(page, console.url, "not-a-kubernetes-token")
     expect(page.locator("#sign-in-error")).to_have_text(
-        "Token refused: the Kubernetes API server does not accept this token."
+        f"Token refused: the token is not valid for audience '{DEFAULT_API_AUDIENCE}': make one "
+        f"with kubectl create token <serviceaccount> --audience {DEFAULT_API_AUDIENCE}."
     )
     assert page.evaluate(f"sessionStorage.getItem('{TOKEN_KEY}')") is None
 
@@ -423,9 +428,14 @@ def test_view_only_wrong_tokens_and_rbac_refusals(
     )
     assert not console.suspended("nightly-report")
 
-    # A token that expires or is revoked mid-session signs the tab out with the reason.
+    # A token that expires or is revoked mid-session signs the tab out with the reason (once the
+    # webhook's cache of successful reviews has let it go).
     stack.plane.kubectl("delete", "serviceaccount", "fickle", "-n", stack.namespace)
-    wait(lambda: session_status(console, fickle) == 401, what="the API server to drop the token")
+    wait(
+        lambda: session_status(console, fickle) == 401,
+        timeout=REVIEW_CACHE_SECONDS + 15,
+        what="the API server to drop the token",
+    )
     page.get_by_role("link", name="← All CronWorkflows").click()
     expect(page.locator("#sign-in-error")).to_contain_text("Signed out:")
     assert page.evaluate(f"sessionStorage.getItem('{TOKEN_KEY}')") is None

@@ -148,6 +148,9 @@ def test_make_dev_shows_a_real_tick_completing_and_ctrl_c_cleans_everything(
     dev.append(command)
     ready = command.until(r"^ready in ([\d.]+) s", STARTUP_SECONDS)
     run_dir = Path(command.until(r"export KUBECONFIG=(\S+)/admin\.kubeconfig", 5)[1])
+    api = command.until(
+        r"export QSTASH_OPERATOR_API_URL=(\S+) QSTASH_OPERATOR_API_TOKEN=\$\(cat (\S+)\)", 5
+    )
     assert run_dir.is_dir()
     assert float(ready[1]) < STARTUP_SECONDS
     assert "backend QStash" in command.output()
@@ -164,6 +167,23 @@ def test_make_dev_shows_a_real_tick_completing_and_ctrl_c_cleans_everything(
     )
     command.until(rf"job\s+{created[1]} succeeded", 60)
     command.until(r"status\s+backend QStash \| Ready True .*last success \d", 30)
+    # The printed token works for the printed commands (it is bound to the API's audience).
+    env = {
+        **os.environ,
+        "QSTASH_OPERATOR_API_URL": api[1],
+        "QSTASH_OPERATOR_API_TOKEN": Path(api[2]).read_text().strip(),
+    }
+    for argv in (["list"], ["trigger", "default/every-minute"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "qstash_operator.cli", *argv],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+    assert "every-minute" in done.stdout
     # Every kind of process we expect is among the ones it started.
     names = {cmdline(process) for process in command.pids if alive(process)}
     for expected in (

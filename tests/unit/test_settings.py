@@ -193,3 +193,36 @@ def test_private_urls_make_development_mode_unless_allowed() -> None:
         Settings.from_env({**env, "QSTASH_OPERATOR_ALLOW_PRIVATE_URL": "true"}).qstash_problem()
         is None
     )
+
+
+@pytest.mark.parametrize(
+    ("raw", "audience"),
+    [
+        pytest.param(None, "qstash-operator", id="unset: the default"),
+        pytest.param("cron-api", "cron-api", id="a name"),
+        pytest.param("https://cron.example.com", "https://cron.example.com", id="a URL"),
+    ],
+)
+def test_the_api_audience(raw: str | None, audience: str) -> None:
+    env = {} if raw is None else {"QSTASH_OPERATOR_API_AUDIENCE": raw}
+    assert Settings.from_env(env).api_audience == audience
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        pytest.param("two words", "is not an audience", id="a space"),
+        pytest.param("a,b", "is not an audience", id="a list"),
+        pytest.param("x" * 254, "is not an audience", id="too long"),
+        pytest.param(
+            "https://kubernetes.default.svc.cluster.local",
+            "the API server's own audience",
+            id="the API server's own: every cluster token would pass",
+        ),
+    ],
+)
+def test_an_unusable_api_audience_stops_the_process(raw: str, problem: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"QSTASH_OPERATOR_API_AUDIENCE": raw})
+    assert refused.value.variable == "QSTASH_OPERATOR_API_AUDIENCE"
+    assert problem in refused.value.problem

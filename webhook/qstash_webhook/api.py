@@ -12,12 +12,13 @@ trigger`` [body ``{"reason": "..."}``,                             optional reas
 ``Idempotency-Key: <id>``]                                         one Job per key
 =====================================================  ==========  ===============================
 
-Callers send ``Authorization: Bearer <Kubernetes token>``. The token is checked with a
-TokenReview and the request authorised with a SubjectAccessReview on ``cronworkflows`` in group
-``qstash-operator.dev``, so RBAC decides who may do what: 401 without a valid token, 403 when the
-review says no. The CronWorkflow stays the source of truth: these views patch it or go through the
-run service, never around it. Views parse, call a service, and shape JSON; errors are mapped in
-:mod:`qstash_webhook.errors`.
+Callers send ``Authorization: Bearer <Kubernetes token>``, bound to the API's audience
+(``kubectl create token <sa> --audience qstash-operator``). :mod:`qstash_webhook.access` checks it
+with a TokenReview and authorises the request with a SubjectAccessReview on ``cronworkflows`` in
+group ``qstash-operator.dev``, so RBAC decides who may do what: 401 without a valid token, 403
+when the review says no, 429 after too many tokens that did not check out. The CronWorkflow stays
+the source of truth: these views patch it or go through the run service, never around it. Views
+parse, call a service, and shape JSON; errors are mapped in :mod:`qstash_webhook.errors`.
 """
 
 from __future__ import annotations
@@ -93,27 +94,33 @@ def parse_workflow_id(value: str | None) -> tuple[str, str]:
 # -- authentication and authorisation -------------------------------------------------------------
 
 
-def _bearer(request: web.Request) -> str:
+def _bearer(request: web.Request, audience: str) -> str:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise ApiError(
             401,
             "Unauthenticated",
-            "send Authorization: Bearer <Kubernetes token> (e.g. kubectl create token <sa>)",
+            "send Authorization: Bearer <Kubernetes token> "
+            f"(e.g. kubectl create token <serviceaccount> --audience {audience})",
             headers={"WWW-Authenticate": 'Bearer realm="qstash-operator"'},
         )
     return token
 
 
 async def authenticate(request: web.Request) -> UserInfo:
-    """Who is asking (TokenReview through :class:`~qstash_webhook.access.Access`), else 401."""
-    user = await request.app[typedefs.access_key].authenticate(_bearer(request))
+    """Who is asking (TokenReview through :class:`~qstash_webhook.access.Access`), else 401, or
+    429 after too many tokens from this client (or everyone) did not check out."""
+    audience = request.app[typedefs.settings_key].api_audience
+    user = await request.app[typedefs.access_key].authenticate(
+        _bearer(request, audience), client=request.remote or "unknown"
+    )
     if user is None:
         raise ApiError(
             401,
             "InvalidToken",
-            "the Kubernetes API server does not accept this token",
+            f"the token is not valid for audience {audience!r}: make one with "
+            f"kubectl create token <serviceaccount> --audience {audience}",
             headers={"WWW-Authenticate": 'Bearer realm="qstash-operator", error="invalid_token"'},
         )
     return user
@@ -122,7 +129,7 @@ async def authenticate(request: web.Request) -> UserInfo:
 async def authorize(
     request: web.Request, *, verb: str, namespace: str | None, name: str | None = None
 ) -> UserInfo:
-    """Who is asking, and may they (SubjectAccessReview)? Else 401 / 403."""
+    """Who is asking, and may they (SubjectAccessReview)? Else 401 / 403 / 429."""
     user = await authenticate(request)
     check = Check(verb=verb, namespace=namespace, name=name)
     decision = await request.app[typedefs.access_key].decide(user, check)

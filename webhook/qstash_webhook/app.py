@@ -21,7 +21,7 @@ from qstash_operator.services.catalog import CatalogService, ScheduleLister
 from qstash_operator.services.runs import RunService
 from qstash_operator.settings import Settings
 from qstash_webhook import api, delivery, health, typedefs
-from qstash_webhook.access import Access, KubeAccess
+from qstash_webhook.access import Access, GuardedAccess, KubeAccess
 from qstash_webhook.bodies import BODY_READ_SECONDS, MAX_BODY_BYTES
 from qstash_webhook.console import views as console
 from qstash_webhook.console.service import ConsoleService
@@ -80,13 +80,18 @@ def make_app(
     metrics: WebhookMetrics | None = None,
     access: Access | None = None,
     body_deadline: float = BODY_READ_SECONDS,
+    review_kube: Kube | None = None,
 ) -> web.Application:
     """The webhook application. ``settings.public_url`` must be set (``require_webhook``).
 
     ``schedules`` lists QStash's schedules for the status view; by default the SDK is used when
     ``QSTASH_TOKEN`` is set. ``access`` answers who a token is and what they may do (default:
-    TokenReview and SubjectAccessReview through ``kube``). ``body_deadline``: seconds a request
-    body may take to arrive.
+    TokenReview bound to ``settings.api_audience`` and SubjectAccessReview, behind the review
+    cache and failure limits of :class:`~qstash_webhook.access.GuardedAccess`, through
+    ``review_kube``). ``review_kube``: the client for those reviews; the process passes one with
+    a pool of its own (``qstash_webhook.main``), so a flood of bad tokens cannot hold the
+    connections deliveries need; tests that do not measure that may leave it to share ``kube``.
+    ``body_deadline``: seconds a request body may take to arrive.
     """
     if settings.public_url is None:
         raise ValueError("make_app needs settings.public_url (call settings.require_webhook())")
@@ -118,7 +123,9 @@ def make_app(
         component=COMPONENT,
     )
     app[typedefs.catalog_key] = catalog
-    access = access or KubeAccess(kube)
+    access = access or GuardedAccess(
+        KubeAccess(review_kube or kube, audience=settings.api_audience), metrics=metrics
+    )
     app[typedefs.access_key] = access
     app[typedefs.console_key] = ConsoleService(kube, catalog, access)
     setup_routes(app)

@@ -21,11 +21,12 @@ from typing import Final
 
 from aiohttp import web
 
-from qstash_operator.adapters.kube import Kube
+from qstash_operator.adapters.kube import MAX_CONNECTIONS, Kube
 from qstash_operator.adapters.signing_keys import SigningKeySource
 from qstash_operator.domain.errors import SettingsError
 from qstash_operator.settings import Settings
 from qstash_webhook import logs, typedefs
+from qstash_webhook.access import REVIEW_CONNECTIONS
 from qstash_webhook.app import make_app
 
 logger = logging.getLogger(__name__)
@@ -61,13 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "Environment: WEBHOOK_PUBLIC_URL and the signing keys (QSTASH_CURRENT_SIGNING_KEY, "
         "QSTASH_NEXT_SIGNING_KEY, or QSTASH_SIGNING_KEYS_DIR) are required; "
-        "QSTASH_OPERATOR_CLOCK_TOLERANCE, QSTASH_TOKEN/QSTASH_URL (status page) are optional."
+        "QSTASH_OPERATOR_CLOCK_TOLERANCE, QSTASH_OPERATOR_API_AUDIENCE (default qstash-operator), "
+        "QSTASH_TOKEN/QSTASH_URL (status page) are optional."
     )
 
 
-async def _connect(kubeconfig: str | None) -> Kube:
+async def _connect(kubeconfig: str | None, *, max_connections: int = MAX_CONNECTIONS) -> Kube:
     try:
-        return await Kube.from_environment(kubeconfig)
+        return await Kube.from_environment(kubeconfig, max_connections=max_connections)
     except Exception as exc:  # the client raises its own config errors; none is recoverable
         raise SettingsError(
             "KUBECONFIG",
@@ -76,9 +78,18 @@ async def _connect(kubeconfig: str | None) -> Kube:
         ) from exc
 
 
+async def clients(kubeconfig: str | None) -> tuple[Kube, Kube]:
+    """Two clients of the same cluster with a connection pool each: one for deliveries and the
+    API's work, one for token reviews (:mod:`qstash_webhook.access`), so that a flood of bad
+    tokens cannot take the connections a delivery is waiting for."""
+    work = await _connect(kubeconfig)
+    reviews = await _connect(kubeconfig, max_connections=REVIEW_CONNECTIONS)
+    return work, reviews
+
+
 async def serve(settings: Settings, keys: SigningKeySource, args: argparse.Namespace) -> None:
-    kube = await _connect(args.kubeconfig)
-    app = make_app(settings, kube=kube, keys=keys)
+    kube, review_kube = await clients(args.kubeconfig)
+    app = make_app(settings, kube=kube, keys=keys, review_kube=review_kube)
     runner = web.AppRunner(
         app,
         handle_signals=False,
@@ -105,6 +116,7 @@ async def serve(settings: Settings, keys: SigningKeySource, args: argparse.Names
     finally:
         await runner.cleanup()
         await kube.close()
+        await review_kube.close()
 
 
 def run(args: argparse.Namespace) -> int:

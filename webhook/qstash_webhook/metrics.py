@@ -13,6 +13,9 @@ process never collide on metric names, and ``/metrics`` shows only this service'
 - ``qstash_webhook_job_creation_seconds``: from the tick to the Job's creation (what a user feels:
   QStash latency, retries and our own work).
 - ``qstash_webhook_request_seconds{route}``: time spent answering, per route (our own work only).
+- ``qstash_webhook_token_reviews_total{result}``: bearer tokens on the API, by what became of
+  them: ``cached`` (reviewed recently), ``authenticated``, ``rejected`` (401), ``limited`` (429,
+  no review spent).
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ JOB_CREATION_BUCKETS: Final = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0
 tail covers its retries (12 s, 2.5 min, then 30 min, past which the last bucket is +Inf)."""
 REQUEST_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Seconds per request: a delivery is four API calls, tens of milliseconds on a healthy cluster."""
+
+
+TOKEN_REVIEW_RESULTS: Final = ("cached", "authenticated", "rejected", "limited")
 
 
 class WebhookMetrics:
@@ -70,7 +76,15 @@ class WebhookMetrics:
             buckets=REQUEST_BUCKETS,
             registry=self.registry,
         )
+        self.token_reviews = Counter(
+            "qstash_webhook_token_reviews",
+            "Bearer tokens on the API: cached, authenticated, rejected (401), limited (429)",
+            ["result"],
+            registry=self.registry,
+        )
         # Pre-create the label sets people alert on, so they read 0 rather than missing.
+        for result in TOKEN_REVIEW_RESULTS:
+            self.token_reviews.labels(result=result)
         for failure in SignatureFailure:
             self.signature_failures.labels(reason=failure.value)
         for outcome in Outcome:
@@ -89,6 +103,9 @@ class WebhookMetrics:
 
     def delivery(self, result: str) -> None:
         self.deliveries.labels(result=result).inc()
+
+    def token_review(self, result: str) -> None:
+        self.token_reviews.labels(result=result).inc()
 
     def signature_refused(self, failure: SignatureFailure) -> None:
         self.signature_failures.labels(reason=failure.value).inc()

@@ -21,11 +21,13 @@ Clock = Callable[[], datetime]
 
 settings_key = web.AppKey("settings", Settings)
 kube_key = web.AppKey("kube", Kube)
+"""The client deliveries and the API's own work use (never token reviews: see ``access_key``)."""
 signing_keys_key = web.AppKey("signing_keys", SigningKeySource)
 runs_key = web.AppKey("runs", RunService)
 catalog_key = web.AppKey("catalog", CatalogService)
 access_key: web.AppKey[Access] = web.AppKey("access")
-"""TokenReview and SubjectAccessReview for the API and the console (one path for both)."""
+"""TokenReview and SubjectAccessReview for the API and the console (one path for both), on a
+Kubernetes client of their own in the process (``qstash_webhook.main.clients``)."""
 console_key = web.AppKey("console", ConsoleService)
 metrics_key = web.AppKey("metrics", WebhookMetrics)
 clock_key: web.AppKey[Clock] = web.AppKey("clock")

@@ -101,8 +101,14 @@ class Kube:
         """True when configured from the Pod's ServiceAccount and KUBERNETES_SERVICE_HOST/PORT."""
 
     @classmethod
-    async def from_environment(cls, kubeconfig: str | None = None) -> Kube:
-        """In-cluster config when running in a Pod, else ``$KUBECONFIG`` / ``~/.kube/config``."""
+    async def from_environment(
+        cls, kubeconfig: str | None = None, *, max_connections: int = MAX_CONNECTIONS
+    ) -> Kube:
+        """In-cluster config when running in a Pod, else ``$KUBECONFIG`` / ``~/.kube/config``.
+
+        Each call makes a client with a connection pool of its own (``max_connections``): the
+        webhook keeps its token reviews on one and its deliveries on another.
+        """
         configuration = k8s_client.Configuration()
         in_cluster = True
         try:
@@ -112,7 +118,7 @@ class Kube:
             await k8s_config.load_kube_config(
                 config_file=kubeconfig, client_configuration=configuration
             )
-        configuration.connection_pool_maxsize = MAX_CONNECTIONS
+        configuration.connection_pool_maxsize = max_connections
         return cls(k8s_client.ApiClient(configuration), in_cluster=in_cluster)
 
     @property
@@ -120,6 +126,11 @@ class Kube:
         """The API server's URL this client talks to (in a Pod: the address the kubelet gave it
         in KUBERNETES_SERVICE_HOST/PORT, as client-go uses it)."""
         return str(self._api.configuration.host)
+
+    @property
+    def max_connections(self) -> int:
+        """The size of this client's connection pool."""
+        return int(self._api.configuration.connection_pool_maxsize)
 
     async def close(self) -> None:
         await self._api.close()
@@ -131,8 +142,10 @@ class Kube:
 
     def bearer_token(self) -> str | None:
         """The token this client authenticates with, if its kubeconfig user has one (the CLI
-        tools forward it to the webhook's API, which checks it with a TokenReview)."""
-        value = self._api.configuration.api_key.get("authorization") or ""
+        tools send it to a webhook on this machine, never elsewhere). The client's loaders keep
+        it under ``BearerToken`` (older ones: ``authorization``), as ``Bearer <token>``."""
+        keys = self._api.configuration.api_key
+        value = keys.get("BearerToken") or keys.get("authorization") or ""
         scheme, _, token = str(value).partition(" ")
         return token.strip() or None if scheme.lower() == "bearer" else None
 
@@ -383,16 +396,24 @@ class Kube:
 
     # -- authentication and authorization (the seed's endpoints) -------------------------
 
-    async def review_token(self, token: str) -> UserInfo | None:
-        """TokenReview: who holds ``token``, or None if the API server does not know it."""
+    async def review_token(self, token: str, *, audiences: Sequence[str]) -> UserInfo | None:
+        """TokenReview: who holds ``token``, or None unless the API server vouches for it *and*
+        says it is bound to one of ``audiences``.
+
+        The API's own rule: an authenticator that does not understand audiences answers
+        ``authenticated`` with no ``status.audiences``, so a client that asked for audiences must
+        find one of them there before it trusts the answer.
+        """
         review = {
             "apiVersion": "authentication.k8s.io/v1",
             "kind": "TokenReview",
-            "spec": {"token": token},
+            "spec": {"token": token, "audiences": list(audiences)},
         }
         result = await self._run("POST", "/apis/authentication.k8s.io/v1/tokenreviews", body=review)
         status = result.get("status") or {}
         if not status.get("authenticated"):
+            return None
+        if not set(status.get("audiences") or ()) & set(audiences):
             return None
         user = status.get("user") or {}
         return UserInfo(

@@ -69,3 +69,23 @@ def check_public_url(url: str, *, allow_private: bool = False) -> str | None:
     if address.is_private or address.is_reserved or address.is_unspecified or address.is_multicast:
         return f"WEBHOOK_PUBLIC_URL host {host} is a private or reserved address. {FIX}"
     return None
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` names this machine: ``localhost`` or a literal loopback address. Anything
+    else may be another machine, whatever the name suggests."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return False
+    if not host:
+        return False
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback

@@ -8,7 +8,10 @@ CronWorkflow and does the cron maths locally, so it needs nothing but read acces
 Where the API is and who you are, first match wins:
 
 - URL: ``--url``, ``QSTASH_OPERATOR_API_URL``, ``WEBHOOK_PUBLIC_URL``, :data:`LOCAL_URL`;
-- token: ``--token``, ``QSTASH_OPERATOR_API_TOKEN``, the current kubeconfig user's token.
+- token: ``--token``, ``QSTASH_OPERATOR_API_TOKEN``, the current kubeconfig user's token, the
+  last only for a loopback URL: that credential is the person's own key to the API server
+  (perhaps cluster-admin), and the URL is often the webhook's public one. The webhook wants a
+  token bound to its audience anyway (``kubectl create token <sa> --audience qstash-operator``).
 
 Exit codes: 0 done, 1 the API said no (the reason is printed), 2 bad configuration.
 """
@@ -26,14 +29,14 @@ from typing import Any, Final
 import aiohttp
 
 from qstash_operator.adapters.kube import Kube
-from qstash_operator.domain import cron, model
+from qstash_operator.domain import cron, model, urls
 from qstash_operator.domain.errors import (
     InvalidSpecError,
     NotFoundError,
     SettingsError,
     TransientError,
 )
-from qstash_operator.settings import Settings
+from qstash_operator.settings import DEFAULT_API_AUDIENCE, Settings
 
 LOCAL_URL: Final = "http://127.0.0.1:8080"
 """The webhook's default listen address (``qstash-operator webhook``) on the local stack."""
@@ -49,10 +52,10 @@ _HELP: Final = {
 }
 _SOURCES: Final = (
     "The API URL is --url, else $QSTASH_OPERATOR_API_URL, else $WEBHOOK_PUBLIC_URL, else "
-    f"{LOCAL_URL}. The bearer token is --token, else $QSTASH_OPERATOR_API_TOKEN, else the "
-    "current kubeconfig user's token (e.g. from `kubectl create token <serviceaccount>`); "
-    "RBAC on cronworkflows.qstash-operator.dev decides: verb list for `list`, trigger for "
-    "`trigger`."
+    f"{LOCAL_URL}. The bearer token is --token, else $QSTASH_OPERATOR_API_TOKEN, else (for a "
+    "loopback URL only) the current kubeconfig user's token. Make one with `kubectl create "
+    f"token <serviceaccount> --audience {DEFAULT_API_AUDIENCE}`; RBAC on "
+    "cronworkflows.qstash-operator.dev decides: verb list for `list`, trigger for `trigger`."
 )
 
 
@@ -215,11 +218,24 @@ async def _next(args: argparse.Namespace, now: datetime) -> int:
 # -- list and trigger (the webhook API) ------------------------------------------------------
 
 
-async def _token(args: argparse.Namespace, settings: Settings) -> str:
+async def _token(args: argparse.Namespace, settings: Settings, url: str) -> str:
+    """The bearer token for ``url`` (the sources in the module docstring, in order)."""
     if args.token:
         return str(args.token)
     if settings.api_token is not None:
         return settings.api_token.reveal()
+    make_one = (
+        f'pass --token "$(kubectl create token <serviceaccount> --audience '
+        f'{settings.api_audience})" or set QSTASH_OPERATOR_API_TOKEN'
+    )
+    if not urls.is_loopback(url):
+        raise SettingsError(
+            "--token",
+            f"not given, and the kubeconfig user's credentials are never sent to {url} (only "
+            "to a loopback URL: they are your key to the API server, not a token for the "
+            "webhook)",
+            make_one,
+        )
     try:
         kube = await Kube.from_environment(args.kubeconfig)
     except Exception:  # no kubeconfig at all: fall through to the message below
@@ -232,7 +248,7 @@ async def _token(args: argparse.Namespace, settings: Settings) -> str:
     raise SettingsError(
         "QSTASH_OPERATOR_API_TOKEN",
         "no bearer token: the kubeconfig user has none (client certificates cannot be forwarded)",
-        'pass --token "$(kubectl create token <serviceaccount>)" or set the variable',
+        make_one,
     )
 
 
@@ -303,9 +319,10 @@ def format_list(items: list[dict[str, Any]]) -> list[str]:
 
 
 async def _list(args: argparse.Namespace, settings: Settings) -> int:
-    token = await _token(args, settings)
+    base = _base_url(args, settings)
+    token = await _token(args, settings, base)
     params = {"namespace": args.namespace} if args.namespace else {}
-    status, data = await _call("GET", f"{_base_url(args, settings)}/api/cron", token, params)
+    status, data = await _call("GET", f"{base}/api/cron", token, params)
     if status != 200:
         return _failed(status, data)
     if args.output == "json":
@@ -318,10 +335,11 @@ async def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _trigger(args: argparse.Namespace, settings: Settings) -> int:
     namespace, name = _split(args.workflow)
-    token = await _token(args, settings)
+    base = _base_url(args, settings)
+    token = await _token(args, settings, base)
     params = {"workflowId": f"{namespace}/{name}", "action": "trigger"}
     key = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
-    url = f"{_base_url(args, settings)}/api/test-cron"
+    url = f"{base}/api/test-cron"
     status, data = await _call("POST", url, token, params, key)
     if status not in (200, 201):
         return _failed(status, data)

@@ -55,7 +55,14 @@ CALLS: Final[dict[str, Permission | None]] = {
     "review_access": ("create", "subjectaccessreviews"),
     "list_events": ("list", "events"),
 }
-NOT_API_CALLS: Final = {"from_environment", "close", "api_client", "bearer_token", "server"}
+NOT_API_CALLS: Final = {
+    "from_environment",
+    "close",
+    "api_client",
+    "bearer_token",
+    "server",
+    "max_connections",
+}
 
 PACKAGE = REPO / "operator" / "qstash_operator"
 SOURCES: Final[dict[str, list[Path]]] = {

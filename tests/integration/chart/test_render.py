@@ -334,6 +334,39 @@ def test_the_rendered_crd_is_the_one_in_crds(bin_dir: Path) -> None:
     assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
 
 
+def test_the_ingress_publishes_only_the_delivery_endpoint_unless_told(bin_dir: Path) -> None:
+    """The token-protected API stays inside the cluster by default: QStash needs one path."""
+
+    def paths(*sets: str) -> list[str]:
+        [rule] = one(render(bin_dir, "qstash", sets=sets), "Ingress")["spec"]["rules"]
+        return [entry["path"] for entry in rule["http"]["paths"]]
+
+    assert paths() == ["/api/qstash/webhook"]
+    wider = "webhook.ingress.paths={/api/qstash/webhook,/api/cron,/api/test-cron}"
+    assert paths(wider) == ["/api/qstash/webhook", "/api/cron", "/api/test-cron"]
+    result = helm(
+        bin_dir,
+        "template",
+        str(CHART),
+        "-f",
+        str(values_file("qstash")),
+        "--set",
+        "webhook.ingress.paths=null",
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "webhook.ingress.paths is empty" in result.stderr
+
+
+def test_the_webhook_api_wants_tokens_for_its_own_audience(bin_dir: Path) -> None:
+    webhook = one(render(bin_dir, "qstash"), "Deployment", "-webhook")
+    assert env_of(webhook)["QSTASH_OPERATOR_API_AUDIENCE"] == "qstash-operator"
+    other = render(bin_dir, "qstash", sets=["webhook.apiAudience=cron-api"])
+    assert env_of(one(other, "Deployment", "-webhook"))["QSTASH_OPERATOR_API_AUDIENCE"] == (
+        "cron-api"
+    )
+
+
 def test_crds_can_be_left_out_or_left_to_go(bin_dir: Path) -> None:
     assert not find(render(bin_dir, sets=["crds.enabled=false"]), "CustomResourceDefinition")
     crd = one(render(bin_dir, sets=["crds.keep=false"]), "CustomResourceDefinition")
@@ -495,17 +528,24 @@ def test_every_documented_value_changes_what_renders(bin_dir: Path) -> None:
     assert unused == [], unused
 
 
+DELIVERIES = "/api/qstash/webhook"
+"""What the chart's Ingress publishes by default (``webhook.ingress.paths``): QStash's way in."""
+
+
 @pytest.mark.parametrize(
     ("sets", "ui_env", "published"),
     [
-        pytest.param([], "true", ["/api"], id="defaults: served, not published"),
+        pytest.param([], "true", [DELIVERIES], id="defaults: served, not published"),
         pytest.param(
-            ["webhook.ingress.exposeUI=true"], "true", ["/api", "/ui"], id="published on request"
+            ["webhook.ingress.exposeUI=true"],
+            "true",
+            [DELIVERIES, "/ui"],
+            id="published on request",
         ),
         pytest.param(
             ["webhook.ui.enabled=false", "webhook.ingress.exposeUI=true"],
             "false",
-            ["/api"],
+            [DELIVERIES],
             id="off: nothing to publish",
         ),
     ],

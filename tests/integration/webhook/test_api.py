@@ -18,9 +18,20 @@ from qstash_operator import cli
 from qstash_operator.domain import vocabulary
 from tests.integration.webhook.conftest import CLUSTER, Stack, Webhook, job_template
 
+API_AUDIENCE = "qstash-operator"
+"""The webhook API's audience (the Settings default): its tokens are minted for it."""
 
-def grant(stack: Stack, account: str, verbs: list[str], *, cluster_wide: bool = False) -> str:
-    """A ServiceAccount with ``verbs`` on cronworkflows (in the namespace, or everywhere)."""
+
+def grant(
+    stack: Stack,
+    account: str,
+    verbs: list[str],
+    *,
+    cluster_wide: bool = False,
+    audience: str | None = API_AUDIENCE,
+) -> str:
+    """A ServiceAccount with ``verbs`` on cronworkflows (in the namespace, or everywhere) and a
+    token for it, bound to ``audience`` (None: the API server's own audience)."""
     ns = stack.namespace
     kind = "ClusterRole" if cluster_wide else "Role"
     binding = "ClusterRoleBinding" if cluster_wide else "RoleBinding"
@@ -50,7 +61,7 @@ roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: {kind}, name: {name}}}
 subjects: [{{kind: ServiceAccount, name: {account}, namespace: {ns}}}]
 """
     stack.control_plane.kubectl("apply", "-f", "-", input=manifest)
-    return stack.control_plane.create_service_account_token(ns, account)
+    return stack.control_plane.create_service_account_token(ns, account, audience=audience)
 
 
 async def call(

@@ -29,7 +29,7 @@ class TableAccess:
         self.grants = grants
         self.asked: list[Check] = []
 
-    async def authenticate(self, token: str) -> UserInfo | None:
+    async def authenticate(self, token: str, *, client: str) -> UserInfo | None:
         return ALICE
 
     async def decide(self, user: UserInfo, check: Check) -> AccessDecision:

@@ -150,7 +150,7 @@ function signIn(message) {
       "p",
       { id: "token-help", class: "muted" },
       "A token the cluster accepts, e.g. ",
-      el("code", { text: "kubectl create token <serviceaccount>" }),
+      el("code", { text: "kubectl create token <serviceaccount> --audience qstash-operator" }),
       ". It is kept in this tab only and sent as an Authorization header; RBAC decides what you may see and do.",
     ),
     el("button", { type: "submit", text: "Sign in" }),
