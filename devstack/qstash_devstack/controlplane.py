@@ -611,6 +611,20 @@ class ControlPlane:
             proc.start()
             self._wait_apiserver_ready(time.monotonic() + self.start_timeout)
 
+    @contextlib.contextmanager
+    def apiserver_paused(self) -> Iterator[None]:
+        """Freeze kube-apiserver (SIGSTOP) for the duration of the block, then thaw it (SIGCONT)
+        and wait until it is ready. Frozen, it still accepts connections (the kernel completes
+        the handshake) but never answers, on new connections or open ones: the hang of a stuck
+        or partitioned API server, which a stopped one (refused connections) does not give."""
+        proc = self._processes["kube-apiserver"]
+        proc.signal_group(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            proc.signal_group(signal.SIGCONT)
+            self._wait_apiserver_ready(time.monotonic() + self.start_timeout)
+
     def restart_apiserver(self) -> float:
         """Stop and start kube-apiserver on the same port; return the seconds it was away."""
         began = time.monotonic()

@@ -11,7 +11,7 @@ import pytest
 
 from qstash_devstack.controlplane import ControlPlane
 from qstash_operator.adapters.kube import Kube
-from qstash_operator.adapters.leader import lead
+from qstash_operator.adapters.leader import Ending, lead
 
 
 class WorkFailedError(RuntimeError):
@@ -35,6 +35,7 @@ async def test_a_failing_leader_raises_its_error_and_releases_the_lease(
         async def clean() -> None:
             return None
 
-        assert await lead(kube, name="lease", namespace=namespace, identity="pod-b", work=clean)
+        ending = await lead(kube, name="lease", namespace=namespace, identity="pod-b", work=clean)
+        assert ending is Ending.DONE
     finally:
         await kube.close()

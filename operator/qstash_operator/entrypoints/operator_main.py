@@ -3,8 +3,9 @@
 Start-up order: settings (stop on bad ones) → one log line naming the mode and why → clients →
 the health/metrics server (every replica) → wait for the leader Lease → kopf handlers and the
 drift loop (the leader only; it outlives any failed pass, and readiness reports it when passes
-have failed for three periods). Losing the lease stops the process with exit code 3, so the
-Deployment restarts it as a standby rather than risk two leaders.
+have failed for three periods). Losing the lease stops the work before a standby may lead
+(``adapters.leader``) and then the process, with exit code 3, so the Deployment restarts it as a
+standby rather than risk two leaders; work that does not stop in time ends the process at once.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final, cast
 
@@ -21,7 +23,7 @@ import kopf
 from aiohttp import web
 
 from qstash_operator.adapters.kube import Kube
-from qstash_operator.adapters.leader import lead
+from qstash_operator.adapters.leader import Ending, lead
 from qstash_operator.adapters.operator_metrics import OperatorMetrics
 from qstash_operator.adapters.qstash_api import QStashSchedules
 from qstash_operator.domain import builders
@@ -201,14 +203,21 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
         if not args.leader_election:
             await work()
             return 0
-        kept = await lead(
+        ending = await lead(
             kube,
             name=args.lease_name,
             namespace=settings.pod_namespace,
             identity=settings.pod_name,
             work=work,
         )
-        if not kept:
+        if ending is Ending.STUCK:
+            # The work ignored its cancellation and the lease is about to pass to a standby:
+            # nothing of this process may act any more, not even its clean-up.
+            logger.critical("leader lease lost and the work did not stop; exiting now")
+            logging.shutdown()
+            sys.stderr.flush()
+            os._exit(LOST_LEADERSHIP_EXIT)
+        if ending is Ending.LOST:
             logger.error("leader lease lost; exiting so a standby can take over")
             return LOST_LEADERSHIP_EXIT
         return 0
