@@ -87,7 +87,7 @@ done_step
 step "check the binaries answer"
 "$tmp/kube-apiserver" --version >&2
 "$tmp/kubectl" version --client >&2
-"$tmp/etcd" --version | head -1 >&2
+"$tmp/etcd" --version | sed -n 1p >&2  # sed reads it all: head would exit early and SIGPIPE (141) fails the build under pipefail
 "$tmp/helm" version --short >&2
 "$tmp/kwok" --version >&2 || true
 done_step
