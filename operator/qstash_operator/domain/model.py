@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from qstash_operator.domain import cron, naming
+from qstash_operator.domain import cron, hashspread, naming
 from qstash_operator.domain.errors import InvalidSpecError
 from qstash_operator.domain.vocabulary import REASON_INVALID_JOB_TEMPLATE
 
@@ -167,8 +167,13 @@ def parse_job_template(raw: Any) -> JsonDict:
     return copy.deepcopy(dict(raw))
 
 
-def parse_spec(spec: Mapping[str, Any]) -> CronWorkflowSpec:
-    """Validate a raw ``spec``; defaults as in the CRD for fields the API server did not default."""
+def parse_spec(spec: Mapping[str, Any], *, key: str = "") -> CronWorkflowSpec:
+    """Validate a raw ``spec``; defaults as in the CRD for fields the API server did not default.
+
+    ``key`` (``<namespace>/<name>``) resolves hash-spread times (``H``, :mod:`hashspread`): the
+    returned ``schedule.expression`` is what the backends run, ``schedule.original`` what the
+    user wrote.
+    """
     schedule_text = spec.get("schedule")
     if not isinstance(schedule_text, str):
         raise InvalidSpecError(
@@ -177,7 +182,7 @@ def parse_spec(spec: Mapping[str, Any]) -> CronWorkflowSpec:
     time_zone = _get(spec, "timeZone", "UTC")
     if not isinstance(time_zone, str):
         raise InvalidSpecError("spec.timeZone", "must be a string", "Use an IANA name such as UTC.")
-    schedule = cron.parse(schedule_text, time_zone)
+    schedule = _schedule(schedule_text, time_zone, key)
     deadline = spec.get("startingDeadlineSeconds")
     if deadline is not None:
         deadline = _int(deadline, "spec.startingDeadlineSeconds", minimum=0)
@@ -212,6 +217,13 @@ def parse_spec(spec: Mapping[str, Any]) -> CronWorkflowSpec:
     )
 
 
+def _schedule(text: str, time_zone: str, key: str) -> cron.Schedule:
+    resolved = hashspread.resolve(text, key)
+    if resolved == text:
+        return cron.parse(text, time_zone)
+    return dataclasses.replace(cron.parse(resolved, time_zone), original=text)
+
+
 def validate_name(name: str) -> None:
     if len(name) > naming.MAX_CRONWORKFLOW_NAME:
         raise InvalidSpecError(
@@ -240,6 +252,6 @@ def parse(body: Mapping[str, Any]) -> CronWorkflow:
         name=name,
         uid=str(meta.get("uid", "")),
         generation=int(meta.get("generation") or 0),
-        spec=parse_spec(body.get("spec") or {}),
+        spec=parse_spec(body.get("spec") or {}, key=f"{namespace}/{name}"),
         annotations=dict(meta.get("annotations") or {}),
     )

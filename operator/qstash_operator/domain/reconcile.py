@@ -467,6 +467,7 @@ def _apply(
     status.update(
         backend=target.value,
         appliedSchedule=applied_schedule,
+        resolvedSchedule=cw.spec.schedule.expression,
         nextScheduleTime=_next_time(cw, record.status, now),
     )
     if record.status.get("appliedSchedule") != applied_schedule or not record.status.get(
