@@ -7,6 +7,7 @@ must be accepted by the CRD, become Ready, and carry its promise into the schedu
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -38,7 +39,18 @@ def test_there_is_an_example_for_each_promise_of_the_readme() -> None:
         "inventory-sync",
         "quarterly-cleanup",
         "reindex",
+        "nightly-vacuum",
     }
+
+
+def spread(namespace: str, name: str) -> str:
+    """What ``H H(1-4) * * *`` must resolve to for this object, computed here from sha256."""
+
+    def seed(field: str) -> int:
+        digest = hashlib.sha256(f"{namespace}/{name}|{field}".encode()).digest()
+        return int.from_bytes(digest[:8], "big")
+
+    return f"{seed('minute') % 60} {1 + seed('hour') % 4} * * *"
 
 
 @pytest.mark.parametrize("backend", ["QStash", "CronJob"])
@@ -50,6 +62,10 @@ def test_each_example_is_accepted_and_runs_on_its_backend(stack: Stack, backend:
         stack.wait_condition(name, "Ready", "True", reason=reason, timeout=60)
         body = stack.get("cronworkflow", name) or {}
         assert body["status"]["backend"] == backend, name
+
+    vacuum = spread(stack.namespace, "nightly-vacuum")
+    resolved = (stack.get("cronworkflow", "nightly-vacuum") or {})["status"]["resolvedSchedule"]
+    assert resolved == vacuum
 
     if backend == "QStash":
         client = QStash(stack.qstash.token, base_url=stack.qstash.url, retry=False)
@@ -63,6 +79,7 @@ def test_each_example_is_accepted_and_runs_on_its_backend(stack: Stack, backend:
         assert nightly.cron == "CRON_TZ=Europe/Berlin 30 6 * * *"
         assert nightly.retries == 3
         assert {name for name, s in schedules.items() if s.paused} == SUSPENDED
+        assert schedules["nightly-vacuum"].cron == f"CRON_TZ=UTC {vacuum}"
     else:
         nightly_job = stack.get("cronjob", "nightly-report") or {}
         assert nightly_job["spec"]["timeZone"] == "Europe/Berlin"
@@ -74,6 +91,7 @@ def test_each_example_is_accepted_and_runs_on_its_backend(stack: Stack, backend:
             name for name in names() if (stack.get("cronjob", name) or {})["spec"]["suspend"]
         }
         assert suspended == SUSPENDED
+        assert (stack.get("cronjob", "nightly-vacuum") or {})["spec"]["schedule"] == vacuum
 
     # The manual-only example runs when asked, and only then.
     assert stack.list("jobs", f"{MANAGED}=reindex") == []
@@ -87,3 +105,26 @@ def test_each_example_is_accepted_and_runs_on_its_backend(stack: Stack, backend:
         stack.plane.kubectl("get", "qcwf", "-n", stack.namespace, "-o", "json").stdout
     )
     assert len(printed["items"]) == len(names())
+
+
+def test_hash_spread_resolves_the_same_after_delete_and_re_apply(stack: Stack) -> None:
+    stack.operator(qstash=True)
+    example = str(EXAMPLES / "hash-spread.yaml")
+    client = QStash(stack.qstash.token, base_url=stack.qstash.url, retry=False)
+    schedule_id = f"{stack.cluster_name}.{stack.namespace}.nightly-vacuum"
+    seen = []
+    for _ in range(2):
+        stack.plane.kubectl("apply", "-n", stack.namespace, "-f", example)
+        stack.wait_condition("nightly-vacuum", "Ready", "True", reason="Ready", timeout=60)
+        body = stack.get("cronworkflow", "nightly-vacuum") or {}
+        seen.append((body["metadata"]["uid"], body["status"]["resolvedSchedule"]))
+        assert client.schedule.get(schedule_id).cron == f"CRON_TZ=UTC {seen[-1][1]}"
+        stack.plane.kubectl("delete", "-n", stack.namespace, "-f", example, "--wait=true")
+        wait(
+            lambda: schedule_id not in {s.schedule_id for s in client.schedule.list()},
+            timeout=30,
+            what="the QStash schedule to go with the object",
+        )
+    [(first_uid, first), (second_uid, second)] = seen
+    assert first_uid != second_uid  # really a new object
+    assert first == second == spread(stack.namespace, "nightly-vacuum")
