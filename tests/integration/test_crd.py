@@ -265,6 +265,8 @@ VALID = [
         id="month names and a zone with a sign",
     ),
     pytest.param({"schedule": " 0 3 * * * "}, id="a schedule with surrounding blanks"),
+    pytest.param({"schedule": "H H(1-4) * * *"}, id="hash-spread minute and hour"),
+    pytest.param({"schedule": "H(0-29)/10 H/6 * * *"}, id="hash-spread steps within ranges"),
     pytest.param(
         {
             "schedule": "0 0 * * 0",
@@ -382,6 +384,7 @@ def test_kubectl_explain_teaches_the_spec(control_plane: ControlPlane) -> None:
         assert re.search(rf"^\s+{field}\s+<", out, re.MULTILINE), f"{field} missing:\n{out}"
     assert re.search(r"schedule\s+<string> -required-", out)
     assert "No seconds field: QStash's resolution is one minute" in flat
+    assert "Hash-spread times (Jenkins' H) in the minute and hour fields" in flat
 
 
 def test_kubectl_explain_teaches_nested_fields(control_plane: ControlPlane) -> None:
