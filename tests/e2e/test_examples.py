@@ -40,6 +40,7 @@ def test_there_is_an_example_for_each_promise_of_the_readme() -> None:
         "quarterly-cleanup",
         "reindex",
         "nightly-vacuum",
+        "launch-reminders",
     }
 
 
@@ -62,6 +63,10 @@ def test_each_example_is_accepted_and_runs_on_its_backend(stack: Stack, backend:
         stack.wait_condition(name, "Ready", "True", reason=reason, timeout=60)
         body = stack.get("cronworkflow", name) or {}
         assert body["status"]["backend"] == backend, name
+
+    campaign = (stack.get("cronworkflow", "launch-reminders") or {})["status"]
+    assert campaign["nextScheduleTime"].endswith(":00:00Z")  # inside its window: a next run
+    assert "scheduledRuns" not in campaign  # nothing ran yet
 
     vacuum = spread(stack.namespace, "nightly-vacuum")
     resolved = (stack.get("cronworkflow", "nightly-vacuum") or {})["status"]["resolvedSchedule"]

@@ -104,8 +104,11 @@ REASON_REPLACED_ACTIVE: Final = "SuccessfulDelete"  # Replace deleted the active
 REASON_MANUAL_RUN: Final = "ManualRun"
 REASON_SAW_COMPLETED_JOB: Final = "SawCompletedJob"
 REASON_HISTORY_PRUNED: Final = "HistoryPruned"
+REASON_SKIPPED_INACTIVE: Final = "SkippedNotYetActive"  # a tick before spec.activeFrom
 
 # Ready
 REASON_READY: Final = "Ready"
 REASON_SUSPENDED: Final = "Suspended"
 REASON_NOT_READY: Final = "NotReady"
+REASON_NOT_YET_ACTIVE: Final = "NotYetActive"  # before spec.activeFrom: the backend is paused
+REASON_COMPLETED: Final = "Completed"  # spec.activeUntil passed or spec.maxRuns made

@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import Final, Protocol
 
 from qstash_operator.adapters.kube import Kube
-from qstash_operator.domain import builders, model, runs, vocabulary
+from qstash_operator.domain import builders, model, runs, vocabulary, window
 from qstash_operator.domain.errors import (
     AlreadyExistsError,
     ApiRejectedError,
@@ -128,6 +128,7 @@ class RunService:
                 tolerance=self._tolerance,
                 first_attempt=retried == 0,
                 reserved=runs.reserved_names(status.get("active"), now=delivered_at),
+                runs_made=window.runs_made(status),
             )
             try:
                 return await self._execute(
