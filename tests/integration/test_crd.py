@@ -208,6 +208,27 @@ INVALID = [
         "remove spec.qstash or set spec.backend to Auto or QStash",
         id="qstash options with the CronJob backend are refused: they would be ignored",
     ),
+    pytest.param(
+        {
+            "spec.activeFrom": "2027-01-02T00:00:00+01:00",
+            "spec.activeUntil": "2027-01-01T00:00:00Z",
+        },
+        "spec.activeUntil",
+        "must be later than spec.activeFrom",
+        id="a window that ends before it starts is refused, compared as times not text",
+    ),
+    pytest.param(
+        {"spec.activeFrom": "next monday"},
+        "spec.activeFrom",
+        "date-time",
+        id="an activeFrom that is not an RFC 3339 time is refused",
+    ),
+    pytest.param(
+        {"spec.maxRuns": 0},
+        "spec.maxRuns",
+        "should be greater than or equal to 1",
+        id="maxRuns 0 is refused",
+    ),
 ]
 
 
@@ -266,6 +287,14 @@ VALID = [
     ),
     pytest.param({"schedule": " 0 3 * * * "}, id="a schedule with surrounding blanks"),
     pytest.param({"schedule": "H H(1-4) * * *"}, id="hash-spread minute and hour"),
+    pytest.param(
+        {
+            "activeFrom": "2027-01-01T00:00:00+01:00",
+            "activeUntil": "2027-01-01T00:00:00Z",
+            "maxRuns": 5,
+        },
+        id="a one-hour window given in two offsets, and a run limit",
+    ),
     pytest.param({"schedule": "H(0-29)/10 H/6 * * *"}, id="hash-spread steps within ranges"),
     pytest.param(
         {
