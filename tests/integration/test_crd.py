@@ -210,8 +210,8 @@ INVALID = [
     ),
     pytest.param(
         {
-            "spec.activeFrom": "2027-01-02T00:00:00+01:00",
-            "spec.activeUntil": "2027-01-01T00:00:00Z",
+            "spec.activeFrom": "2027-01-01T08:00:00Z",
+            "spec.activeUntil": "2027-01-01T10:00:00+05:00",
         },
         "spec.activeUntil",
         "must be later than spec.activeFrom",
@@ -289,11 +289,11 @@ VALID = [
     pytest.param({"schedule": "H H(1-4) * * *"}, id="hash-spread minute and hour"),
     pytest.param(
         {
-            "activeFrom": "2027-01-01T00:00:00+01:00",
-            "activeUntil": "2027-01-01T00:00:00Z",
+            "activeFrom": "2027-01-01T10:00:00+05:00",
+            "activeUntil": "2027-01-01T06:00:00Z",
             "maxRuns": 5,
         },
-        id="a one-hour window given in two offsets, and a run limit",
+        id="a one-hour window in two offsets (earlier as text, later as time), and a run limit",
     ),
     pytest.param({"schedule": "H(0-29)/10 H/6 * * *"}, id="hash-spread steps within ranges"),
     pytest.param(
