@@ -8,8 +8,9 @@ route                                                  RBAC verb   effect
 ``DELETE /api/cron/deactivate/{namespace}/{name}``     patch       ``spec.suspend: true``
 ``GET /api/test-cron``                                 list        backend health and drift
 ``POST /api/test-cron?workflowId=ns/name&action=       trigger     one manual Job, now; an
-trigger`` [body ``{"reason": "..."}``,                             optional reason is recorded;
-``Idempotency-Key: <id>``]                                         one Job per key
+trigger`` [body ``{"reason": "...",                               optional reason is recorded;
+"parameters": {"name": value}}``,                                  typed overrides (422 naming
+``Idempotency-Key: <id>``]                                         a bad one); one Job per key
 =====================================================  ==========  ===============================
 
 Callers send ``Authorization: Bearer <Kubernetes token>``, bound to the API's audience
@@ -244,23 +245,47 @@ MAX_REASON_CHARS: Final = 300
 """A run's reason is a sentence for the audit trail (an Event message holds 1,024 characters)."""
 
 
-def reason_in(body: bytes) -> str | None:
-    """The optional JSON body ``{"reason": "..."}`` of a manual run (read with its deadline)."""
+_BODY_FIELDS: Final = {"reason", "parameters"}
+
+
+def manual_request_in(body: bytes) -> tuple[str | None, dict[str, Any] | None]:
+    """The optional JSON body ``{"reason": "...", "parameters": {"name": value}}`` of a manual
+    run (read with its deadline). The parameters' types are checked by the run service against
+    the CronWorkflow's declarations (422 naming the parameter); here only the shape."""
     if not body:
-        return None
+        return None, None
     try:
         payload = json.loads(body)
     except ValueError:
         raise ApiError(
             400, "InvalidParameter", 'the body must be JSON, e.g. {"reason": "re-run after fix"}'
         ) from None
-    return reason_from(payload)
+    return reason_from(payload), parameters_from(payload)
+
+
+def parameters_from(payload: Any) -> dict[str, Any] | None:
+    """``parameters``: an object of name to string, number or boolean (None: absent)."""
+    raw = payload.get("parameters") if isinstance(payload, dict) else None
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not all(
+        isinstance(value, str | int | bool) and not isinstance(value, float)
+        for value in raw.values()
+    ):
+        raise ApiError(
+            400,
+            "InvalidParameter",
+            'parameters must be an object of name to string, number or boolean, e.g. {"size": 10}',
+        )
+    return dict(raw)
 
 
 def reason_from(payload: Any) -> str | None:
     """A run's reason: one line of printable text, at most :data:`MAX_REASON_CHARS`."""
-    if not isinstance(payload, dict) or set(payload) - {"reason"}:
-        raise ApiError(400, "InvalidParameter", 'the body takes one field, "reason"')
+    if not isinstance(payload, dict) or set(payload) - _BODY_FIELDS:
+        raise ApiError(
+            400, "InvalidParameter", 'the body takes the fields "reason" and "parameters"'
+        )
     reason = payload.get("reason")
     if reason is None:
         return None
@@ -298,7 +323,7 @@ async def run_now(request: web.Request, *, namespace: str, name: str) -> web.Res
         request, deadline=request.app[typedefs.body_deadline_key], limit=MAX_BODY_BYTES
     )
     now = request.app[typedefs.clock_key]()  # once the body is in
-    reason = reason_in(body)
+    reason, overrides = manual_request_in(body)
     fingerprint = None
     if key is None:
         seed = uuid.uuid4().hex  # one request, one Job: a new id per request
@@ -315,6 +340,8 @@ async def run_now(request: web.Request, *, namespace: str, name: str) -> web.Res
         now=now,
         key=key,
         fingerprint=fingerprint,
+        overrides=overrides,
+        reason=reason,
     )
     answer: dict[str, Any] = {
         "outcome": result.outcome.value,
@@ -323,6 +350,7 @@ async def run_now(request: web.Request, *, namespace: str, name: str) -> web.Res
         "requestedBy": user.username,
         "message": result.message,
         "runReason": reason,
+        "parameters": overrides or {},
     }
     if key is not None:
         answer["idempotencyKey"] = key

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
-from qstash_operator.domain import cron, hashspread, naming
+from qstash_operator.domain import cron, hashspread, naming, parameters
 from qstash_operator.domain.errors import InvalidSpecError
 from qstash_operator.domain.vocabulary import REASON_INVALID_JOB_TEMPLATE
 
@@ -76,6 +76,7 @@ class CronWorkflowSpec:
     active_from: datetime | None = None  # spec.activeFrom: no tick before it runs
     active_until: datetime | None = None  # spec.activeUntil: no tick at or after it runs
     max_runs: int | None = None  # spec.maxRuns: scheduled runs allowed in all
+    parameters: tuple[parameters.Parameter, ...] = ()  # spec.parameters, declaration order
 
     @property
     def time_zone(self) -> str:
@@ -259,6 +260,7 @@ def parse_spec(spec: Mapping[str, Any], *, key: str = "") -> CronWorkflowSpec:
         active_from=active_from,
         active_until=active_until,
         max_runs=max_runs,
+        parameters=parameters.parse(spec.get("parameters")),
     )
 
 

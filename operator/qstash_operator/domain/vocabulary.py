@@ -39,6 +39,11 @@ ANNOTATION_MESSAGE_ID: Final = PREFIX + "message-id"
 ANNOTATION_TRIGGERED_BY: Final = PREFIX + "triggered-by"  # who asked for a manual run
 ANNOTATION_BACKEND: Final = PREFIX + "backend"  # which backend made the Job
 ANNOTATION_RUN_NOW: Final = PREFIX + "run-now"  # on a CronWorkflow: make one manual Job
+# run-now's companions on the CronWorkflow: JSON {"name": "value"} overrides, and why
+ANNOTATION_RUN_NOW_PARAMETERS: Final = PREFIX + "run-now-parameters"
+ANNOTATION_RUN_NOW_REASON: Final = PREFIX + "run-now-reason"
+ANNOTATION_RUN_REASON: Final = PREFIX + "run-reason"  # on a manual Job: why it was asked for
+ANNOTATION_RUN_PARAMETERS: Final = PREFIX + "run-parameters"  # on a Job: JSON of its overrides
 # On a manual Job made over HTTP with an Idempotency-Key: the key, and a hash of the request.
 ANNOTATION_IDEMPOTENCY_KEY: Final = PREFIX + "idempotency-key"
 ANNOTATION_REQUEST_FINGERPRINT: Final = PREFIX + "request-fingerprint"

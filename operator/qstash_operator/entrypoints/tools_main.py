@@ -29,7 +29,7 @@ from typing import Any, Final
 import aiohttp
 
 from qstash_operator.adapters.kube import Kube
-from qstash_operator.domain import cron, model, urls
+from qstash_operator.domain import cron, model, parameters, urls
 from qstash_operator.domain.errors import (
     InvalidSpecError,
     NotFoundError,
@@ -91,6 +91,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             metavar="KEY",
             help="the request's id: running the command again with the same key (e.g. after a "
             "timeout) is answered with the Job the first run made instead of making another",
+        )
+        parser.add_argument(
+            "--param",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="override one of spec.parameters for this run (repeatable); checked against "
+            "its declared type, a bad value is refused and no Job is made",
+        )
+        parser.add_argument(
+            "--reason", default=None, help="why: recorded on the Job and in status.lastManualRun"
         )
     parser.add_argument("-o", "--output", choices=["text", "json"], default="text")
 
@@ -262,12 +273,15 @@ async def _call(
     token: str,
     params: dict[str, str],
     extra_headers: dict[str, str] | None = None,
+    body: dict[str, Any] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
     headers.update(extra_headers or {})
     async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as session:
         try:
-            async with session.request(method, url, params=params, headers=headers) as response:
+            async with session.request(
+                method, url, params=params, headers=headers, json=body
+            ) as response:
                 try:
                     data = await response.json(content_type=None)
                 except ValueError:
@@ -340,7 +354,12 @@ async def _trigger(args: argparse.Namespace, settings: Settings) -> int:
     params = {"workflowId": f"{namespace}/{name}", "action": "trigger"}
     key = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
     url = f"{base}/api/test-cron"
-    status, data = await _call("POST", url, token, params, key)
+    request: dict[str, Any] = {}
+    if args.reason:
+        request["reason"] = args.reason
+    if args.param:
+        request["parameters"] = parameters.parse_assignments(args.param)
+    status, data = await _call("POST", url, token, params, key, request or None)
     if status not in (200, 201):
         return _failed(status, data)
     if args.output == "json":
@@ -368,3 +387,6 @@ def run(args: argparse.Namespace) -> int:
     except TransientError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except InvalidSpecError as exc:  # a malformed --param, before anything was sent
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
