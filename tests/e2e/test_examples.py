@@ -41,6 +41,7 @@ def test_there_is_an_example_for_each_promise_of_the_readme() -> None:
         "reindex",
         "nightly-vacuum",
         "launch-reminders",
+        "export-orders",
     }
 
 
@@ -97,6 +98,9 @@ def test_each_example_is_accepted_and_runs_on_its_backend(stack: Stack, backend:
         }
         assert suspended == SUSPENDED
         assert (stack.get("cronjob", "nightly-vacuum") or {})["spec"]["schedule"] == vacuum
+        export = (stack.get("cronjob", "export-orders") or {})["spec"]["jobTemplate"]["spec"]
+        env = export["template"]["spec"]["containers"][0]["env"]
+        assert {"name": "PARAM_BATCH_SIZE", "value": "1000"} in env
 
     # The manual-only example runs when asked, and only then.
     assert stack.list("jobs", f"{MANAGED}=reindex") == []
