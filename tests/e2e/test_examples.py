@@ -137,3 +137,41 @@ def test_hash_spread_resolves_the_same_after_delete_and_re_apply(stack: Stack) -
     [(first_uid, first), (second_uid, second)] = seen
     assert first_uid != second_uid  # really a new object
     assert first == second == spread(stack.namespace, "nightly-vacuum")
+
+
+def test_the_run_now_annotations_companion_overrides_a_parameter(stack: Stack) -> None:
+    stack.operator(qstash=False)
+    stack.plane.kubectl(
+        "apply", "-n", stack.namespace, "-f", str(EXAMPLES / "typed-parameters.yaml")
+    )
+    stack.wait_condition("export-orders", "Ready", "True", reason="Ready", timeout=60)
+    selector = f"{MANAGED}=export-orders,qstash-operator.dev/trigger=manual"
+
+    def annotate(overrides: str, request: str) -> None:
+        stack.plane.kubectl(
+            "annotate", "qcwf", "export-orders", "-n", stack.namespace, "--overwrite",
+            f"qstash-operator.dev/run-now-parameters={overrides}",
+            "qstash-operator.dev/run-now-reason=checking the US export",
+            f"qstash-operator.dev/run-now={request}",
+        )  # fmt: skip
+
+    def cleared() -> bool:
+        annotations = (stack.get("cronworkflow", "export-orders") or {})["metadata"].get(
+            "annotations"
+        ) or {}
+        return not any(key.startswith("qstash-operator.dev/run-now") for key in annotations)
+
+    annotate('{"region": "ap"}', "bad-1")  # not one of eu, us: refused, no Job
+    wait(cleared, timeout=60, what="the refused request's annotations to be cleared")
+    assert stack.list("jobs", selector) == []
+    assert "InvalidParameter" in {event["reason"] for event in stack.events("export-orders")}
+
+    annotate('{"region": "us"}', "good-1")
+    wait(lambda: stack.list("jobs", selector), timeout=60, what="the manual run")
+    [job] = stack.list("jobs", selector)
+    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert (env["PARAM_REGION"], env["PARAM_BATCH_SIZE"]) == ("us", "1000")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["qstash-operator.dev/run-reason"] == "checking the US export"
+    assert json.loads(annotations["qstash-operator.dev/run-parameters"]) == {"region": "us"}
+    wait(cleared, timeout=60, what="the annotations to be cleared")

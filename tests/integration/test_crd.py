@@ -224,6 +224,18 @@ INVALID = [
         id="an activeFrom that is not an RFC 3339 time is refused",
     ),
     pytest.param(
+        {"spec.parameters": [{"name": "size", "type": "integer", "default": "ten"}]},
+        "spec.parameters[0].default",
+        "must be decimal digits",
+        id="an integer parameter with a non-integer default is refused",
+    ),
+    pytest.param(
+        {"spec.parameters": [{"name": "region", "type": "enum", "default": "eu"}]},
+        "spec.parameters[0].default",
+        "needs enum values",
+        id="an enum parameter without values is refused",
+    ),
+    pytest.param(
         {"spec.maxRuns": 0},
         "spec.maxRuns",
         "should be greater than or equal to 1",
@@ -294,6 +306,17 @@ VALID = [
             "maxRuns": 5,
         },
         id="a one-hour window in two offsets (earlier as text, later as time), and a run limit",
+    ),
+    pytest.param(
+        {
+            "parameters": [
+                {"name": "batch-size", "type": "integer", "default": "-5"},
+                {"name": "dry-run", "type": "boolean", "default": "false"},
+                {"name": "region", "type": "enum", "enum": ["eu", "us"], "default": "us"},
+                {"name": "label", "type": "string", "default": ""},
+            ]
+        },
+        id="typed parameters of every type",
     ),
     pytest.param({"schedule": "H(0-29)/10 H/6 * * *"}, id="hash-spread steps within ranges"),
     pytest.param(
