@@ -459,8 +459,7 @@ def _apply(
     assert target is not None
     ready_reason = _expected_ready(cw, state)
     user_suspended = cw.spec.suspend
-    if not state.backend_on:  # waiting for spec.activeFrom: paused, not absent
-        cw = dataclasses.replace(cw, spec=dataclasses.replace(cw.spec, suspend=True))
+    cw = window.as_applied(cw, record.status, now)  # waiting for activeFrom: paused, not absent
     if target is Backend.QSTASH:
         sync, synced_reason = _sync_qstash(inputs.context, record, cw)
     else:

@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from qstash_operator.domain import cron
-from qstash_operator.domain.model import CronWorkflowSpec
+from qstash_operator.domain.model import CronWorkflow, CronWorkflowSpec
 
 RUNS_FIELD: Final = "scheduledRuns"
 """The status field counting scheduled runs (``status.scheduledRuns``)."""
@@ -134,3 +134,27 @@ def first_tick(spec: CronWorkflowSpec, after: datetime) -> datetime | None:
     if spec.active_until is not None and tick >= spec.active_until:
         return None
     return tick
+
+
+def next_ticks(spec: CronWorkflowSpec, now: datetime, count: int, runs: int = 0) -> list[datetime]:
+    """The next ``count`` ticks that will run: inside the window, and no more than the runs
+    ``spec.maxRuns`` leaves (what ``qstash-operator next`` lists)."""
+    if not limited(spec):
+        return cron.next_ticks(spec.schedule, now, count)
+    if spec.max_runs is not None:
+        count = min(count, max(spec.max_runs - runs, 0))
+    found: list[datetime] = []
+    tick = first_tick(spec, now) if count else None
+    while tick is not None and len(found) < count:
+        found.append(tick)
+        tick = first_tick(spec, tick)
+    return found
+
+
+def as_applied(cw: CronWorkflow, status: Mapping[str, Any], now: datetime) -> CronWorkflow:
+    """``cw`` as its backend schedule should be applied at ``now``: suspended (the QStash
+    schedule paused) while it waits for its window, else unchanged. Reconcile and drift repair
+    build the desired schedule from this, so both agree on what should be live."""
+    if not limited(cw.spec) or phase(cw.spec, runs_made(status), now).backend_on:
+        return cw
+    return dataclasses.replace(cw, spec=dataclasses.replace(cw.spec, suspend=True))

@@ -29,7 +29,7 @@ from typing import Any, Final
 import aiohttp
 
 from qstash_operator.adapters.kube import Kube
-from qstash_operator.domain import cron, model, parameters, urls
+from qstash_operator.domain import cron, model, parameters, urls, window
 from qstash_operator.domain.errors import (
     InvalidSpecError,
     NotFoundError,
@@ -149,11 +149,13 @@ def _marks(
     return marks
 
 
-def format_next(cw: model.CronWorkflow, now: datetime, count: int) -> list[str]:
+def format_next(cw: model.CronWorkflow, now: datetime, count: int, runs: int = 0) -> list[str]:
     """The next ``count`` ticks, one line each, local time then UTC; clock-change days marked:
-    a skipped run gets a line of its own, a tick that repeats (or is extra) says so."""
+    a skipped run gets a line of its own, a tick that repeats (or is extra) says so. Only ticks
+    that will run: inside ``activeFrom``/``activeUntil``, within what ``maxRuns`` leaves after
+    ``runs`` (``status.scheduledRuns``)."""
     zone = cw.spec.schedule.zone
-    ticks = cron.next_ticks(cw.spec.schedule, now, count)
+    ticks = window.next_ticks(cw.spec, now, count, runs)
     days = _daylight_saving(cw, now, ticks)
     marks = _marks(cw, ticks, days)
     skips = sorted(
@@ -175,10 +177,10 @@ def format_next(cw: model.CronWorkflow, now: datetime, count: int) -> list[str]:
     return lines
 
 
-def next_json(cw: model.CronWorkflow, now: datetime, count: int) -> dict[str, Any]:
+def next_json(cw: model.CronWorkflow, now: datetime, count: int, runs: int = 0) -> dict[str, Any]:
     """``next -o json``: the ticks, each with its clock-change note, and the days crossed."""
     zone = cw.spec.schedule.zone
-    ticks = cron.next_ticks(cw.spec.schedule, now, count)
+    ticks = window.next_ticks(cw.spec, now, count, runs)
     days = _daylight_saving(cw, now, ticks)
     marks = _marks(cw, ticks, days)
     listed = []
@@ -216,12 +218,17 @@ async def _next(args: argparse.Namespace, now: datetime) -> int:
     except InvalidSpecError as exc:
         print(f"CronWorkflow {namespace}/{name} is invalid: {exc}", file=sys.stderr)
         return 1
+    runs = window.runs_made(body.get("status") or {})
     if args.output == "json":
-        print(json.dumps(next_json(cw, now, args.count), indent=2))
+        print(json.dumps(next_json(cw, now, args.count, runs), indent=2))
         return 0
     if cw.spec.suspend:
         print(f"# {namespace}/{name} is suspended: these ticks will not run until it is resumed")
-    for line in format_next(cw, now, args.count):
+    if cw.spec.schedule.expression != cw.spec.schedule.original:
+        print(f"# {cw.spec.schedule.original!r} resolves to {cw.spec.schedule.expression!r}")
+    if window.limited(cw.spec):
+        print(f"# only ticks the window and maxRuns allow ({runs} scheduled runs made so far)")
+    for line in format_next(cw, now, args.count, runs):
         print(line)
     return 0
 

@@ -338,3 +338,11 @@ def test_no_limits_means_the_refresh_never_replans() -> None:
     done = reconcile.plan_refresh(body(status=before), PRODUCTION, now=JUST_AFTER_THE_HOUR)
     assert rendered(done) == ()
     assert condition(done.status, "Ready") is None  # the plain refresh path: no replan
+
+
+def test_reconcile_and_drift_repair_apply_the_same_paused_schedule_while_waiting() -> None:
+    waiting = cronworkflow({"activeFrom": NOON})
+    assert window.as_applied(waiting, {}, JUST_AFTER_THE_HOUR).spec.suspend is True
+    assert window.as_applied(waiting, {}, ELEVEN_O_ONE).spec.suspend is False
+    plain = cronworkflow()
+    assert window.as_applied(plain, {}, JUST_AFTER_THE_HOUR) is plain
