@@ -11,6 +11,8 @@ route                                                  RBAC verb   effect
 trigger`` [body ``{"reason": "...",                               optional reason is recorded;
 "parameters": {"name": value}}``,                                  typed overrides (422 naming
 ``Idempotency-Key: <id>``]                                         a bad one); one Job per key
+``POST /api/cron/backfill/{namespace}/{name}``         backfill    the Jobs of the past slots in
+[body ``{"from", "to", "parallel", "dryRun"}``]                   a range that have none
 =====================================================  ==========  ===============================
 
 Callers send ``Authorization: Bearer <Kubernetes token>``, bound to the API's audience
@@ -34,7 +36,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from qstash_operator.adapters.kube import UserInfo
-from qstash_operator.domain import idempotency
+from qstash_operator.domain import idempotency, model
 from qstash_operator.domain.builders import rfc3339
 from qstash_operator.domain.runs import Outcome
 from qstash_operator.services.catalog import BackendHealth, Summary
@@ -372,3 +374,80 @@ async def run_now(request: web.Request, *, namespace: str, name: str) -> web.Res
     return web.json_response(
         {"error": result.message, "reason": result.outcome.reason, **answer}, status=409
     )
+
+
+# -- backfill ----------------------------------------------------------------------------------
+
+VERB_BACKFILL: Final = "backfill"
+"""A custom verb, separate from ``trigger``: a backfill may make many Jobs at once."""
+MAX_PARALLEL: Final = 100
+
+
+def backfill_request_in(body: bytes) -> tuple[datetime, datetime, int | None, bool]:
+    """``{"from": RFC 3339, "to": RFC 3339, "parallel": N, "dryRun": bool}`` (from/to required)."""
+    try:
+        payload = json.loads(body) if body else None
+    except ValueError:
+        payload = None
+    example = '{"from": "2026-11-01T00:00:00Z", "to": "2026-11-02T00:00:00Z"}'
+    if not isinstance(payload, dict) or set(payload) - {"from", "to", "parallel", "dryRun"}:
+        raise ApiError(
+            400,
+            "InvalidParameter",
+            f"the body must be JSON with from, to, parallel, dryRun: {example}",
+        )
+    start = model.parse_instant(payload.get("from"), "from")
+    end = model.parse_instant(payload.get("to"), "to")
+    if start is None or end is None:
+        raise ApiError(400, "InvalidParameter", f"from and to are required, e.g. {example}")
+    parallel = payload.get("parallel")
+    if parallel is not None and (
+        isinstance(parallel, bool)
+        or not isinstance(parallel, int)
+        or not 1 <= parallel <= MAX_PARALLEL
+    ):
+        raise ApiError(400, "InvalidParameter", f"parallel must be an integer 1-{MAX_PARALLEL}")
+    dry_run = payload.get("dryRun", False)
+    if not isinstance(dry_run, bool):
+        raise ApiError(400, "InvalidParameter", "dryRun must be true or false")
+    return start, end, parallel, dry_run
+
+
+async def backfill(request: web.Request) -> web.Response:
+    """The slots of a past range that have no Job, made as their ticks' Jobs (``backfill``).
+
+    Answers what it found and did: every slot, those that had a Job, those created now, and those
+    still pending because ``concurrencyPolicy`` lets only one run at a time (call again once the
+    active Job has finished; ``qstash-operator backfill`` does). 201 when it created any.
+    """
+    namespace = _namespace(request.match_info["namespace"])
+    name = _name(request.match_info["name"])
+    user = await authorize(request, verb=VERB_BACKFILL, namespace=namespace, name=name)
+    body = await read_body(
+        request, deadline=request.app[typedefs.body_deadline_key], limit=MAX_BODY_BYTES
+    )
+    now = request.app[typedefs.clock_key]()
+    start, end, parallel, dry_run = backfill_request_in(body)
+    result = await request.app[typedefs.runs_key].run_backfill(
+        namespace=namespace,
+        name=name,
+        start=start,
+        end=end,
+        parallel=parallel,
+        dry_run=dry_run,
+        requested_by=user.username,
+        now=now,
+    )
+    plan = result.plan
+    answer = {
+        "cronWorkflow": f"{namespace}/{name}",
+        "dryRun": dry_run,
+        "slots": [rfc3339(slot) for slot in plan.slots],
+        "existing": [rfc3339(slot) for slot in plan.existing],
+        "missing": [rfc3339(slot) for slot in plan.missing],
+        "created": list(result.created),
+        "skipped": list(result.skipped),
+        "pending": [] if dry_run else [rfc3339(slot) for slot in plan.pending],
+        "requestedBy": user.username,
+    }
+    return web.json_response(answer, status=201 if result.created else 200)

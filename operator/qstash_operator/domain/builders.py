@@ -113,6 +113,7 @@ def build_job(
     values: Mapping[str, str] | None = None,
     overrides: Mapping[str, str] | None = None,
     reason: str | None = None,
+    backfilled_by: str | None = None,
 ) -> JsonDict:
     """The Job of one run: a tick (``scheduled_time``) or a manual run (``requested_by``, and for
     one asked over HTTP with an ``Idempotency-Key``, the key and the request's fingerprint).
@@ -144,6 +145,8 @@ def build_job(
         )
     if reason:
         annotations[vocabulary.ANNOTATION_RUN_REASON] = reason
+    if backfilled_by is not None:
+        annotations[vocabulary.ANNOTATION_BACKFILLED_BY] = backfilled_by
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

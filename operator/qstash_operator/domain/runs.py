@@ -327,6 +327,27 @@ def plan_manual(
     return _concurrency(cw, jobs, tick=None, name=name, reserved=reserved)
 
 
+def plan_backfill(
+    cw: CronWorkflow,
+    *,
+    jobs: Sequence[JobView],
+    slot: datetime,
+    parallel: bool,
+    reserved: Sequence[str] = (),
+) -> RunPlan:
+    """One slot of a backfill (:mod:`backfill`): the tick's own Job, once. Unlike a delivery it
+    is not held to ``lastScheduleTime``, ``scheduleSince``, suspend, the window or the deadline:
+    someone asked for this past slot by name. ``concurrencyPolicy`` holds unless ``parallel``."""
+    name = naming.job_name(cw.name, slot)
+    if any(job.name == name for job in jobs):
+        return RunPlan(
+            Outcome.DUPLICATE_TICK, tick=slot, job_name=name, message=f"Job {name} already exists"
+        )
+    if parallel:
+        return RunPlan(Outcome.RUN, tick=slot, job_name=name)
+    return _concurrency(cw, jobs, tick=slot, name=name, reserved=reserved)
+
+
 def check_same_request(job: JobView, *, key: str | None, fingerprint: str | None) -> None:
     """``job`` has the name this request's key gives; was it made by this very request?"""
     if fingerprint is not None and job.fingerprint != fingerprint:

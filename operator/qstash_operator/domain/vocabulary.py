@@ -44,6 +44,7 @@ ANNOTATION_RUN_NOW_PARAMETERS: Final = PREFIX + "run-now-parameters"
 ANNOTATION_RUN_NOW_REASON: Final = PREFIX + "run-now-reason"
 ANNOTATION_RUN_REASON: Final = PREFIX + "run-reason"  # on a manual Job: why it was asked for
 ANNOTATION_RUN_PARAMETERS: Final = PREFIX + "run-parameters"  # on a Job: JSON of its overrides
+ANNOTATION_BACKFILLED_BY: Final = PREFIX + "backfilled-by"  # on a Job: who backfilled its slot
 # On a manual Job made over HTTP with an Idempotency-Key: the key, and a hash of the request.
 ANNOTATION_IDEMPOTENCY_KEY: Final = PREFIX + "idempotency-key"
 ANNOTATION_REQUEST_FINGERPRINT: Final = PREFIX + "request-fingerprint"

@@ -47,6 +47,9 @@ DEFAULT_COUNT: Final = 5
 _HELP: Final = {
     "list": "List CronWorkflows (backend, state, next and last run) through the webhook API.",
     "trigger": "Run a CronWorkflow now through the webhook API, honouring concurrencyPolicy.",
+    "backfill": "Run the past slots of a CronWorkflow that have no Job, through the webhook "
+    "API: lists the slots in --from..--to by the cron model, skips those with a Job, creates the "
+    "rest as the ticks' Jobs (honouring concurrencyPolicy unless --parallel).",
     "next": "Print the next fire times of a CronWorkflow, in its time zone and in UTC, "
     "marking runs that daylight saving skips or repeats.",
 }
@@ -66,7 +69,7 @@ def _command(parser: argparse.ArgumentParser) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     command = _command(parser)
     parser.description = _HELP.get(command, parser.description)
-    if command in ("trigger", "next"):
+    if command in ("trigger", "next", "backfill"):
         parser.add_argument("workflow", metavar="NAMESPACE/NAME", help="the CronWorkflow")
     if command == "next":
         parser.add_argument(
@@ -102,6 +105,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
         parser.add_argument(
             "--reason", default=None, help="why: recorded on the Job and in status.lastManualRun"
+        )
+    if command == "backfill":
+        parser.add_argument("--from", dest="start", required=True, help="first slot, RFC 3339")
+        parser.add_argument("--to", dest="end", required=True, help="last slot, RFC 3339")
+        parser.add_argument(
+            "--parallel",
+            type=int,
+            default=None,
+            metavar="N",
+            help="run up to N at once, whatever concurrencyPolicy says",
+        )
+        parser.add_argument(
+            "--dry-run", action="store_true", help="list the slots and what would run, make none"
         )
     parser.add_argument("-o", "--output", choices=["text", "json"], default="text")
 
@@ -378,6 +394,65 @@ async def _trigger(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+BACKFILL_POLL_SECONDS: Final = 2.0
+"""How often ``backfill`` asks again while concurrencyPolicy holds the next slot back."""
+
+
+def _progress(done: int, total: int, width: int = 30) -> str:
+    filled = width * done // total if total else width
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+
+
+async def _backfill(args: argparse.Namespace, settings: Settings) -> int:
+    namespace, name = _split(args.workflow)
+    base = _base_url(args, settings)
+    token = await _token(args, settings, base)
+    url = f"{base}/api/cron/backfill/{namespace}/{name}"
+    request: dict[str, Any] = {"from": args.start, "to": args.end, "dryRun": args.dry_run}
+    if args.parallel is not None:
+        request["parallel"] = args.parallel
+    created: list[str] = []
+    skipped: list[str] = []
+    first: dict[str, Any] | None = None
+    while True:
+        status, data = await _call("POST", url, token, {}, None, request)
+        if status not in (200, 201):
+            return _failed(status, data)
+        first = first or data
+        created.extend(data.get("created") or [])
+        skipped.extend(data.get("skipped") or [])
+        missing = len(first.get("missing") or [])
+        if not args.dry_run and args.output == "text" and missing:
+            print(f"\r{_progress(len(created), missing)}", end="", file=sys.stderr, flush=True)
+        if args.dry_run or not data.get("pending") or (not data.get("created") and skipped):
+            break
+        if not data.get("created"):
+            await asyncio.sleep(BACKFILL_POLL_SECONDS)  # an active Job holds the next slot back
+    if not args.dry_run and args.output == "text" and missing:
+        print(file=sys.stderr)
+    summary = {**first, "created": created, "skipped": skipped, "pending": data.get("pending")}
+    if args.output == "json":
+        print(json.dumps(summary, indent=2))
+        return 0
+    slots, existing = len(first.get("slots") or []), len(first.get("existing") or [])
+    if args.dry_run:
+        print(
+            f"{slots} slots in {args.start}..{args.end}: {existing} have a Job, {missing} would run"
+        )
+        for slot in first.get("missing") or []:
+            print(f"  would run {slot}")
+        return 0
+    print(
+        f"{slots} slots in {args.start}..{args.end}: {existing} already had a Job, "
+        f"{len(created)} created, {len(skipped)} skipped"
+    )
+    for job in created:
+        print(f"  job/{job}")
+    for line in skipped:
+        print(f"  skipped {line}")
+    return 0
+
+
 async def _main(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)  # the one reading of the clock for this command
     if args.command == "next":
@@ -385,6 +460,8 @@ async def _main(args: argparse.Namespace) -> int:
     settings = Settings.from_env(os.environ)
     if args.command == "list":
         return await _list(args, settings)
+    if args.command == "backfill":
+        return await _backfill(args, settings)
     return await _trigger(args, settings)
 
 

@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
 from qstash_operator.adapters.kube import Kube
-from qstash_operator.domain import builders, model, parameters, runs, vocabulary, window
+from qstash_operator.domain import backfill, builders, model, parameters, runs, vocabulary, window
 from qstash_operator.domain.errors import (
     AlreadyExistsError,
     ApiRejectedError,
@@ -79,6 +79,15 @@ class _Asked:
     values: Mapping[str, str]
     overrides: Mapping[str, str]
     reason: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class BackfillResult:
+    """What one backfill call found and did."""
+
+    plan: backfill.BackfillPlan
+    created: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()  # "<slot>: why" for slots the run path did not run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,6 +227,67 @@ class RunService:
                 logger.info("manual run of %s/%s lost a race; deciding again", namespace, name)
         raise ConflictError(f"{namespace}/{name}: too many concurrent writers", retry_after=1.0)
 
+    async def run_backfill(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        start: datetime,
+        end: datetime,
+        parallel: int | None,
+        dry_run: bool,
+        requested_by: str,
+        now: datetime,
+    ) -> BackfillResult:
+        """The slots of ``[start, end]`` without a Job, created as their ticks' Jobs, as many as
+        concurrency allows now (:mod:`qstash_operator.domain.backfill`); call again for the rest."""
+        body = await self._load(namespace, name, None)
+        cw = self._parse(body)
+        jobs = await self._jobs(cw)
+        reserved = runs.reserved_names((body.get("status") or {}).get("active"), now=now)
+        live = {job.name for job in jobs}
+        active = sum(job.active for job in jobs) + sum(n not in live for n in reserved)
+        plan = backfill.plan(
+            cw,
+            start=start,
+            end=end,
+            job_names=live,
+            active=active,
+            parallel=parallel,
+            now=now,
+        )
+        if dry_run:
+            return BackfillResult(plan)
+        created: list[str] = []
+        skipped: list[str] = []
+        for slot in plan.now:
+            if created:  # the previous create changed status and the Job list: read again
+                body = await self._load(namespace, name, None)
+                jobs = await self._jobs(cw)
+            slot_plan = runs.plan_backfill(
+                cw,
+                jobs=jobs,
+                slot=slot,
+                parallel=parallel is not None,
+                reserved=runs.reserved_names((body.get("status") or {}).get("active"), now=now),
+            )
+            result = await self._execute(
+                body,
+                cw,
+                jobs,
+                slot_plan,
+                now=now,
+                message_id=None,
+                requested_by=None,
+                started=time.perf_counter(),
+                backfilled_by=requested_by,
+            )
+            if result.outcome is Outcome.RUN and result.job_name is not None:
+                created.append(result.job_name)
+            else:
+                skipped.append(f"{builders.rfc3339(slot)}: {result.message}")
+        return BackfillResult(plan, created=tuple(created), skipped=tuple(skipped))
+
     # -- steps -------------------------------------------------------------------------
 
     async def _load(self, namespace: str, name: str, uid: str | None) -> JsonDict:
@@ -262,6 +332,7 @@ class RunService:
         started: float,
         request: _Request | None = None,
         asked: _Asked | None = None,
+        backfilled_by: str | None = None,
     ) -> RunResult:
         def result(outcome: Outcome, message: str) -> RunResult:
             return RunResult(
@@ -305,6 +376,7 @@ class RunService:
             values=asked.values if asked else None,
             overrides=asked.overrides if asked else None,
             reason=asked.reason if asked else None,
+            backfilled_by=backfilled_by,
         )
         try:
             created = await self._kube.create_job(job)
