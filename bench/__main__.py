@@ -17,7 +17,16 @@ from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
-from bench import console, convergence, cron, delivery, harness, signature, tick_to_job
+from bench import (
+    console,
+    convergence,
+    cron,
+    delivery,
+    harness,
+    hash_spread,
+    signature,
+    tick_to_job,
+)
 
 BENCHMARKS: dict[str, ModuleType] = {
     "tick-to-job": tick_to_job,
@@ -26,6 +35,7 @@ BENCHMARKS: dict[str, ModuleType] = {
     "delivery": delivery,
     "cron": cron,
     "console": console,
+    "hash-spread": hash_spread,
 }
 
 

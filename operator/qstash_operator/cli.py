@@ -49,6 +49,10 @@ SUBCOMMANDS: Final[dict[str, tuple[str, str]]] = {
         "qstash_operator.entrypoints.tools_main",
         "run a CronWorkflow now (ns/name) through the webhook API",
     ),
+    "backfill": (
+        "qstash_operator.entrypoints.tools_main",
+        "run the past slots of a CronWorkflow (ns/name) that have no Job, through the webhook API",
+    ),
     "next": (
         "qstash_operator.entrypoints.tools_main",
         "print the next fire times of a CronWorkflow (ns/name) in its time zone",

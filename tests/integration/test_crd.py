@@ -208,6 +208,39 @@ INVALID = [
         "remove spec.qstash or set spec.backend to Auto or QStash",
         id="qstash options with the CronJob backend are refused: they would be ignored",
     ),
+    pytest.param(
+        {
+            "spec.activeFrom": "2027-01-01T08:00:00Z",
+            "spec.activeUntil": "2027-01-01T10:00:00+05:00",
+        },
+        "spec.activeUntil",
+        "must be later than spec.activeFrom",
+        id="a window that ends before it starts is refused, compared as times not text",
+    ),
+    pytest.param(
+        {"spec.activeFrom": "next monday"},
+        "spec.activeFrom",
+        "date-time",
+        id="an activeFrom that is not an RFC 3339 time is refused",
+    ),
+    pytest.param(
+        {"spec.parameters": [{"name": "size", "type": "integer", "default": "ten"}]},
+        "spec.parameters[0].default",
+        "must be decimal digits",
+        id="an integer parameter with a non-integer default is refused",
+    ),
+    pytest.param(
+        {"spec.parameters": [{"name": "region", "type": "enum", "default": "eu"}]},
+        "spec.parameters[0].default",
+        "needs enum values",
+        id="an enum parameter without values is refused",
+    ),
+    pytest.param(
+        {"spec.maxRuns": 0},
+        "spec.maxRuns",
+        "should be greater than or equal to 1",
+        id="maxRuns 0 is refused",
+    ),
 ]
 
 
@@ -265,6 +298,27 @@ VALID = [
         id="month names and a zone with a sign",
     ),
     pytest.param({"schedule": " 0 3 * * * "}, id="a schedule with surrounding blanks"),
+    pytest.param({"schedule": "H H(1-4) * * *"}, id="hash-spread minute and hour"),
+    pytest.param(
+        {
+            "activeFrom": "2027-01-01T10:00:00+05:00",
+            "activeUntil": "2027-01-01T06:00:00Z",
+            "maxRuns": 5,
+        },
+        id="a one-hour window in two offsets (earlier as text, later as time), and a run limit",
+    ),
+    pytest.param(
+        {
+            "parameters": [
+                {"name": "batch-size", "type": "integer", "default": "-5"},
+                {"name": "dry-run", "type": "boolean", "default": "false"},
+                {"name": "region", "type": "enum", "enum": ["eu", "us"], "default": "us"},
+                {"name": "label", "type": "string", "default": ""},
+            ]
+        },
+        id="typed parameters of every type",
+    ),
+    pytest.param({"schedule": "H(0-29)/10 H/6 * * *"}, id="hash-spread steps within ranges"),
     pytest.param(
         {
             "schedule": "0 0 * * 0",
@@ -382,6 +436,7 @@ def test_kubectl_explain_teaches_the_spec(control_plane: ControlPlane) -> None:
         assert re.search(rf"^\s+{field}\s+<", out, re.MULTILINE), f"{field} missing:\n{out}"
     assert re.search(r"schedule\s+<string> -required-", out)
     assert "No seconds field: QStash's resolution is one minute" in flat
+    assert "Hash-spread times (Jenkins' H) in the minute and hour fields" in flat
 
 
 def test_kubectl_explain_teaches_nested_fields(control_plane: ControlPlane) -> None:

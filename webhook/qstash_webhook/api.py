@@ -8,8 +8,11 @@ route                                                  RBAC verb   effect
 ``DELETE /api/cron/deactivate/{namespace}/{name}``     patch       ``spec.suspend: true``
 ``GET /api/test-cron``                                 list        backend health and drift
 ``POST /api/test-cron?workflowId=ns/name&action=       trigger     one manual Job, now; an
-trigger`` [body ``{"reason": "..."}``,                             optional reason is recorded;
-``Idempotency-Key: <id>``]                                         one Job per key
+trigger`` [body ``{"reason": "...",                               optional reason is recorded;
+"parameters": {"name": value}}``,                                  typed overrides (422 naming
+``Idempotency-Key: <id>``]                                         a bad one); one Job per key
+``POST /api/cron/backfill/{namespace}/{name}``         backfill    the Jobs of the past slots in
+[body ``{"from", "to", "parallel", "dryRun"}``]                   a range that have none
 =====================================================  ==========  ===============================
 
 Callers send ``Authorization: Bearer <Kubernetes token>``, bound to the API's audience
@@ -33,7 +36,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from qstash_operator.adapters.kube import UserInfo
-from qstash_operator.domain import idempotency
+from qstash_operator.domain import idempotency, model
 from qstash_operator.domain.builders import rfc3339
 from qstash_operator.domain.runs import Outcome
 from qstash_operator.services.catalog import BackendHealth, Summary
@@ -244,23 +247,47 @@ MAX_REASON_CHARS: Final = 300
 """A run's reason is a sentence for the audit trail (an Event message holds 1,024 characters)."""
 
 
-def reason_in(body: bytes) -> str | None:
-    """The optional JSON body ``{"reason": "..."}`` of a manual run (read with its deadline)."""
+_BODY_FIELDS: Final = {"reason", "parameters"}
+
+
+def manual_request_in(body: bytes) -> tuple[str | None, dict[str, Any] | None]:
+    """The optional JSON body ``{"reason": "...", "parameters": {"name": value}}`` of a manual
+    run (read with its deadline). The parameters' types are checked by the run service against
+    the CronWorkflow's declarations (422 naming the parameter); here only the shape."""
     if not body:
-        return None
+        return None, None
     try:
         payload = json.loads(body)
     except ValueError:
         raise ApiError(
             400, "InvalidParameter", 'the body must be JSON, e.g. {"reason": "re-run after fix"}'
         ) from None
-    return reason_from(payload)
+    return reason_from(payload), parameters_from(payload)
+
+
+def parameters_from(payload: Any) -> dict[str, Any] | None:
+    """``parameters``: an object of name to string, number or boolean (None: absent)."""
+    raw = payload.get("parameters") if isinstance(payload, dict) else None
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not all(
+        isinstance(value, str | int | bool) and not isinstance(value, float)
+        for value in raw.values()
+    ):
+        raise ApiError(
+            400,
+            "InvalidParameter",
+            'parameters must be an object of name to string, number or boolean, e.g. {"size": 10}',
+        )
+    return dict(raw)
 
 
 def reason_from(payload: Any) -> str | None:
     """A run's reason: one line of printable text, at most :data:`MAX_REASON_CHARS`."""
-    if not isinstance(payload, dict) or set(payload) - {"reason"}:
-        raise ApiError(400, "InvalidParameter", 'the body takes one field, "reason"')
+    if not isinstance(payload, dict) or set(payload) - _BODY_FIELDS:
+        raise ApiError(
+            400, "InvalidParameter", 'the body takes the fields "reason" and "parameters"'
+        )
     reason = payload.get("reason")
     if reason is None:
         return None
@@ -298,7 +325,7 @@ async def run_now(request: web.Request, *, namespace: str, name: str) -> web.Res
         request, deadline=request.app[typedefs.body_deadline_key], limit=MAX_BODY_BYTES
     )
     now = request.app[typedefs.clock_key]()  # once the body is in
-    reason = reason_in(body)
+    reason, overrides = manual_request_in(body)
     fingerprint = None
     if key is None:
         seed = uuid.uuid4().hex  # one request, one Job: a new id per request
@@ -315,6 +342,8 @@ async def run_now(request: web.Request, *, namespace: str, name: str) -> web.Res
         now=now,
         key=key,
         fingerprint=fingerprint,
+        overrides=overrides,
+        reason=reason,
     )
     answer: dict[str, Any] = {
         "outcome": result.outcome.value,
@@ -323,6 +352,7 @@ async def run_now(request: web.Request, *, namespace: str, name: str) -> web.Res
         "requestedBy": user.username,
         "message": result.message,
         "runReason": reason,
+        "parameters": overrides or {},
     }
     if key is not None:
         answer["idempotencyKey"] = key
@@ -344,3 +374,80 @@ async def run_now(request: web.Request, *, namespace: str, name: str) -> web.Res
     return web.json_response(
         {"error": result.message, "reason": result.outcome.reason, **answer}, status=409
     )
+
+
+# -- backfill ----------------------------------------------------------------------------------
+
+VERB_BACKFILL: Final = "backfill"
+"""A custom verb, separate from ``trigger``: a backfill may make many Jobs at once."""
+MAX_PARALLEL: Final = 100
+
+
+def backfill_request_in(body: bytes) -> tuple[datetime, datetime, int | None, bool]:
+    """``{"from": RFC 3339, "to": RFC 3339, "parallel": N, "dryRun": bool}`` (from/to required)."""
+    try:
+        payload = json.loads(body) if body else None
+    except ValueError:
+        payload = None
+    example = '{"from": "2026-11-01T00:00:00Z", "to": "2026-11-02T00:00:00Z"}'
+    if not isinstance(payload, dict) or set(payload) - {"from", "to", "parallel", "dryRun"}:
+        raise ApiError(
+            400,
+            "InvalidParameter",
+            f"the body must be JSON with from, to, parallel, dryRun: {example}",
+        )
+    start = model.parse_instant(payload.get("from"), "from")
+    end = model.parse_instant(payload.get("to"), "to")
+    if start is None or end is None:
+        raise ApiError(400, "InvalidParameter", f"from and to are required, e.g. {example}")
+    parallel = payload.get("parallel")
+    if parallel is not None and (
+        isinstance(parallel, bool)
+        or not isinstance(parallel, int)
+        or not 1 <= parallel <= MAX_PARALLEL
+    ):
+        raise ApiError(400, "InvalidParameter", f"parallel must be an integer 1-{MAX_PARALLEL}")
+    dry_run = payload.get("dryRun", False)
+    if not isinstance(dry_run, bool):
+        raise ApiError(400, "InvalidParameter", "dryRun must be true or false")
+    return start, end, parallel, dry_run
+
+
+async def backfill(request: web.Request) -> web.Response:
+    """The slots of a past range that have no Job, made as their ticks' Jobs (``backfill``).
+
+    Answers what it found and did: every slot, those that had a Job, those created now, and those
+    still pending because ``concurrencyPolicy`` lets only one run at a time (call again once the
+    active Job has finished; ``qstash-operator backfill`` does). 201 when it created any.
+    """
+    namespace = _namespace(request.match_info["namespace"])
+    name = _name(request.match_info["name"])
+    user = await authorize(request, verb=VERB_BACKFILL, namespace=namespace, name=name)
+    body = await read_body(
+        request, deadline=request.app[typedefs.body_deadline_key], limit=MAX_BODY_BYTES
+    )
+    now = request.app[typedefs.clock_key]()
+    start, end, parallel, dry_run = backfill_request_in(body)
+    result = await request.app[typedefs.runs_key].run_backfill(
+        namespace=namespace,
+        name=name,
+        start=start,
+        end=end,
+        parallel=parallel,
+        dry_run=dry_run,
+        requested_by=user.username,
+        now=now,
+    )
+    plan = result.plan
+    answer = {
+        "cronWorkflow": f"{namespace}/{name}",
+        "dryRun": dry_run,
+        "slots": [rfc3339(slot) for slot in plan.slots],
+        "existing": [rfc3339(slot) for slot in plan.existing],
+        "missing": [rfc3339(slot) for slot in plan.missing],
+        "created": list(result.created),
+        "skipped": list(result.skipped),
+        "pending": [] if dry_run else [rfc3339(slot) for slot in plan.pending],
+        "requestedBy": user.username,
+    }
+    return web.json_response(answer, status=201 if result.created else 200)

@@ -65,6 +65,7 @@ def setup_routes(app: web.Application) -> None:
     )
     app.router.add_get("/api/test-cron", api.backend_status, name="status")
     app.router.add_post("/api/test-cron", api.trigger, name="trigger")
+    app.router.add_post("/api/cron/backfill/{namespace}/{name}", api.backfill, name="backfill")
     app.router.add_get("/healthz", health.healthz, name="healthz")
     app.router.add_get("/readyz", health.readyz, name="readyz")
     app.router.add_get("/metrics", health.metrics, name="metrics")

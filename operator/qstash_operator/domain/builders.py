@@ -12,10 +12,11 @@ import dataclasses
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from qstash_operator.domain import naming, vocabulary
+from qstash_operator.domain import naming, parameters, vocabulary
 from qstash_operator.domain.model import Backend, CronWorkflow, JsonDict
 
 WEBHOOK_PATH: Final = "/api/qstash/webhook"
@@ -70,9 +71,25 @@ def _job_labels(cw: CronWorkflow, trigger: str) -> dict[str, str]:
     return labels
 
 
-def _job_spec(cw: CronWorkflow, labels: dict[str, str]) -> JsonDict:
+def _with_parameters(pod: JsonDict, env: list[dict[str, str]]) -> None:
+    """Every container (and init container) gets ``env``, replacing variables of those names."""
+    names = {entry["name"] for entry in env}
+    for kind in ("initContainers", "containers"):
+        for container in pod.get(kind) or []:
+            kept = [item for item in container.get("env") or [] if item.get("name") not in names]
+            container["env"] = kept + [dict(entry) for entry in env]
+
+
+def _job_spec(
+    cw: CronWorkflow, labels: dict[str, str], values: Mapping[str, str] | None = None
+) -> JsonDict:
     spec: JsonDict = copy.deepcopy(cw.spec.job_template["spec"])
     template = spec.setdefault("template", {})
+    if cw.spec.parameters:
+        chosen = dict(values or parameters.values(cw.spec.parameters))
+        _with_parameters(
+            template.setdefault("spec", {}), parameters.env(cw.spec.parameters, chosen)
+        )
     pod_meta = template.setdefault("metadata", {})
     pod_labels = pod_meta.setdefault("labels", {})
     # Pods carry the selector labels too, so `kubectl logs -l qstash-operator.dev/cronworkflow=x`
@@ -93,9 +110,17 @@ def build_job(
     requested_by: str | None = None,
     idempotency_key: str | None = None,
     fingerprint: str | None = None,
+    values: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str] | None = None,
+    reason: str | None = None,
+    backfilled_by: str | None = None,
 ) -> JsonDict:
     """The Job of one run: a tick (``scheduled_time``) or a manual run (``requested_by``, and for
-    one asked over HTTP with an ``Idempotency-Key``, the key and the request's fingerprint)."""
+    one asked over HTTP with an ``Idempotency-Key``, the key and the request's fingerprint).
+
+    ``values`` are the parameters' checked values (default: the defaults), given to every
+    container as ``PARAM_<NAME>``; ``overrides`` (what a manual run changed) and its ``reason``
+    are recorded as annotations."""
     labels = _job_labels(cw, trigger)
     _, annotations = _template_metadata(cw)
     if backend is not None:
@@ -114,6 +139,14 @@ def build_job(
         annotations[vocabulary.ANNOTATION_IDEMPOTENCY_KEY] = idempotency_key
     if fingerprint is not None:
         annotations[vocabulary.ANNOTATION_REQUEST_FINGERPRINT] = fingerprint
+    if overrides:
+        annotations[vocabulary.ANNOTATION_RUN_PARAMETERS] = json.dumps(
+            dict(overrides), sort_keys=True, separators=(",", ":")
+        )
+    if reason:
+        annotations[vocabulary.ANNOTATION_RUN_REASON] = reason
+    if backfilled_by is not None:
+        annotations[vocabulary.ANNOTATION_BACKFILLED_BY] = backfilled_by
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -124,7 +157,7 @@ def build_job(
             "annotations": annotations,
             "ownerReferences": [owner_reference(cw)],
         },
-        "spec": _job_spec(cw, labels),
+        "spec": _job_spec(cw, labels, values),
     }
 
 

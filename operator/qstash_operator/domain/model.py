@@ -12,9 +12,10 @@ import dataclasses
 import enum
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Final
 
-from qstash_operator.domain import cron, naming
+from qstash_operator.domain import cron, hashspread, naming, parameters
 from qstash_operator.domain.errors import InvalidSpecError
 from qstash_operator.domain.vocabulary import REASON_INVALID_JOB_TEMPLATE
 
@@ -45,6 +46,9 @@ class Backend(enum.Enum):
 DEFAULT_SUCCESSFUL_HISTORY: Final = 3
 DEFAULT_FAILED_HISTORY: Final = 1
 _DURATION = re.compile(r"^[1-9][0-9]*[smh]$")
+_RFC3339 = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
@@ -69,6 +73,10 @@ class CronWorkflowSpec:
     backend: BackendChoice
     qstash: QStashOptions
     job_template: JsonDict  # a batch/v1 JobTemplateSpec, deep-copied
+    active_from: datetime | None = None  # spec.activeFrom: no tick before it runs
+    active_until: datetime | None = None  # spec.activeUntil: no tick at or after it runs
+    max_runs: int | None = None  # spec.maxRuns: scheduled runs allowed in all
+    parameters: tuple[parameters.Parameter, ...] = ()  # spec.parameters, declaration order
 
     @property
     def time_zone(self) -> str:
@@ -139,6 +147,40 @@ def parse_qstash_options(raw: Mapping[str, Any]) -> QStashOptions:
     return QStashOptions(retries=retries, retry_delay=retry_delay, timeout=timeout)
 
 
+def parse_instant(value: Any, field: str) -> datetime | None:
+    """An RFC 3339 time with its offset (``2027-01-01T00:00:00Z``), or None when unset."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise InvalidSpecError(
+            field,
+            f"{value!r} is not an RFC 3339 time with an offset",
+            'Write e.g. "2027-01-01T00:00:00Z" or "2027-01-01T09:00:00+01:00".',
+        )
+    try:
+        return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidSpecError(
+            field, f"{value!r} is not a date and time that exists", "Check the day and month."
+        ) from None
+
+
+def parse_limits(spec: Mapping[str, Any]) -> tuple[datetime | None, datetime | None, int | None]:
+    """``spec.activeFrom``, ``spec.activeUntil`` and ``spec.maxRuns``, checked together."""
+    active_from = parse_instant(spec.get("activeFrom"), "spec.activeFrom")
+    active_until = parse_instant(spec.get("activeUntil"), "spec.activeUntil")
+    if active_from is not None and active_until is not None and active_until <= active_from:
+        raise InvalidSpecError(
+            "spec.activeUntil",
+            f"{spec.get('activeUntil')} is not after spec.activeFrom {spec.get('activeFrom')}",
+            "Set activeUntil later than activeFrom, or remove one of them.",
+        )
+    max_runs = spec.get("maxRuns")
+    if max_runs is not None:
+        max_runs = _int(max_runs, "spec.maxRuns", minimum=1)
+    return active_from, active_until, max_runs
+
+
 def parse_job_template(raw: Any) -> JsonDict:
     field = "spec.jobTemplate"
     if not isinstance(raw, Mapping) or not isinstance(raw.get("spec"), Mapping):
@@ -167,8 +209,13 @@ def parse_job_template(raw: Any) -> JsonDict:
     return copy.deepcopy(dict(raw))
 
 
-def parse_spec(spec: Mapping[str, Any]) -> CronWorkflowSpec:
-    """Validate a raw ``spec``; defaults as in the CRD for fields the API server did not default."""
+def parse_spec(spec: Mapping[str, Any], *, key: str = "") -> CronWorkflowSpec:
+    """Validate a raw ``spec``; defaults as in the CRD for fields the API server did not default.
+
+    ``key`` (``<namespace>/<name>``) resolves hash-spread times (``H``, :mod:`hashspread`): the
+    returned ``schedule.expression`` is what the backends run, ``schedule.original`` what the
+    user wrote.
+    """
     schedule_text = spec.get("schedule")
     if not isinstance(schedule_text, str):
         raise InvalidSpecError(
@@ -177,7 +224,7 @@ def parse_spec(spec: Mapping[str, Any]) -> CronWorkflowSpec:
     time_zone = _get(spec, "timeZone", "UTC")
     if not isinstance(time_zone, str):
         raise InvalidSpecError("spec.timeZone", "must be a string", "Use an IANA name such as UTC.")
-    schedule = cron.parse(schedule_text, time_zone)
+    schedule = _schedule(schedule_text, time_zone, key)
     deadline = spec.get("startingDeadlineSeconds")
     if deadline is not None:
         deadline = _int(deadline, "spec.startingDeadlineSeconds", minimum=0)
@@ -189,6 +236,7 @@ def parse_spec(spec: Mapping[str, Any]) -> CronWorkflowSpec:
     suspend = _get(spec, "suspend", False)
     if not isinstance(suspend, bool):
         raise InvalidSpecError("spec.suspend", "must be true or false", "Set true or false.")
+    active_from, active_until, max_runs = parse_limits(spec)
     return CronWorkflowSpec(
         schedule=schedule,
         suspend=suspend,
@@ -209,7 +257,18 @@ def parse_spec(spec: Mapping[str, Any]) -> CronWorkflowSpec:
         backend=_enum(BackendChoice, _get(spec, "backend", "Auto"), "spec.backend"),
         qstash=parse_qstash_options(qstash_raw),
         job_template=parse_job_template(spec.get("jobTemplate")),
+        active_from=active_from,
+        active_until=active_until,
+        max_runs=max_runs,
+        parameters=parameters.parse(spec.get("parameters")),
     )
+
+
+def _schedule(text: str, time_zone: str, key: str) -> cron.Schedule:
+    resolved = hashspread.resolve(text, key)
+    if resolved == text:
+        return cron.parse(text, time_zone)
+    return dataclasses.replace(cron.parse(resolved, time_zone), original=text)
 
 
 def validate_name(name: str) -> None:
@@ -240,6 +299,6 @@ def parse(body: Mapping[str, Any]) -> CronWorkflow:
         name=name,
         uid=str(meta.get("uid", "")),
         generation=int(meta.get("generation") or 0),
-        spec=parse_spec(body.get("spec") or {}),
+        spec=parse_spec(body.get("spec") or {}, key=f"{namespace}/{name}"),
         annotations=dict(meta.get("annotations") or {}),
     )

@@ -65,7 +65,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Literal, TypeAlias
 
 from qstash_operator.domain import backend as backend_rules
-from qstash_operator.domain import builders, conditions, model, naming, vocabulary
+from qstash_operator.domain import builders, conditions, model, naming, vocabulary, window
 from qstash_operator.domain.builders import DesiredSchedule, rfc3339
 from qstash_operator.domain.conditions import Condition
 from qstash_operator.domain.errors import (
@@ -439,7 +439,10 @@ def plan(
     )
     if decision.backend is None:
         return _unavailable(inputs, record, decision, check, now=now)
-    return _apply(inputs, record, cw, decision, check, now=now)
+    state = window.phase(cw.spec, window.runs_made(record.status), now)
+    if state.phase.completed:
+        return _completed(inputs, record, cw, state, now=now)
+    return _apply(inputs, record, cw, decision, check, now=now, state=state)
 
 
 def _apply(
@@ -450,9 +453,13 @@ def _apply(
     check: tuple[Step, ...],
     *,
     now: datetime,
+    state: window.WindowState,
 ) -> ReconcilePlan:
     target = decision.backend
     assert target is not None
+    ready_reason = _expected_ready(cw, state)
+    user_suspended = cw.spec.suspend
+    cw = window.as_applied(cw, record.status, now)  # waiting for activeFrom: paused, not absent
     if target is Backend.QSTASH:
         sync, synced_reason = _sync_qstash(inputs.context, record, cw)
     else:
@@ -460,15 +467,22 @@ def _apply(
     refusal = _refusal(inputs.learned)
     handover = _handover(inputs.context, record, cw, decision, now=now)
     notices = _notices(cw, record.status, now)
-    parts = _combine(Contribution(steps=check), sync, refusal, handover, notices)
+    edge = Contribution(
+        requeue_after=None if state.switch_at is None else (state.switch_at - now).total_seconds()
+    )
+    parts = _combine(Contribution(steps=check), sync, refusal, handover, notices, edge)
 
     applied_schedule = cw.spec.schedule.qstash_cron()
     status: JsonDict = dict(parts.status)
     status.update(
         backend=target.value,
         appliedSchedule=applied_schedule,
+        resolvedSchedule=cw.spec.schedule.expression,
         nextScheduleTime=_next_time(cw, record.status, now),
     )
+    if window.limited(cw.spec) and not user_suspended:
+        following = window.first_tick(cw.spec, now)
+        status["nextScheduleTime"] = None if following is None else rfc3339(following)
     if record.status.get("appliedSchedule") != applied_schedule or not record.status.get(
         "scheduleSince"
     ):
@@ -480,7 +494,14 @@ def _apply(
             vocabulary.REASON_SUSPENDED,
             "suspended: no runs until spec.suspend is false",
         )
-        if cw.spec.suspend
+        if ready_reason == vocabulary.REASON_SUSPENDED
+        else Condition(
+            vocabulary.CONDITION_READY,
+            True,
+            vocabulary.REASON_NOT_YET_ACTIVE,
+            f"{state.message}; the {target.value} schedule is paused until then",
+        )
+        if ready_reason == vocabulary.REASON_NOT_YET_ACTIVE
         else Condition(
             vocabulary.CONDITION_READY,
             True,
@@ -510,6 +531,97 @@ def _apply(
         requeue_after=parts.requeue_after,
         result=synced_reason,
         switch_to=parts.switch_to,
+    )
+
+
+def _completed(
+    inputs: PlanInputs,
+    record: _Record,
+    cw: CronWorkflow,
+    state: window.WindowState,
+    *,
+    now: datetime,
+) -> ReconcilePlan:
+    """The window has ended or the last allowed run was made: remove the backend schedule.
+
+    ``status.backend`` stays (which backend ran it); ``appliedScheduleHash`` goes, so drift
+    repair does not recreate the schedule and a spec that allows more runs applies it afresh.
+    Removal is asked only while something is applied, so a completed object costs no calls.
+    """
+    steps: list[Step] = []
+    applied = bool(record.status.get("appliedScheduleHash"))
+    live = (
+        {b for b in (record.backend, record.handover_from) if b is not None} if applied else set()
+    )
+    for backend in sorted(live, key=lambda b: b.value):
+        steps.extend(_remove(inputs.context, cw, backend, state.message))
+    previous = conditions.find(record.status.get("conditions"), vocabulary.CONDITION_READY)
+    if live or previous is None or previous.get("reason") != vocabulary.REASON_COMPLETED:
+        steps.append(_event("Normal", vocabulary.REASON_COMPLETED, state.message))
+    status: JsonDict = {
+        "scheduleId": None,
+        "cronJobName": None,
+        "appliedScheduleHash": None,
+        "appliedSchedule": None,
+        "nextScheduleTime": None,
+        "handover": None,
+        "resolvedSchedule": cw.spec.schedule.expression,
+    }
+    updates = [
+        Condition(
+            vocabulary.CONDITION_SPEC_VALID, True, vocabulary.REASON_SPEC_VALID, "the spec is valid"
+        ),
+        Condition(
+            vocabulary.CONDITION_SCHEDULE_SYNCED,
+            True,
+            vocabulary.REASON_SCHEDULE_DELETED,
+            "no backend schedule: the CronWorkflow has completed",
+        ),
+        Condition(vocabulary.CONDITION_READY, False, vocabulary.REASON_COMPLETED, state.message),
+    ]
+    status.update(_conditions_status(record, updates, now=now))
+    return ReconcilePlan(
+        purpose=Purpose.RECONCILE,
+        inputs=inputs,
+        steps=tuple(steps),
+        status=status,
+        result=vocabulary.REASON_COMPLETED,
+    )
+
+
+def _remove(context: Context, cw: CronWorkflow, backend: Backend, why: str) -> tuple[Step, ...]:
+    """Delete ``backend``'s schedule for good (a CronJob's Jobs are adopted first, as in a
+    handover, so their history survives it)."""
+    if backend is Backend.CRONJOB:
+        name = naming.cronjob_name(cw.name)
+        adopt = AdoptJobs(
+            cw.namespace,
+            builders.label_selector(builders.selector_labels(cw)),
+            builders.owner_reference(cw),
+        )
+        return (
+            adopt,
+            DeleteCronJob(cw.namespace, name, cw.uid, orphan=True),
+            adopt,
+            _event("Normal", vocabulary.REASON_CRONJOB_DELETED, f"deleted CronJob {name}: {why}"),
+        )
+    schedule_id = naming.schedule_id(context.cluster_name, cw.namespace, cw.name)
+    if not context.has_qstash_token:
+        return (
+            _event(
+                "Warning",
+                vocabulary.REASON_QSTASH_SCHEDULE_LEFT_BEHIND,
+                f"QStash schedule {schedule_id} could not be deleted: QSTASH_TOKEN is not set; "
+                "the webhook refuses its deliveries. Delete it in the QStash console.",
+            ),
+        )
+    return (
+        DeleteSchedule(schedule_id),
+        _event(
+            "Normal",
+            vocabulary.REASON_SCHEDULE_DELETED,
+            f"deleted QStash schedule {schedule_id}: {why}",
+        ),
     )
 
 
@@ -804,6 +916,8 @@ def plan_refresh(body: Mapping[str, Any], context: Context, *, now: datetime) ->
         cw = model.parse(body)
     except InvalidSpecError:
         return ReconcilePlan(purpose=Purpose.REFRESH, inputs=inputs)  # reconcile reported it
+    if _window_moved(cw, record, now):
+        return plan(body, context, now=now)
     retire = Contribution()
     if record.remove_after is not None and record.remove_after <= now:
         if record.handover_from is not None:
@@ -835,6 +949,40 @@ def plan_refresh(body: Mapping[str, Any], context: Context, *, now: datetime) ->
         status=status,
         requeue_after=parts.requeue_after,
     )
+
+
+def _expected_ready(cw: CronWorkflow, state: window.WindowState) -> str:
+    """The Ready reason the spec, the run count and the clock call for."""
+    if state.phase.completed:
+        return vocabulary.REASON_COMPLETED
+    if cw.spec.suspend:
+        return vocabulary.REASON_SUSPENDED
+    if not state.backend_on:
+        return vocabulary.REASON_NOT_YET_ACTIVE
+    return vocabulary.REASON_READY
+
+
+_WINDOW_REASONS: Final = (
+    vocabulary.REASON_READY,
+    vocabulary.REASON_SUSPENDED,
+    vocabulary.REASON_NOT_YET_ACTIVE,
+    vocabulary.REASON_COMPLETED,
+)
+
+
+def _window_moved(cw: CronWorkflow, record: _Record, now: datetime) -> bool:
+    """Whether the clock or the run count moved the CronWorkflow across a window edge since the
+    last reconcile (what its Ready condition says), so the timer must apply the spec again: the
+    backend switched on once the last tick before ``spec.activeFrom`` has passed, removed once
+    the window ended or ``spec.maxRuns`` runs were made."""
+    if not window.limited(cw.spec) or not record.status.get("backend"):
+        return False  # never reconciled: the reconcile handler owns it
+    ready = conditions.find(record.status.get("conditions"), vocabulary.CONDITION_READY) or {}
+    reason = ready.get("reason")
+    if reason not in _WINDOW_REASONS:
+        return False  # not servable or not synced: the reconcile handler reports and retries
+    state = window.phase(cw.spec, window.runs_made(record.status), now)
+    return bool(reason != _expected_ready(cw, state))
 
 
 # -- finalize: deletion --------------------------------------------------------------------------

@@ -17,6 +17,8 @@ The rules, in the order they are checked for a QStash delivery:
 4. The tick is before ``status.scheduleSince`` (when the current cron and zone took effect) →
    ``SKIPPED_RETROACTIVE``: editing a schedule never runs a tick of the new one in the past.
 5. ``spec.suspend`` → ``SKIPPED_SUSPENDED``.
+5a. Outside ``[spec.activeFrom, spec.activeUntil)`` or with ``spec.maxRuns`` scheduled runs made
+   → ``SKIPPED_INACTIVE`` (before the window) or ``SKIPPED_COMPLETED`` (:mod:`window`).
 6. Later than ``startingDeadlineSeconds`` after the tick → ``SKIPPED_DEADLINE``.
 7. ``Forbid`` with an active Job → ``SKIPPED_FORBID``; ``Replace`` → run, deleting active Jobs,
    unless another run has reserved a Job it has not created yet: then ``RunInFlightError``
@@ -33,7 +35,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from qstash_operator.domain import builders, cron, idempotency, naming, vocabulary
+from qstash_operator.domain import builders, cron, idempotency, naming, vocabulary, window
 from qstash_operator.domain.errors import IdempotencyConflictError, RunInFlightError
 from qstash_operator.domain.model import ConcurrencyPolicy, CronWorkflow, JsonDict
 
@@ -51,6 +53,8 @@ class Outcome(enum.Enum):
     SKIPPED_DEADLINE = "skipped_deadline"
     SKIPPED_FORBID = "skipped_forbid"
     SKIPPED_RETROACTIVE = "skipped_retroactive"
+    SKIPPED_INACTIVE = "skipped_inactive"  # before spec.activeFrom
+    SKIPPED_COMPLETED = "skipped_completed"  # at/after spec.activeUntil, or spec.maxRuns made
 
     @property
     def skipped(self) -> bool:
@@ -70,6 +74,8 @@ _REASONS = {
     Outcome.SKIPPED_DEADLINE: vocabulary.REASON_SKIPPED_DEADLINE,
     Outcome.SKIPPED_FORBID: vocabulary.REASON_SKIPPED_FORBID,
     Outcome.SKIPPED_RETROACTIVE: vocabulary.REASON_SKIPPED_DEADLINE,
+    Outcome.SKIPPED_INACTIVE: vocabulary.REASON_SKIPPED_INACTIVE,
+    Outcome.SKIPPED_COMPLETED: vocabulary.REASON_COMPLETED,
 }
 
 
@@ -236,10 +242,12 @@ def plan_tick(
     tolerance: timedelta,
     first_attempt: bool,
     reserved: Sequence[str] = (),
+    runs_made: int = 0,
 ) -> RunPlan:
     """Decide what a QStash delivery at ``delivered_at`` does (rules in the module docstring).
 
     ``first_attempt`` is ``Upstash-Retried: 0``: only a first attempt may be early for its tick.
+    ``runs_made`` is ``status.scheduledRuns`` (for ``spec.maxRuns``).
     """
     if message_id is not None:
         for job in jobs:
@@ -276,6 +284,11 @@ def plan_tick(
         )
     if cw.spec.suspend:
         return RunPlan(Outcome.SKIPPED_SUSPENDED, tick=tick, message="spec.suspend is true")
+    refusal = window.tick_refusal(cw.spec, tick, runs_made)
+    if refusal is not None:
+        completed, why = refusal
+        outcome = Outcome.SKIPPED_COMPLETED if completed else Outcome.SKIPPED_INACTIVE
+        return RunPlan(outcome, tick=tick, message=why)
     deadline = cw.spec.starting_deadline_seconds
     if deadline is not None and delivered_at - tick > timedelta(seconds=deadline):
         late = int((delivered_at - tick).total_seconds())
@@ -312,6 +325,27 @@ def plan_manual(
                 message=f"Job {name} already exists for this request",
             )
     return _concurrency(cw, jobs, tick=None, name=name, reserved=reserved)
+
+
+def plan_backfill(
+    cw: CronWorkflow,
+    *,
+    jobs: Sequence[JobView],
+    slot: datetime,
+    parallel: bool,
+    reserved: Sequence[str] = (),
+) -> RunPlan:
+    """One slot of a backfill (:mod:`backfill`): the tick's own Job, once. Unlike a delivery it
+    is not held to ``lastScheduleTime``, ``scheduleSince``, suspend, the window or the deadline:
+    someone asked for this past slot by name. ``concurrencyPolicy`` holds unless ``parallel``."""
+    name = naming.job_name(cw.name, slot)
+    if any(job.name == name for job in jobs):
+        return RunPlan(
+            Outcome.DUPLICATE_TICK, tick=slot, job_name=name, message=f"Job {name} already exists"
+        )
+    if parallel:
+        return RunPlan(Outcome.RUN, tick=slot, job_name=name)
+    return _concurrency(cw, jobs, tick=slot, name=name, reserved=reserved)
 
 
 def check_same_request(job: JobView, *, key: str | None, fingerprint: str | None) -> None:
@@ -424,18 +458,23 @@ def next_schedule_time(
     return cron.next_tick(schedule, after)
 
 
-def _schedule_times(
-    cw: CronWorkflow, recorded: datetime | None, tick: datetime, now: datetime
-) -> JsonDict:
-    """``lastScheduleTime`` moved to ``tick`` if that is forward, with its ``nextScheduleTime``."""
+def _schedule_times(cw: CronWorkflow, status: JsonDict, tick: datetime, now: datetime) -> JsonDict:
+    """``lastScheduleTime`` moved to ``tick`` if that is forward, with its ``nextScheduleTime``
+    and ``scheduledRuns`` counted up (:mod:`window`)."""
+    recorded = parse_time(status.get("lastScheduleTime"))
     if recorded is not None and tick <= recorded:
         return {}
+    runs = window.runs_made(status) + 1
     following = next_schedule_time(
         cw.spec.schedule, suspended=cw.spec.suspend, last_schedule_time=tick, now=now
     )
+    if window.limited(cw.spec) and following is not None:
+        exhausted = cw.spec.max_runs is not None and runs >= cw.spec.max_runs
+        following = None if exhausted else window.first_tick(cw.spec, max(tick, now))
     return {
         "lastScheduleTime": builders.rfc3339(tick),
         "nextScheduleTime": None if following is None else builders.rfc3339(following),
+        window.RUNS_FIELD: runs,
     }
 
 
@@ -478,7 +517,7 @@ def status_after_run(
     if active != (status.get("active") or []):
         patch["active"] = active or None
     if tick is not None:
-        patch.update(_schedule_times(cw, parse_time(status.get("lastScheduleTime")), tick, now))
+        patch.update(_schedule_times(cw, status, tick, now))
     if manual is not None:
         patch["lastManualRun"] = manual
     return patch
@@ -505,4 +544,4 @@ def status_after_cronjob_ran(
     cw: CronWorkflow, status: JsonDict, *, scheduled: datetime, now: datetime
 ) -> JsonDict:
     """The fallback CronJob scheduled ``scheduled``: carry it over if it is forward."""
-    return _schedule_times(cw, parse_time(status.get("lastScheduleTime")), scheduled, now)
+    return _schedule_times(cw, status, scheduled, now)

@@ -39,6 +39,12 @@ ANNOTATION_MESSAGE_ID: Final = PREFIX + "message-id"
 ANNOTATION_TRIGGERED_BY: Final = PREFIX + "triggered-by"  # who asked for a manual run
 ANNOTATION_BACKEND: Final = PREFIX + "backend"  # which backend made the Job
 ANNOTATION_RUN_NOW: Final = PREFIX + "run-now"  # on a CronWorkflow: make one manual Job
+# run-now's companions on the CronWorkflow: JSON {"name": "value"} overrides, and why
+ANNOTATION_RUN_NOW_PARAMETERS: Final = PREFIX + "run-now-parameters"
+ANNOTATION_RUN_NOW_REASON: Final = PREFIX + "run-now-reason"
+ANNOTATION_RUN_REASON: Final = PREFIX + "run-reason"  # on a manual Job: why it was asked for
+ANNOTATION_RUN_PARAMETERS: Final = PREFIX + "run-parameters"  # on a Job: JSON of its overrides
+ANNOTATION_BACKFILLED_BY: Final = PREFIX + "backfilled-by"  # on a Job: who backfilled its slot
 # On a manual Job made over HTTP with an Idempotency-Key: the key, and a hash of the request.
 ANNOTATION_IDEMPOTENCY_KEY: Final = PREFIX + "idempotency-key"
 ANNOTATION_REQUEST_FINGERPRINT: Final = PREFIX + "request-fingerprint"
@@ -104,8 +110,11 @@ REASON_REPLACED_ACTIVE: Final = "SuccessfulDelete"  # Replace deleted the active
 REASON_MANUAL_RUN: Final = "ManualRun"
 REASON_SAW_COMPLETED_JOB: Final = "SawCompletedJob"
 REASON_HISTORY_PRUNED: Final = "HistoryPruned"
+REASON_SKIPPED_INACTIVE: Final = "SkippedNotYetActive"  # a tick before spec.activeFrom
 
 # Ready
 REASON_READY: Final = "Ready"
 REASON_SUSPENDED: Final = "Suspended"
 REASON_NOT_READY: Final = "NotReady"
+REASON_NOT_YET_ACTIVE: Final = "NotYetActive"  # before spec.activeFrom: the backend is paused
+REASON_COMPLETED: Final = "Completed"  # spec.activeUntil passed or spec.maxRuns made

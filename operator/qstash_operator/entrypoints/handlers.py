@@ -24,7 +24,7 @@ import kopf
 from qstash_operator.adapters.kube import Kube
 from qstash_operator.adapters.operator_metrics import OperatorMetrics
 from qstash_operator.adapters.qstash_api import QStashSchedules
-from qstash_operator.domain import vocabulary
+from qstash_operator.domain import parameters, vocabulary
 from qstash_operator.domain.errors import QStashOperatorError, TransientError
 from qstash_operator.domain.retry import retry_delay
 from qstash_operator.services.drift import DriftRepair
@@ -165,23 +165,36 @@ def build_registry() -> kopf.OperatorRegistry:
         run takes a new value (``"$(date +%s)"``).
         """
         services = _services(memo)
-        value = str(meta.get("annotations", {}).get(vocabulary.ANNOTATION_RUN_NOW, ""))
+        annotations = meta.get("annotations", {})
+        value = str(annotations.get(vocabulary.ANNOTATION_RUN_NOW, ""))
+        companions = (
+            vocabulary.ANNOTATION_RUN_NOW_PARAMETERS,
+            vocabulary.ANNOTATION_RUN_NOW_REASON,
+        )
         try:
+            overrides = parameters.from_annotation(
+                annotations.get(vocabulary.ANNOTATION_RUN_NOW_PARAMETERS),
+                field=f"metadata.annotations[{vocabulary.ANNOTATION_RUN_NOW_PARAMETERS}]",
+            )
             result = await services.runs.run_manual(
                 namespace=str(meta["namespace"]),
                 name=str(meta["name"]),
                 requested_by="annotation:" + vocabulary.ANNOTATION_RUN_NOW,
                 seed=f"{meta.get('uid')}/{value}",
                 now=services.clock(),
+                overrides=overrides,
+                reason=annotations.get(vocabulary.ANNOTATION_RUN_NOW_REASON) or None,
             )
         except TransientError as exc:
             raise kopf.TemporaryError(str(exc), delay=_backoff(exc, retry)) from exc
         except QStashOperatorError as exc:  # permanent: the CronWorkflow cannot run now
             services.metrics.manual_runs.labels(outcome="error").inc()
-            patch.metadata.annotations[vocabulary.ANNOTATION_RUN_NOW] = None
+            for annotation in (vocabulary.ANNOTATION_RUN_NOW, *companions):
+                patch.metadata.annotations[annotation] = None
             raise kopf.PermanentError(str(exc)) from exc
         services.metrics.manual_runs.labels(outcome=result.outcome.value).inc()
-        patch.metadata.annotations[vocabulary.ANNOTATION_RUN_NOW] = None
+        for annotation in (vocabulary.ANNOTATION_RUN_NOW, *companions):
+            patch.metadata.annotations[annotation] = None
 
     managed = {vocabulary.LABEL_MANAGED_BY: vocabulary.MANAGED_BY}
 

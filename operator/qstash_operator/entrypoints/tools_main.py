@@ -29,7 +29,7 @@ from typing import Any, Final
 import aiohttp
 
 from qstash_operator.adapters.kube import Kube
-from qstash_operator.domain import cron, model, urls
+from qstash_operator.domain import cron, model, parameters, urls, window
 from qstash_operator.domain.errors import (
     InvalidSpecError,
     NotFoundError,
@@ -47,6 +47,9 @@ DEFAULT_COUNT: Final = 5
 _HELP: Final = {
     "list": "List CronWorkflows (backend, state, next and last run) through the webhook API.",
     "trigger": "Run a CronWorkflow now through the webhook API, honouring concurrencyPolicy.",
+    "backfill": "Run the past slots of a CronWorkflow that have no Job, through the webhook "
+    "API: lists the slots in --from..--to by the cron model, skips those with a Job, creates the "
+    "rest as the ticks' Jobs (honouring concurrencyPolicy unless --parallel).",
     "next": "Print the next fire times of a CronWorkflow, in its time zone and in UTC, "
     "marking runs that daylight saving skips or repeats.",
 }
@@ -66,7 +69,7 @@ def _command(parser: argparse.ArgumentParser) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     command = _command(parser)
     parser.description = _HELP.get(command, parser.description)
-    if command in ("trigger", "next"):
+    if command in ("trigger", "next", "backfill"):
         parser.add_argument("workflow", metavar="NAMESPACE/NAME", help="the CronWorkflow")
     if command == "next":
         parser.add_argument(
@@ -91,6 +94,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             metavar="KEY",
             help="the request's id: running the command again with the same key (e.g. after a "
             "timeout) is answered with the Job the first run made instead of making another",
+        )
+        parser.add_argument(
+            "--param",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="override one of spec.parameters for this run (repeatable); checked against "
+            "its declared type, a bad value is refused and no Job is made",
+        )
+        parser.add_argument(
+            "--reason", default=None, help="why: recorded on the Job and in status.lastManualRun"
+        )
+    if command == "backfill":
+        parser.add_argument("--from", dest="start", required=True, help="first slot, RFC 3339")
+        parser.add_argument("--to", dest="end", required=True, help="last slot, RFC 3339")
+        parser.add_argument(
+            "--parallel",
+            type=int,
+            default=None,
+            metavar="N",
+            help="run up to N at once, whatever concurrencyPolicy says",
+        )
+        parser.add_argument(
+            "--dry-run", action="store_true", help="list the slots and what would run, make none"
         )
     parser.add_argument("-o", "--output", choices=["text", "json"], default="text")
 
@@ -138,11 +165,13 @@ def _marks(
     return marks
 
 
-def format_next(cw: model.CronWorkflow, now: datetime, count: int) -> list[str]:
+def format_next(cw: model.CronWorkflow, now: datetime, count: int, runs: int = 0) -> list[str]:
     """The next ``count`` ticks, one line each, local time then UTC; clock-change days marked:
-    a skipped run gets a line of its own, a tick that repeats (or is extra) says so."""
+    a skipped run gets a line of its own, a tick that repeats (or is extra) says so. Only ticks
+    that will run: inside ``activeFrom``/``activeUntil``, within what ``maxRuns`` leaves after
+    ``runs`` (``status.scheduledRuns``)."""
     zone = cw.spec.schedule.zone
-    ticks = cron.next_ticks(cw.spec.schedule, now, count)
+    ticks = window.next_ticks(cw.spec, now, count, runs)
     days = _daylight_saving(cw, now, ticks)
     marks = _marks(cw, ticks, days)
     skips = sorted(
@@ -164,10 +193,10 @@ def format_next(cw: model.CronWorkflow, now: datetime, count: int) -> list[str]:
     return lines
 
 
-def next_json(cw: model.CronWorkflow, now: datetime, count: int) -> dict[str, Any]:
+def next_json(cw: model.CronWorkflow, now: datetime, count: int, runs: int = 0) -> dict[str, Any]:
     """``next -o json``: the ticks, each with its clock-change note, and the days crossed."""
     zone = cw.spec.schedule.zone
-    ticks = cron.next_ticks(cw.spec.schedule, now, count)
+    ticks = window.next_ticks(cw.spec, now, count, runs)
     days = _daylight_saving(cw, now, ticks)
     marks = _marks(cw, ticks, days)
     listed = []
@@ -205,12 +234,17 @@ async def _next(args: argparse.Namespace, now: datetime) -> int:
     except InvalidSpecError as exc:
         print(f"CronWorkflow {namespace}/{name} is invalid: {exc}", file=sys.stderr)
         return 1
+    runs = window.runs_made(body.get("status") or {})
     if args.output == "json":
-        print(json.dumps(next_json(cw, now, args.count), indent=2))
+        print(json.dumps(next_json(cw, now, args.count, runs), indent=2))
         return 0
     if cw.spec.suspend:
         print(f"# {namespace}/{name} is suspended: these ticks will not run until it is resumed")
-    for line in format_next(cw, now, args.count):
+    if cw.spec.schedule.expression != cw.spec.schedule.original:
+        print(f"# {cw.spec.schedule.original!r} resolves to {cw.spec.schedule.expression!r}")
+    if window.limited(cw.spec):
+        print(f"# only ticks the window and maxRuns allow ({runs} scheduled runs made so far)")
+    for line in format_next(cw, now, args.count, runs):
         print(line)
     return 0
 
@@ -262,12 +296,15 @@ async def _call(
     token: str,
     params: dict[str, str],
     extra_headers: dict[str, str] | None = None,
+    body: dict[str, Any] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
     headers.update(extra_headers or {})
     async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as session:
         try:
-            async with session.request(method, url, params=params, headers=headers) as response:
+            async with session.request(
+                method, url, params=params, headers=headers, json=body
+            ) as response:
                 try:
                     data = await response.json(content_type=None)
                 except ValueError:
@@ -340,7 +377,12 @@ async def _trigger(args: argparse.Namespace, settings: Settings) -> int:
     params = {"workflowId": f"{namespace}/{name}", "action": "trigger"}
     key = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
     url = f"{base}/api/test-cron"
-    status, data = await _call("POST", url, token, params, key)
+    request: dict[str, Any] = {}
+    if args.reason:
+        request["reason"] = args.reason
+    if args.param:
+        request["parameters"] = parameters.parse_assignments(args.param)
+    status, data = await _call("POST", url, token, params, key, request or None)
     if status not in (200, 201):
         return _failed(status, data)
     if args.output == "json":
@@ -352,6 +394,65 @@ async def _trigger(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+BACKFILL_POLL_SECONDS: Final = 2.0
+"""How often ``backfill`` asks again while concurrencyPolicy holds the next slot back."""
+
+
+def _progress(done: int, total: int, width: int = 30) -> str:
+    filled = width * done // total if total else width
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+
+
+async def _backfill(args: argparse.Namespace, settings: Settings) -> int:
+    namespace, name = _split(args.workflow)
+    base = _base_url(args, settings)
+    token = await _token(args, settings, base)
+    url = f"{base}/api/cron/backfill/{namespace}/{name}"
+    request: dict[str, Any] = {"from": args.start, "to": args.end, "dryRun": args.dry_run}
+    if args.parallel is not None:
+        request["parallel"] = args.parallel
+    created: list[str] = []
+    skipped: list[str] = []
+    first: dict[str, Any] | None = None
+    while True:
+        status, data = await _call("POST", url, token, {}, None, request)
+        if status not in (200, 201):
+            return _failed(status, data)
+        first = first or data
+        created.extend(data.get("created") or [])
+        skipped.extend(data.get("skipped") or [])
+        missing = len(first.get("missing") or [])
+        if not args.dry_run and args.output == "text" and missing:
+            print(f"\r{_progress(len(created), missing)}", end="", file=sys.stderr, flush=True)
+        if args.dry_run or not data.get("pending") or (not data.get("created") and skipped):
+            break
+        if not data.get("created"):
+            await asyncio.sleep(BACKFILL_POLL_SECONDS)  # an active Job holds the next slot back
+    if not args.dry_run and args.output == "text" and missing:
+        print(file=sys.stderr)
+    summary = {**first, "created": created, "skipped": skipped, "pending": data.get("pending")}
+    if args.output == "json":
+        print(json.dumps(summary, indent=2))
+        return 0
+    slots, existing = len(first.get("slots") or []), len(first.get("existing") or [])
+    if args.dry_run:
+        print(
+            f"{slots} slots in {args.start}..{args.end}: {existing} have a Job, {missing} would run"
+        )
+        for slot in first.get("missing") or []:
+            print(f"  would run {slot}")
+        return 0
+    print(
+        f"{slots} slots in {args.start}..{args.end}: {existing} already had a Job, "
+        f"{len(created)} created, {len(skipped)} skipped"
+    )
+    for job in created:
+        print(f"  job/{job}")
+    for line in skipped:
+        print(f"  skipped {line}")
+    return 0
+
+
 async def _main(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)  # the one reading of the clock for this command
     if args.command == "next":
@@ -359,6 +460,8 @@ async def _main(args: argparse.Namespace) -> int:
     settings = Settings.from_env(os.environ)
     if args.command == "list":
         return await _list(args, settings)
+    if args.command == "backfill":
+        return await _backfill(args, settings)
     return await _trigger(args, settings)
 
 
@@ -368,3 +471,6 @@ def run(args: argparse.Namespace) -> int:
     except TransientError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except InvalidSpecError as exc:  # a malformed --param, before anything was sent
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -29,7 +29,7 @@ from typing import Protocol
 from qstash_operator.adapters.kube import Kube
 from qstash_operator.adapters.operator_metrics import OperatorMetrics
 from qstash_operator.adapters.qstash_api import ObservedSchedule, QStashSchedules
-from qstash_operator.domain import builders, model, naming, vocabulary
+from qstash_operator.domain import builders, model, naming, vocabulary, window
 from qstash_operator.domain import drift as drift_rules
 from qstash_operator.domain.errors import InvalidSpecError, QStashOperatorError
 from qstash_operator.domain.model import Backend, JsonDict
@@ -89,6 +89,7 @@ class DriftRepair:
                 cw = model.parse(body)
             except InvalidSpecError:
                 continue  # reconcile reports it; nothing to repair toward
+            cw = window.as_applied(cw, status, now)  # paused while waiting for its window
             desired = builders.build_schedule(
                 cw, cluster=self._settings.cluster_name, public_url=self._public_url()
             )

@@ -27,12 +27,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from qstash_operator.adapters.kube import Kube
-from qstash_operator.domain import builders, model, runs, vocabulary
+from qstash_operator.domain import backfill, builders, model, parameters, runs, vocabulary, window
 from qstash_operator.domain.errors import (
     AlreadyExistsError,
     ApiRejectedError,
@@ -70,6 +70,24 @@ class _Request:
 
     key: str
     fingerprint: str
+
+
+@dataclasses.dataclass(frozen=True)
+class _Asked:
+    """What a manual run was asked with: checked parameter values, the overrides, why."""
+
+    values: Mapping[str, str]
+    overrides: Mapping[str, str]
+    reason: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class BackfillResult:
+    """What one backfill call found and did."""
+
+    plan: backfill.BackfillPlan
+    created: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()  # "<slot>: why" for slots the run path did not run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +146,7 @@ class RunService:
                 tolerance=self._tolerance,
                 first_attempt=retried == 0,
                 reserved=runs.reserved_names(status.get("active"), now=delivered_at),
+                runs_made=window.runs_made(status),
             )
             try:
                 return await self._execute(
@@ -156,12 +175,17 @@ class RunService:
         now: datetime,
         key: str | None = None,
         fingerprint: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        reason: str | None = None,
     ) -> RunResult:
         """A person (or the run-now annotation) asked for a run now; same Job path as ticks.
 
         ``seed`` names the Job (the same request twice is one Job). A request with an
         Idempotency-Key passes the ``key`` and its ``fingerprint``, recorded on the Job and
         checked against the Job a retry finds (:mod:`qstash_operator.domain.idempotency`).
+        ``overrides`` of ``spec.parameters`` are checked against their types before anything
+        is written (:class:`InvalidSpecError` naming ``parameters.<name>``: no Job); they and
+        ``reason`` are recorded on the Job and in ``status.lastManualRun``.
         """
         request = (
             _Request(key=key, fingerprint=fingerprint)
@@ -171,6 +195,16 @@ class RunService:
         for _ in range(MAX_RESERVATION_ATTEMPTS):
             body = await self._load(namespace, name, None)
             cw = self._parse(body)
+            try:
+                chosen = parameters.values(cw.spec.parameters, overrides)
+            except InvalidSpecError as exc:  # before any write: no Job with a bad value
+                await self._event(body, exc.reason, f"manual run refused: {exc}", now, warning=True)
+                raise
+            asked = _Asked(
+                values=chosen,
+                overrides={name: chosen[name] for name in overrides or {}},
+                reason=reason,
+            )
             jobs = await self._jobs(cw)
             reserved = runs.reserved_names((body.get("status") or {}).get("active"), now=now)
             plan = runs.plan_manual(
@@ -187,10 +221,72 @@ class RunService:
                     requested_by=requested_by,
                     started=time.perf_counter(),
                     request=request,
+                    asked=asked,
                 )
             except ConflictError:
                 logger.info("manual run of %s/%s lost a race; deciding again", namespace, name)
         raise ConflictError(f"{namespace}/{name}: too many concurrent writers", retry_after=1.0)
+
+    async def run_backfill(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        start: datetime,
+        end: datetime,
+        parallel: int | None,
+        dry_run: bool,
+        requested_by: str,
+        now: datetime,
+    ) -> BackfillResult:
+        """The slots of ``[start, end]`` without a Job, created as their ticks' Jobs, as many as
+        concurrency allows now (:mod:`qstash_operator.domain.backfill`); call again for the rest."""
+        body = await self._load(namespace, name, None)
+        cw = self._parse(body)
+        jobs = await self._jobs(cw)
+        reserved = runs.reserved_names((body.get("status") or {}).get("active"), now=now)
+        live = {job.name for job in jobs}
+        active = sum(job.active for job in jobs) + sum(n not in live for n in reserved)
+        plan = backfill.plan(
+            cw,
+            start=start,
+            end=end,
+            job_names=live,
+            active=active,
+            parallel=parallel,
+            now=now,
+        )
+        if dry_run:
+            return BackfillResult(plan)
+        created: list[str] = []
+        skipped: list[str] = []
+        for slot in plan.now:
+            if created:  # the previous create changed status and the Job list: read again
+                body = await self._load(namespace, name, None)
+                jobs = await self._jobs(cw)
+            slot_plan = runs.plan_backfill(
+                cw,
+                jobs=jobs,
+                slot=slot,
+                parallel=parallel is not None,
+                reserved=runs.reserved_names((body.get("status") or {}).get("active"), now=now),
+            )
+            result = await self._execute(
+                body,
+                cw,
+                jobs,
+                slot_plan,
+                now=now,
+                message_id=None,
+                requested_by=None,
+                started=time.perf_counter(),
+                backfilled_by=requested_by,
+            )
+            if result.outcome is Outcome.RUN and result.job_name is not None:
+                created.append(result.job_name)
+            else:
+                skipped.append(f"{builders.rfc3339(slot)}: {result.message}")
+        return BackfillResult(plan, created=tuple(created), skipped=tuple(skipped))
 
     # -- steps -------------------------------------------------------------------------
 
@@ -235,6 +331,8 @@ class RunService:
         requested_by: str | None,
         started: float,
         request: _Request | None = None,
+        asked: _Asked | None = None,
+        backfilled_by: str | None = None,
     ) -> RunResult:
         def result(outcome: Outcome, message: str) -> RunResult:
             return RunResult(
@@ -275,6 +373,10 @@ class RunService:
             requested_by=requested_by,
             idempotency_key=request.key if request else None,
             fingerprint=request.fingerprint if request else None,
+            values=asked.values if asked else None,
+            overrides=asked.overrides if asked else None,
+            reason=asked.reason if asked else None,
+            backfilled_by=backfilled_by,
         )
         try:
             created = await self._kube.create_job(job)
@@ -319,7 +421,9 @@ class RunService:
         self._observer.observed(Outcome.RUN, seconds=seconds)
         view = runs.job_view(created)
         all_jobs = [job for job in jobs if job.name not in plan.delete_first] + [view]
-        await self._record(body, cw, all_jobs, plan, now=now, requested_by=requested_by)
+        await self._record(
+            body, cw, all_jobs, plan, now=now, requested_by=requested_by, asked=asked
+        )
         what = (
             f"for tick {builders.rfc3339(plan.tick)}" if plan.tick else f"asked by {requested_by}"
         )
@@ -358,6 +462,7 @@ class RunService:
         *,
         now: datetime,
         requested_by: str | None,
+        asked: _Asked | None = None,
     ) -> None:
         """Record the created Job: conditional on the resourceVersion of ``body`` (the read, or
         the reservation's write), decided again from a fresh read and Job list on a conflict,
@@ -365,11 +470,14 @@ class RunService:
         ``lastScheduleTime`` back."""
         assert plan.job_name is not None
         created = plan.job_name
-        manual = (
+        manual: JsonDict | None = (
             {"jobName": created, "requestedBy": requested_by, "time": builders.rfc3339(now)}
             if requested_by is not None
             else None
         )
+        if manual is not None and asked is not None:
+            manual["reason"] = asked.reason  # None clears the previous run's
+            manual["parameters"] = dict(asked.overrides) or None
 
         async def decide(current: JsonDict, attempt: int) -> JsonDict | None:
             live = jobs if attempt == 0 else await self._jobs(cw)

@@ -288,6 +288,12 @@ def test_user_roles_aggregate_view_and_edit_with_the_trigger_verb(bin_dir: Path)
     assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
     assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
     assert "trigger" in verbs(edit["rules"], "cronworkflows")
+    assert "backfill" in verbs(edit["rules"], "cronworkflows")
+    # Each custom verb is a rule of its own, so a Role can copy exactly one of them.
+    custom = [
+        rule["verbs"] for rule in edit["rules"] if set(rule["verbs"]) & {"trigger", "backfill"}
+    ]
+    assert sorted(custom) == [["backfill"], ["trigger"]]
     assert verbs(view["rules"], "cronworkflows") == {"get", "list", "watch"}
     assert not find(
         render(bin_dir, sets=["global.rbac.aggregateClusterRoles=false"]), "ClusterRole", "-edit"

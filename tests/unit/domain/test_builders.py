@@ -116,6 +116,13 @@ def test_the_cronjob_carries_every_scheduling_field_and_the_same_job_labels() ->
     assert spec["jobTemplate"]["spec"] == webhook_job["spec"]
 
 
+def test_both_backends_receive_the_resolved_hash_spread_expression() -> None:
+    cw = cronworkflow({"schedule": "H/15 H(1-5) * * *", "timeZone": "Europe/Berlin"})
+    assert builders.build_cronjob(cw)["spec"]["schedule"] == "3-59/15 2 * * *"
+    desired = builders.build_schedule(cw, cluster="prod", public_url="https://hooks.example.com")
+    assert desired.cron == "CRON_TZ=Europe/Berlin 3-59/15 2 * * *"
+
+
 def test_the_qstash_schedule_names_the_cronworkflow_and_nothing_secret() -> None:
     cw = cronworkflow({"timeZone": "Europe/Berlin", "qstash": {"retries": 1, "timeout": "20s"}})
     desired = builders.build_schedule(cw, cluster="prod", public_url="https://cron.example.com/")

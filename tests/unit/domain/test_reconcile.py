@@ -232,6 +232,25 @@ CASES = {
             "nextScheduleTime": "2026-06-01T10:05:00Z",
         },
     ),
+    "H on QStash: the resolved cron is upserted and shown in resolvedSchedule": Case(
+        spec={"schedule": "H H * * *"},
+        steps=(
+            f"upsert {SID} 'CRON_TZ=UTC 18 14 * * *'",
+            f"resume {SID}",
+            "Normal ScheduleUpserted",
+        ),
+        status={
+            "resolvedSchedule": "18 14 * * *",
+            "appliedSchedule": "CRON_TZ=UTC 18 14 * * *",
+            "nextScheduleTime": "2026-06-01T14:18:00Z",
+        },
+        synced=("True", vocabulary.REASON_SCHEDULE_UPSERTED),
+    ),
+    "H on the CronJob backend: the same resolved cron": Case(
+        spec={"schedule": "H H * * *", "backend": "CronJob"},
+        steps=("create CronJob report", "Normal CronJobCreated"),
+        status={"resolvedSchedule": "18 14 * * *", "nextScheduleTime": "2026-06-01T14:18:00Z"},
+    ),
     "edit of QStash options only: upsert, the cron's start stays": Case(
         spec={"qstash": {"retries": 5}},
         before=ON_QSTASH,

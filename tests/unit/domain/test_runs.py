@@ -35,6 +35,7 @@ class Case:
     last_schedule_time: datetime | None = None
     schedule_since: datetime | None = None
     jobs: tuple[JobView, ...] = ()
+    runs_made: int = 0  # status.scheduledRuns
     # environment
     delivered_at: datetime = JUST_AFTER_THE_HOUR
     message_id: str | None = "msg_1"
@@ -121,6 +122,33 @@ CASES = {
     ),
     "no message id (a manual curl), still one per tick": Case(message_id=None),
     "half past an hourly tick, still the top of the hour": Case(delivered_at=HALF_PAST),
+    "window opens at the tick, runs": Case(spec={"activeFrom": "2026-06-01T10:00:00Z"}),
+    "window opens a second after the tick, skipped as not yet active": Case(
+        spec={"activeFrom": "2026-06-01T10:00:01Z"},
+        outcome=Outcome.SKIPPED_INACTIVE,
+        job_name=None,
+    ),
+    "window ends a second after the tick, runs": Case(spec={"activeUntil": "2026-06-01T10:00:01Z"}),
+    "window ends at the tick, skipped as completed": Case(
+        spec={"activeUntil": "2026-06-01T10:00:00Z"},
+        outcome=Outcome.SKIPPED_COMPLETED,
+        job_name=None,
+    ),
+    "a retry after the window ended, for a tick inside it, runs": Case(
+        spec={"activeUntil": "2026-06-01T10:00:01Z"},
+        delivered_at=HALF_PAST,
+        first_attempt=False,
+    ),
+    "maxRuns 2 with one run made, runs": Case(spec={"maxRuns": 2}, runs_made=1),
+    "maxRuns 2 with two runs made, skipped as completed": Case(
+        spec={"maxRuns": 2}, runs_made=2, outcome=Outcome.SKIPPED_COMPLETED, job_name=None
+    ),
+    "maxRuns reached but the tick's Job exists: a duplicate, not a refusal": Case(
+        spec={"maxRuns": 1},
+        runs_made=1,
+        jobs=(job(TICK_JOB, succeeded=True, message_id="msg_0"),),
+        outcome=Outcome.DUPLICATE_TICK,
+    ),
 }
 
 
@@ -136,6 +164,7 @@ def test_plan_tick(case: Case) -> None:
         message_id=case.message_id,
         tolerance=timedelta(seconds=30),
         first_attempt=case.first_attempt,
+        runs_made=case.runs_made,
     )
     assert plan.outcome is case.outcome, plan.message
     if case.outcome in (Outcome.RUN, Outcome.DUPLICATE_TICK, Outcome.DUPLICATE_MESSAGE):

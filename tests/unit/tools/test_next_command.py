@@ -55,3 +55,20 @@ def test_json_carries_the_notes_and_the_days() -> None:
             "(the clocks go forward)",
         }
     ]
+
+
+def test_next_lists_only_the_ticks_the_window_and_max_runs_allow() -> None:
+    cw = cronworkflow(
+        {
+            "schedule": "0 * * * *",
+            "activeFrom": "2027-01-01T10:30:00Z",
+            "activeUntil": "2027-01-01T14:00:00Z",
+            "maxRuns": 5,
+        }
+    )
+    now = datetime(2027, 1, 1, 8, tzinfo=UTC)
+    utc = [entry["utc"] for entry in tools_main.next_json(cw, now, 10)["next"]]
+    assert utc == ["2027-01-01T11:00:00Z", "2027-01-01T12:00:00Z", "2027-01-01T13:00:00Z"]
+    three_made = [e["utc"] for e in tools_main.next_json(cw, now, 10, runs=3)["next"]]
+    assert three_made == ["2027-01-01T11:00:00Z", "2027-01-01T12:00:00Z"]
+    assert tools_main.next_json(cw, now, 10, runs=5)["next"] == []

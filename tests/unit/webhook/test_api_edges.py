@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from qstash_webhook.api import parse_workflow_id, reason_from
+from qstash_webhook.api import parameters_from, parse_workflow_id, reason_from
 from qstash_webhook.errors import ApiError
 from tests.unit.webhook.conftest import MakeClient
 
@@ -92,8 +92,10 @@ def test_a_run_reason_is_one_line_of_text(payload: object, reason: str | None) -
         pytest.param({"reason": "bell\x07"}, "printable", id="a control character"),
         pytest.param({"reason": "   "}, "non-empty", id="blank"),
         pytest.param({"reason": 42}, "non-empty string", id="not a string"),
-        pytest.param({"reason": "ok", "params": {}}, 'one field, "reason"', id="another field"),
-        pytest.param(["reason"], 'one field, "reason"', id="not an object"),
+        pytest.param(
+            {"reason": "ok", "params": {}}, '"reason" and "parameters"', id="another field"
+        ),
+        pytest.param(["reason"], '"reason" and "parameters"', id="not an object"),
     ],
 )
 def test_a_bad_run_reason_is_a_400_naming_it(payload: object, complaint: str) -> None:
@@ -101,3 +103,29 @@ def test_a_bad_run_reason_is_a_400_naming_it(payload: object, complaint: str) ->
         reason_from(payload)
     assert (refused.value.status, refused.value.reason) == (400, "InvalidParameter")
     assert complaint in refused.value.message
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        pytest.param({}, None, id="none given"),
+        pytest.param({"parameters": {"size": 10, "dry": True}}, {"size": 10, "dry": True}, id="ok"),
+    ],
+)
+def test_run_parameters_are_an_object_of_scalars(payload: object, expected: object) -> None:
+    assert parameters_from(payload) == expected
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param({"parameters": ["size=10"]}, id="a list"),
+        pytest.param({"parameters": {"size": 1.5}}, id="a float"),
+        pytest.param({"parameters": {"size": {"n": 1}}}, id="an object value"),
+    ],
+)
+def test_bad_run_parameters_are_a_400(payload: object) -> None:
+    with pytest.raises(ApiError) as refused:
+        parameters_from(payload)
+    assert (refused.value.status, refused.value.reason) == (400, "InvalidParameter")
+    assert "parameters must be an object" in refused.value.message
