@@ -84,7 +84,8 @@ async def test_events_tell_each_step_newest_first_by_message_and_schedule(
     error = next(log for log in listed.logs if log.state is LogState.ERROR)
     assert (error.response_status, error.response_body) == (500, "not yet")
     retry = next(log for log in listed.logs if log.state is LogState.RETRY)
-    assert retry.next_delivery_time is not None and retry.next_delivery_time > retry.time
+    assert retry.next_delivery_time is not None
+    assert retry.next_delivery_time > retry.time
     assert {log.schedule_id for log in listed.logs} == {retried}
     assert all(log.url == receiver.url("/e") for log in listed.logs)
     times = [log.time for log in listed.logs]
@@ -96,7 +97,8 @@ async def test_events_tell_each_step_newest_first_by_message_and_schedule(
     assert {log.message_id for log in delivered.logs} == set(fired.values())
 
     first = await sdk.call("log", "list", count=2)
-    assert len(first.logs) == 2 and first.cursor is not None
+    assert len(first.logs) == 2
+    assert first.cursor is not None
     rest = await sdk.call("log", "list", cursor=first.cursor)
     assert len(first.logs) + len(rest.logs) == 9  # six steps of one message, three of the other
 
