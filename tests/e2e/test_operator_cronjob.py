@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
 import pytest
 
 from qstash_devstack.stack import Stack, cronworkflow, wait
@@ -151,3 +154,33 @@ def test_the_native_controller_runs_jobs_that_look_like_webhook_made_ones(stack:
         timeout=45,
         what="nextScheduleTime to move on after the tick",
     )
+
+
+@pytest.mark.slow
+def test_next_schedule_time_is_when_the_cronjob_controller_runs_it(stack: Stack) -> None:
+    """Issue 12's live check: ``status.nextScheduleTime`` is the run the real CronJob controller
+    (robfig's ``Next`` on ``TZ=<zone> <schedule>``) makes. A daily schedule at the coming local
+    minute in Asia/Kolkata (UTC+05:30), so the hour field and a half-hour offset both count; it
+    is at least 20 s away, so it is still ahead once the CronJob exists, and at most 80 s."""
+    zone = ZoneInfo("Asia/Kolkata")
+    now = datetime.now(UTC)
+    due = now.replace(second=0, microsecond=0) + timedelta(minutes=1 if now.second < 40 else 2)
+    local = due.astimezone(zone)
+    stack.operator(qstash=False)
+    stack.apply(
+        cronworkflow(
+            "kolkata",
+            {"schedule": f"{local.minute} {local.hour} * * *", "timeZone": "Asia/Kolkata"},
+        )
+    )
+    stack.wait_condition("kolkata", "Ready", "True")
+    promised = (stack.get("cronworkflow", "kolkata") or {})["status"]["nextScheduleTime"]
+    assert promised == due.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def controller_ran() -> str | None:
+        cronjob = stack.get("cronjob", "kolkata") or {}
+        last: str | None = (cronjob.get("status") or {}).get("lastScheduleTime")
+        return last
+
+    wait(controller_ran, timeout=120, what="the CronJob controller to run its schedule")
+    assert controller_ran() == promised
