@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -295,13 +295,14 @@ def plan_tick(
     first_attempt: bool,
     reserved: Sequence[str] = (),
     origin: MessageOrigin | None = None,
-    schedule_id: str | None = None,
+    schedule_ids: Collection[str] = (),
 ) -> RunPlan:
     """Decide what a QStash delivery at ``delivered_at`` does (rules in the module docstring).
 
     ``first_attempt`` is ``Upstash-Retried: 0``: only a first attempt may be early for its tick.
     ``origin`` is what QStash said about a retried message (:func:`needs_origin`), whose
-    ``scheduleId`` must be ``schedule_id``, this CronWorkflow's QStash schedule.
+    ``scheduleId`` must be one of ``schedule_ids``: this CronWorkflow's QStash schedule id, as
+    the cluster name makes it and as ``status.scheduleId`` records it.
     """
     if message_id is not None:
         for job in jobs:
@@ -316,11 +317,12 @@ def plan_tick(
             cw.spec.schedule, delivered_at, early_tolerance=tolerance, first_attempt=first_attempt
         )
     else:
-        if origin.schedule_id != schedule_id:
+        if origin.schedule_id is None or origin.schedule_id not in schedule_ids:
+            expected = " or ".join(repr(known) for known in sorted(schedule_ids)) or "none known"
             raise PermanentDeliveryError(
                 REASON_SCHEDULE_MISMATCH,
                 f"QStash says message {message_id} was made by schedule {origin.schedule_id!r}, "
-                f"not by {schedule_id!r}, the schedule of CronWorkflow {cw.key}",
+                f"not by the schedule of CronWorkflow {cw.key} ({expected})",
             )
         tick = cron.tick_for_message(cw.spec.schedule, origin.created_at, clock_tolerance=tolerance)
     if tick is None:

@@ -151,7 +151,7 @@ class RunService:
                 first_attempt=retried == 0,
                 reserved=runs.reserved_names(status.get("active"), now=delivered_at),
                 origin=origin,
-                schedule_id=self._schedule_id(cw),
+                schedule_ids=self._schedule_ids(cw, status),
             )
             try:
                 return await self._execute(
@@ -218,10 +218,17 @@ class RunService:
 
     # -- steps -------------------------------------------------------------------------
 
-    def _schedule_id(self, cw: CronWorkflow) -> str | None:
-        if self._cluster is None:
-            return None
-        return naming.schedule_id(self._cluster, cw.namespace, cw.name)
+    def _schedule_ids(self, cw: CronWorkflow, status: JsonDict) -> frozenset[str]:
+        """The ids a retried message of ``cw`` may come from: the one this cluster's name makes,
+        and the one the operator recorded (so a webhook whose cluster name differs from the
+        operator's still places retries, rather than refusing every one)."""
+        ids: set[str] = set()
+        if self._cluster is not None:
+            ids.add(naming.schedule_id(self._cluster, cw.namespace, cw.name))
+        recorded = status.get("scheduleId")
+        if isinstance(recorded, str) and recorded:
+            ids.add(recorded)
+        return frozenset(ids)
 
     async def _origin(self, message_id: str | None) -> MessageOrigin:
         """Which message a retry is, or why that cannot be known (never a guess)."""

@@ -203,7 +203,7 @@ def plan(case: Case) -> runs.RunPlan:
         tolerance=TOLERANCE,
         first_attempt=case.first_attempt,
         origin=case.origin,
-        schedule_id=SCHEDULE_ID,
+        schedule_ids=(SCHEDULE_ID, "c.team-a.report-recorded"),
     )
 
 
@@ -222,6 +222,12 @@ def test_a_message_of_another_schedule_is_refused(schedule_id: str | None) -> No
         plan(Case(origin(FIRED_AT_T, schedule_id)))
     assert caught.value.reason == runs.REASON_SCHEDULE_MISMATCH
     assert SCHEDULE_ID in str(caught.value)
+
+
+def test_the_schedule_id_status_records_is_accepted_too() -> None:
+    """A webhook whose cluster name differs from the operator's still places the retry."""
+    result = plan(Case(origin(FIRED_AT_T, "c.team-a.report-recorded")))
+    assert (result.outcome, result.tick) == (Outcome.RUN, T)
 
 
 @pytest.mark.parametrize(
