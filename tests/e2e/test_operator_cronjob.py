@@ -184,3 +184,43 @@ def test_next_schedule_time_is_when_the_cronjob_controller_runs_it(stack: Stack)
 
     wait(controller_ran, timeout=120, what="the CronJob controller to run its schedule")
     assert controller_ran() == promised
+
+
+def test_daylight_saving_days_are_shown_and_told_once_per_generation(stack: Stack) -> None:
+    """Issue 12: a Berlin 02:30 schedule skips a day in March and runs twice in October; the
+    operator says so in status and in one Normal event of each kind, not again on a restart."""
+    operator, _ = stack.operator(qstash=False)
+    stack.apply(cronworkflow("berlin", {"schedule": "30 2 * * *", "timeZone": "Europe/Berlin"}))
+    stack.wait_condition("berlin", "Ready", "True")
+    wait(
+        lambda: (
+            "daylightSaving" in ((stack.get("cronworkflow", "berlin") or {}).get("status") or {})
+        ),
+        what="status.daylightSaving",
+    )
+    shown = (stack.get("cronworkflow", "berlin") or {})["status"]["daylightSaving"]
+    assert shown["effect"] in ("Skip", "Repeat")
+    assert shown["localTimes"] == ["02:30"]
+    assert "Europe/Berlin" in shown["message"]
+
+    def told() -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for event in stack.events("berlin"):
+            if event["reason"].startswith("DaylightSaving"):
+                assert event["type"] == "Normal"
+                found.setdefault(event["reason"], []).append(event["message"])
+        return found
+
+    wait(lambda: len(told()) == 2, what="a DaylightSavingSkip and a DaylightSavingRepeat event")
+    assert shown["date"] in " ".join(
+        message for messages in told().values() for message in messages
+    )
+    operator.stop()
+    resumed, _ = stack.operator(qstash=False)  # a restart resumes the same generation
+    wait(
+        lambda: "Handler 'schedule' succeeded" in resumed.output(),
+        what="the restarted operator to resume the CronWorkflow",
+    )
+    events = [e for e in stack.events("berlin") if e["reason"].startswith("DaylightSaving")]
+    assert sorted(e["reason"] for e in events) == ["DaylightSavingRepeat", "DaylightSavingSkip"]
+    assert all(e.get("count", 1) == 1 for e in events)
