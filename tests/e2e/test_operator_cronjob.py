@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from qstash_devstack.stack import Stack, cronworkflow, wait
+from qstash_devstack.stack import Stack, cronworkflow, http_get, wait
 
 MANAGED = "qstash-operator.dev/cronworkflow"
 
@@ -216,11 +216,16 @@ def test_daylight_saving_days_are_shown_and_told_once_per_generation(stack: Stac
         message for messages in told().values() for message in messages
     )
     operator.stop()
-    resumed, _ = stack.operator(qstash=False)  # a restart resumes the same generation
-    wait(
-        lambda: "Handler 'schedule' succeeded" in resumed.output(),
-        what="the restarted operator to resume the CronWorkflow",
-    )
+    _, port = stack.operator(qstash=False)  # a restart resumes the same generation
+
+    def reconciled() -> bool:
+        status, text = http_get(f"http://127.0.0.1:{port}/metrics")
+        return status == 200 and any(
+            line.startswith("qstash_operator_reconciles_total{") and float(line.split()[-1]) > 0
+            for line in text.splitlines()
+        )
+
+    wait(reconciled, what="the restarted operator to resume the CronWorkflow")
     events = [e for e in stack.events("berlin") if e["reason"].startswith("DaylightSaving")]
     assert sorted(e["reason"] for e in events) == ["DaylightSavingRepeat", "DaylightSavingSkip"]
     assert all(e.get("count", 1) == 1 for e in events)
