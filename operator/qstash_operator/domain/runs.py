@@ -181,27 +181,36 @@ def needs_origin(jobs: Sequence[JobView], *, message_id: str | None, first_attem
     return message_id is None or not any(job.message_id == message_id for job in jobs)
 
 
-def never_ran(cw: CronWorkflow, jobs: Sequence[JobView], tick: datetime, *, now: datetime) -> bool:
+def never_ran(
+    cw: CronWorkflow,
+    jobs: Sequence[JobView],
+    tick: datetime,
+    *,
+    now: datetime,
+    tolerance: timedelta,
+) -> bool:
     """Does the Job history prove that no Job was ever made for ``tick``?
 
     Its Job would be named for the tick and would still be listed, unless the history limits
     pruned it (:func:`history_to_prune`: oldest finished first, per kind), ``Replace`` deleted it
     while active, or ``ttlSecondsAfterFinished`` removed it. So the proof holds when the policy
     is not ``Replace``, the template has no TTL, and for each kind (succeeded, failed) the kept
-    Jobs are fewer than its limit or include one that finished before the tick (a Job for the
-    tick cannot have finished before it, so it would have outlived that one). A Job deleted by
-    hand is not seen: that is the one case where a late retry may run a tick again.
+    Jobs are fewer than its limit or include one that finished before the tick's Job could have
+    started (the tick less the clock tolerance, the most an early first attempt gets), so the
+    tick's Job would have outlived that one. A Job deleted by hand is not seen: that is the one
+    case where a late retry may run a tick again.
     """
     if cw.spec.concurrency_policy is ConcurrencyPolicy.REPLACE:
         return False
     if (cw.spec.job_template.get("spec") or {}).get("ttlSecondsAfterFinished") is not None:
         return False
+    earliest = tick - tolerance
     counted = [job for job in jobs if not job.kept_for_a_key(now)]
     for finished, limit in (
         ([job for job in counted if job.succeeded], cw.spec.successful_jobs_history_limit),
         ([job for job in counted if job.failed], cw.spec.failed_jobs_history_limit),
     ):
-        older = any(job.finished_at is not None and job.finished_at < tick for job in finished)
+        older = any(job.finished_at is not None and job.finished_at < earliest for job in finished)
         if len(finished) >= limit and not older:
             return False
     return True
@@ -336,7 +345,7 @@ def plan_tick(
         origin is not None
         and last_schedule_time is not None
         and tick < last_schedule_time
-        and never_ran(cw, jobs, tick, now=delivered_at)
+        and never_ran(cw, jobs, tick, now=delivered_at, tolerance=tolerance)
     )
     if last_schedule_time is not None and tick <= last_schedule_time and not late_retry:
         return RunPlan(

@@ -142,6 +142,17 @@ CASES = {
             job_for(T + 2 * MINUTE, succeeded=True, finished_at=T + 2 * MINUTE),
         ),
     ),
+    "the kept older Job finished within the tolerance before 10:00: no proof, a duplicate": Case(
+        origin(FIRED_AT_T),
+        spec={**EVERY_MINUTE, "successfulJobsHistoryLimit": 2},
+        last_schedule_time=T + 2 * MINUTE,
+        jobs=(
+            # 10:00's own Job, had an early first attempt made it, could have finished first
+            job_for(T - MINUTE, succeeded=True, finished_at=T - timedelta(seconds=5)),
+            job_for(T + 2 * MINUTE, succeeded=True, finished_at=T + 2 * MINUTE),
+        ),
+        outcome=Outcome.DUPLICATE_TICK,
+    ),
     "no failed history kept (limit 0): nothing proves it, a duplicate": Case(
         origin(FIRED_AT_T),
         spec={**EVERY_MINUTE, "failedJobsHistoryLimit": 0},
