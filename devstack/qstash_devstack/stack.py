@@ -140,6 +140,9 @@ class Stack:
         if kubeconfig is not None:
             env["KUBECONFIG"] = str(kubeconfig)
         env.update(self.qstash_env())
+        # The same cluster name as the operator: a retried delivery's message must come from
+        # this cluster's schedule id (<cluster>.<namespace>.<name>), as the chart sets it for both.
+        env["QSTASH_OPERATOR_CLUSTER_NAME"] = self.cluster_name
         env.update(extra_env or {})
         port = port or self.webhook_port
         args = ["webhook", "--host", "127.0.0.1", "--port", str(port)]

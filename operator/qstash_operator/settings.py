@@ -9,6 +9,8 @@ Variables (the first four are the seed document's names):
 
 =====================================  =========================================================
 ``QSTASH_TOKEN``                       QStash API token. Unset: development mode (CronJobs).
+                                       The webhook needs it too: it asks QStash which message
+                                       a retried delivery is (``GET /v2/messages/{id}``).
 ``QSTASH_CURRENT_SIGNING_KEY``         Key QStash signs deliveries with (webhook).
 ``QSTASH_NEXT_SIGNING_KEY``            Key it will sign with after a rotation (webhook).
 ``QSTASH_URL``                         QStash API base (default https://qstash.upstash.io);
@@ -190,6 +192,14 @@ class Settings:
                 "WEBHOOK_PUBLIC_URL",
                 "the webhook needs the public URL QStash calls, to check the signature's subject",
                 "set it to the https origin QStash reaches, e.g. https://cron.example.com",
+            )
+        if self.qstash.token is None:
+            raise SettingsError(
+                "QSTASH_TOKEN",
+                "the webhook asks QStash which message a retried delivery is (GET "
+                "/v2/messages/{id}) to run the tick it was made for, and needs the API token",
+                "set the token the operator uses (the chart takes it from the same Secret), and "
+                "QSTASH_URL when QStash is not https://qstash.upstash.io",
             )
 
     # -- construction -----------------------------------------------------------------------

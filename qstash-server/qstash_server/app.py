@@ -44,6 +44,10 @@ SCHEDULES_RESUME: Final = "schedules.resume"
 PUBLISH: Final = "publish"
 MESSAGES_GET: Final = "messages.get"
 MESSAGES_CANCEL: Final = "messages.cancel"
+EVENTS_LIST: Final = "events.list"
+DLQ_LIST: Final = "dlq.list"
+DLQ_GET: Final = "dlq.get"
+DLQ_DELETE: Final = "dlq.delete"
 KEYS_GET: Final = "keys.get"
 KEYS_ROTATE: Final = "keys.rotate"
 UNKNOWN: Final = "unknown"
@@ -57,6 +61,10 @@ ROUTES: Final = (
     PUBLISH,
     MESSAGES_GET,
     MESSAGES_CANCEL,
+    EVENTS_LIST,
+    DLQ_LIST,
+    DLQ_GET,
+    DLQ_DELETE,
     KEYS_GET,
     KEYS_ROTATE,
 )
@@ -129,6 +137,23 @@ def resolve(method: str, raw_target: str) -> Route:
             return Route(MESSAGES_GET, message_id)
         if method == "DELETE":
             return Route(MESSAGES_CANCEL, message_id)
+        raise not_allowed
+    if lowered in ("/v2/events", "/v2/events/"):
+        if method == "GET":
+            return Route(EVENTS_LIST)
+        raise not_allowed
+    if lowered in ("/v2/dlq", "/v2/dlq/"):
+        if method == "GET":
+            return Route(DLQ_LIST)
+        raise not_allowed
+    if lowered.startswith("/v2/dlq/"):
+        dlq_id = _single(path[len("/v2/dlq/") :])
+        if dlq_id is None:
+            raise not_found
+        if method == "GET":
+            return Route(DLQ_GET, dlq_id)
+        if method == "DELETE":
+            return Route(DLQ_DELETE, dlq_id)
         raise not_allowed
     if lowered in ("/v2/keys", "/v2/keys/"):
         if method == "GET":
@@ -220,6 +245,28 @@ async def _cancel_message(request: web.Request, core: Core, route: Route) -> web
     return web.Response(status=202)
 
 
+def _query(request: web.Request) -> dict[str, str]:
+    """Query parameters; one given several times (the SDK's ``messageIds``) joined by commas."""
+    return {name: ",".join(request.query.getall(name)) for name in set(request.query.keys())}
+
+
+async def _list_events(request: web.Request, core: Core, route: Route) -> web.Response:
+    return json_response(core.list_events(_query(request)))
+
+
+async def _list_dead_letters(request: web.Request, core: Core, route: Route) -> web.Response:
+    return json_response(core.list_dead_letters(_query(request)))
+
+
+async def _get_dead_letter(request: web.Request, core: Core, route: Route) -> web.Response:
+    return json_response(core.get_dead_letter(route.argument))
+
+
+async def _delete_dead_letter(request: web.Request, core: Core, route: Route) -> web.Response:
+    core.delete_dead_letter(route.argument)
+    return web.Response(status=200)
+
+
 async def _get_keys(request: web.Request, core: Core, route: Route) -> web.Response:
     return json_response(core.keys_json())
 
@@ -238,6 +285,10 @@ HANDLERS: Final[dict[str, Handler]] = {
     PUBLISH: _publish,
     MESSAGES_GET: _get_message,
     MESSAGES_CANCEL: _cancel_message,
+    EVENTS_LIST: _list_events,
+    DLQ_LIST: _list_dead_letters,
+    DLQ_GET: _get_dead_letter,
+    DLQ_DELETE: _delete_dead_letter,
     KEYS_GET: _get_keys,
     KEYS_ROTATE: _rotate_keys,
 }

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from qstash_server import clock, config, model
+from qstash_server import clock, config, events, model
 from qstash_server.delivery import DeliveryLog, Runtime, Scheduler, Sender
 from qstash_server.faults import ApiCalls, Faults
 from qstash_server.state import SigningKeys, Store
@@ -67,6 +67,8 @@ class Core:
         self.faults = Faults()
         self.api_calls = ApiCalls(server_config.log_limit)
         self.delivery_log = DeliveryLog(server_config.log_limit)
+        self.event_log = events.EventLog(server_config.log_limit)
+        self.dead_letters = events.DeadLetters(server_config.log_limit)
         self.sender = Sender(
             store=self.store,
             config=server_config,
@@ -76,6 +78,8 @@ class Core:
             delivery_log=self.delivery_log,
             on_finished=self._message_finished,
             wall=wall,
+            event_log=self.event_log,
+            dead_letters=self.dead_letters,
         )
         self.scheduler = Scheduler(
             store=self.store,
@@ -262,6 +266,26 @@ class Core:
             raise model.ApiError(404, model.MESSAGE_NOT_FOUND)
         await self.store.save()
 
+    # -- events and dead letters -------------------------------------------------------------
+
+    def list_events(self, params: dict[str, str]) -> dict[str, Any]:
+        try:
+            return self.event_log.query(params)
+        except events.QueryError as exc:
+            raise model.bad_request(str(exc)) from None
+
+    def list_dead_letters(self, params: dict[str, str]) -> dict[str, Any]:
+        try:
+            return self.dead_letters.query(params)
+        except events.QueryError as exc:
+            raise model.bad_request(str(exc)) from None
+
+    def get_dead_letter(self, dlq_id: str) -> dict[str, Any]:
+        return self.dead_letters.get(dlq_id)
+
+    def delete_dead_letter(self, dlq_id: str) -> None:
+        self.dead_letters.delete(dlq_id)
+
     # -- signing keys ----------------------------------------------------------------------------
 
     def keys_json(self) -> dict[str, str]:
@@ -287,4 +311,6 @@ class Core:
         self.faults.clear()
         self.api_calls.clear()
         self.delivery_log.clear()
+        self.event_log.clear()
+        self.dead_letters.clear()
         await self.store.save()

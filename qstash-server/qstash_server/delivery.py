@@ -8,7 +8,10 @@ and ``User-Agent: Upstash-QStash``. Any 2xx is success. Anything else (including
 connection error or the per-attempt timeout) is a failed attempt, retried after the wait
 :mod:`backoff` computes, up to ``Upstash-Retries`` retries, unless the destination answered 489
 with ``Upstash-NonRetryable-Error: true``. Every attempt and every message outcome is logged for
-the test controls; the message's state feeds the schedule's ``lastScheduleStates``.
+the test controls; the message's state feeds the schedule's ``lastScheduleStates``; each step is
+an event of ``GET /v2/events`` and a message that fails for good is a dead letter of
+``GET /v2/dlq`` (:mod:`events`). A message is readable with ``GET /v2/messages/{id}`` exactly
+while it is being delivered or waiting for a retry, and 404 once delivered or failed.
 
 The **scheduler** keeps, per schedule, the next tick after its cursor (see :mod:`firing`) and
 sleeps until the earliest one. On waking it fires each due schedule's latest missed tick only and
@@ -37,7 +40,7 @@ import yarl
 from multidict import CIMultiDict
 
 from qstash_operator.domain import signature
-from qstash_server import backoff, clock, firing, model
+from qstash_server import backoff, clock, events, firing, model
 from qstash_server.config import ServerConfig
 from qstash_server.faults import Faults
 from qstash_server.state import Store
@@ -150,6 +153,8 @@ class Sender:
         delivery_log: DeliveryLog,
         on_finished: Callable[[model.MessageRecord, str], None],
         wall: Callable[[], float] = time.time,
+        event_log: events.EventLog | None = None,
+        dead_letters: events.DeadLetters | None = None,
     ) -> None:
         self._store = store
         self._config = config
@@ -159,6 +164,8 @@ class Sender:
         self._log = delivery_log
         self._on_finished = on_finished
         self._wall = wall
+        self._events = event_log or events.EventLog(config.log_limit)
+        self._dead_letters = dead_letters or events.DeadLetters(config.log_limit)
         self._session: aiohttp.ClientSession | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -187,6 +194,7 @@ class Sender:
         """Accept a message: remember it (it survives a restart) and start delivering it."""
         self._store.messages[message.message_id] = message
         self._store.mark_dirty()
+        self._event(message, events.CREATED)
         self._start_task(message)
 
     def _start_task(self, message: model.MessageRecord) -> None:
@@ -204,6 +212,7 @@ class Sender:
             task.cancel()
         if message is None:
             return False
+        self._event(message, events.CANCELED)
         self._log.message_finished(message_id, CANCELLED)
         self._store.mark_dirty()
         return True
@@ -217,6 +226,22 @@ class Sender:
                 return False
             await asyncio.wait(list(self._tasks.values()), timeout=remaining)
         return True
+
+    def _event(
+        self,
+        message: model.MessageRecord,
+        state: str,
+        *,
+        response: events.Response | None = None,
+        next_delivery_ms: int | None = None,
+    ) -> None:
+        self._events.record(
+            message,
+            state,
+            at_ms=clock.to_ms(self._clock.now()),
+            response=response,
+            next_delivery_ms=next_delivery_ms,
+        )
 
     async def _sleep(self, seconds: float) -> None:
         scaled = seconds * self._runtime.backoff_factor
@@ -235,6 +260,7 @@ class Sender:
                 current = self._store.messages.get(message_id)
                 if current is None:  # cancelled meanwhile
                     return
+                self._event(current, events.ACTIVE)
                 if duplicate and self._faults.duplicate_concurrent:
                     results = await asyncio.gather(
                         self._attempt(current, retried, duplicate=False),
@@ -247,9 +273,16 @@ class Sender:
                 if result.success:
                     if duplicate:  # at-least-once made visible: the same message again
                         await self._attempt(current, retried, duplicate=True)
+                    self._event(current, events.DELIVERED)
                     self._finish(current, model.ScheduleState.SUCCESS)
                     return
+                response = _response(result)
+                self._event(current, events.ERROR, response=response)
                 if result.non_retryable or retried >= current.settings.retries:
+                    self._event(current, events.FAILED, response=response)
+                    self._dead_letters.add(
+                        current, at_ms=clock.to_ms(self._clock.now()), response=response
+                    )
                     self._finish(current, model.ScheduleState.FAIL)
                     return
                 wait = backoff.retry_wait(
@@ -257,6 +290,11 @@ class Sender:
                     expression=current.settings.retry_delay,
                     response_headers=result.response_headers,
                     now=datetime.fromtimestamp(self._wall(), UTC),
+                )
+                self._event(
+                    current,
+                    events.RETRY,
+                    next_delivery_ms=clock.to_ms(self._clock.now()) + round(wait * 1000),
                 )
                 result.entry["nextRetrySeconds"] = wait
                 retried += 1
@@ -269,6 +307,7 @@ class Sender:
             log.exception("delivery of %s crashed", message_id)
             failed = self._store.messages.get(message_id)
             if failed is not None:
+                self._event(failed, events.FAILED, response=events.Response(error="crashed"))
                 self._finish(failed, model.ScheduleState.FAIL)
 
     def _finish(self, message: model.MessageRecord, state: str) -> None:
@@ -327,6 +366,10 @@ class Sender:
         response_headers: dict[str, str] = {}
         assert self._session is not None, "Sender.start() was not awaited"
         try:
+            if self._faults.take_down():
+                raise aiohttp.ClientConnectionError(
+                    "connection refused (injected: destinationDown)"
+                )
             async with self._session.request(
                 settings.method,
                 yarl.URL(settings.destination, encoded=True),
@@ -363,6 +406,16 @@ class Sender:
             response_headers=response_headers,
             entry=entry,
         )
+
+
+def _response(result: _Result) -> events.Response:
+    """The failed attempt's answer as events and dead letters report it."""
+    return events.Response(
+        status=result.entry.get("status"),
+        headers=result.response_headers,
+        body=str(result.entry.get("responseBody") or "").encode("utf-8"),
+        error=result.entry.get("error"),
+    )
 
 
 class PausedError(Exception):

@@ -4,7 +4,9 @@ Each fault has a budget: a number of times it still applies, or ``None`` for "un
 The API faults answer the next matching API calls as QStash does when it is unwell (5xx),
 refuses a request (400), or rate-limits (429 with one of its two header families, section 2.6);
 the delivery faults make the at-least-once guarantee visible (duplicates, a response lost after
-the destination processed the request, latency). Pure state; the app and the sender consult it.
+the destination processed the request, latency), and ``destinationDown`` fails attempts without
+calling the destination, as a webhook that is down would (connection refused). Pure state; the
+app and the sender consult it.
 """
 
 from __future__ import annotations
@@ -97,12 +99,20 @@ class Faults:
     latency_seconds: float = 0.0
     latency_remaining: int | None = 0
     drop_remaining: int | None = 0
+    down_remaining: int | None = 0
 
     # -- configuration ----------------------------------------------------------------------
 
     def configure(self, spec: Mapping[str, Any]) -> None:
         """Apply ``POST /__control/faults``: each key given replaces that fault; null clears it."""
-        known = {"apiErrors", "rateLimit", "duplicateDelivery", "deliveryLatency", "dropResponse"}
+        known = {
+            "apiErrors",
+            "rateLimit",
+            "duplicateDelivery",
+            "deliveryLatency",
+            "dropResponse",
+            "destinationDown",
+        }
         unknown = set(spec) - known
         if unknown:
             raise FaultError(f"unknown faults {sorted(unknown)}; known: {sorted(known)}")
@@ -127,6 +137,9 @@ class Faults:
         if "dropResponse" in spec:
             value = spec["dropResponse"]
             self.drop_remaining = 0 if value is None else _budget(_mapping(value))
+        if "destinationDown" in spec:
+            value = spec["destinationDown"]
+            self.down_remaining = 0 if value is None else _budget(_mapping(value))
 
     @staticmethod
     def _api_error(value: Any) -> ApiFault | None:
@@ -178,6 +191,7 @@ class Faults:
                 else {"seconds": self.latency_seconds, "count": self.latency_remaining}
             ),
             "dropResponse": None if self.drop_remaining == 0 else {"count": self.drop_remaining},
+            "destinationDown": None if self.down_remaining == 0 else {"count": self.down_remaining},
         }
 
     # -- consulting ----------------------------------------------------------------------------
@@ -206,6 +220,11 @@ class Faults:
 
     def take_drop(self) -> bool:
         applies, self.drop_remaining = _take(self.drop_remaining)
+        return applies
+
+    def take_down(self) -> bool:
+        """Fail this attempt as if the destination refused the connection."""
+        applies, self.down_remaining = _take(self.down_remaining)
         return applies
 
 

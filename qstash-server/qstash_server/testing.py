@@ -211,6 +211,14 @@ class Controls:
         """Treat the next ``count`` successful answers as lost: a retry follows a success."""
         await self.set_fault("dropResponse", {"count": count})
 
+    async def destination_down(self, count: int | None = None) -> None:
+        """Fail the next ``count`` attempts (None: until cleared) without calling the
+        destination, as a webhook that is down does; QStash retries them as usual."""
+        await self.set_fault("destinationDown", {"count": count})
+
+    async def destination_up(self) -> None:
+        await self.set_fault("destinationDown", None)
+
     async def clear_faults(self) -> None:
         await self._call("DELETE", "faults")
 
@@ -625,6 +633,12 @@ class ThreadedServer:
 
     def drop_responses(self, count: int | None = 1) -> None:
         self._run(self.server.drop_responses(count))
+
+    def destination_down(self, count: int | None = None) -> None:
+        self._run(self.server.destination_down(count))
+
+    def destination_up(self) -> None:
+        self._run(self.server.destination_up())
 
     def clear_faults(self) -> None:
         self._run(self.server.clear_faults())

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
 import pytest
 
-from qstash_devstack.stack import Stack, cronworkflow, wait
+from qstash_devstack.stack import Stack, cronworkflow, http_get, wait
 
 MANAGED = "qstash-operator.dev/cronworkflow"
 
@@ -151,3 +154,78 @@ def test_the_native_controller_runs_jobs_that_look_like_webhook_made_ones(stack:
         timeout=45,
         what="nextScheduleTime to move on after the tick",
     )
+
+
+@pytest.mark.slow
+def test_next_schedule_time_is_when_the_cronjob_controller_runs_it(stack: Stack) -> None:
+    """Issue 12's live check: ``status.nextScheduleTime`` is the run the real CronJob controller
+    (robfig's ``Next`` on ``TZ=<zone> <schedule>``) makes. A daily schedule at the coming local
+    minute in Asia/Kolkata (UTC+05:30), so the hour field and a half-hour offset both count; it
+    is at least 20 s away, so it is still ahead once the CronJob exists, and at most 80 s."""
+    zone = ZoneInfo("Asia/Kolkata")
+    now = datetime.now(UTC)
+    due = now.replace(second=0, microsecond=0) + timedelta(minutes=1 if now.second < 40 else 2)
+    local = due.astimezone(zone)
+    stack.operator(qstash=False)
+    stack.apply(
+        cronworkflow(
+            "kolkata",
+            {"schedule": f"{local.minute} {local.hour} * * *", "timeZone": "Asia/Kolkata"},
+        )
+    )
+    stack.wait_condition("kolkata", "Ready", "True")
+    promised = (stack.get("cronworkflow", "kolkata") or {})["status"]["nextScheduleTime"]
+    assert promised == due.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def controller_ran() -> str | None:
+        cronjob = stack.get("cronjob", "kolkata") or {}
+        last: str | None = (cronjob.get("status") or {}).get("lastScheduleTime")
+        return last
+
+    wait(controller_ran, timeout=120, what="the CronJob controller to run its schedule")
+    assert controller_ran() == promised
+
+
+def test_daylight_saving_days_are_shown_and_told_once_per_generation(stack: Stack) -> None:
+    """Issue 12: a Berlin 02:30 schedule skips a day in March and runs twice in October; the
+    operator says so in status and in one Normal event of each kind, not again on a restart."""
+    operator, _ = stack.operator(qstash=False)
+    stack.apply(cronworkflow("berlin", {"schedule": "30 2 * * *", "timeZone": "Europe/Berlin"}))
+    stack.wait_condition("berlin", "Ready", "True")
+    wait(
+        lambda: (
+            "daylightSaving" in ((stack.get("cronworkflow", "berlin") or {}).get("status") or {})
+        ),
+        what="status.daylightSaving",
+    )
+    shown = (stack.get("cronworkflow", "berlin") or {})["status"]["daylightSaving"]
+    assert shown["effect"] in ("Skip", "Repeat")
+    assert shown["localTimes"] == ["02:30"]
+    assert "Europe/Berlin" in shown["message"]
+
+    def told() -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for event in stack.events("berlin"):
+            if event["reason"].startswith("DaylightSaving"):
+                assert event["type"] == "Normal"
+                found.setdefault(event["reason"], []).append(event["message"])
+        return found
+
+    wait(lambda: len(told()) == 2, what="a DaylightSavingSkip and a DaylightSavingRepeat event")
+    assert shown["date"] in " ".join(
+        message for messages in told().values() for message in messages
+    )
+    operator.stop()
+    _, port = stack.operator(qstash=False)  # a restart resumes the same generation
+
+    def reconciled() -> bool:
+        status, text = http_get(f"http://127.0.0.1:{port}/metrics")
+        return status == 200 and any(
+            line.startswith("qstash_operator_reconciles_total{") and float(line.split()[-1]) > 0
+            for line in text.splitlines()
+        )
+
+    wait(reconciled, what="the restarted operator to resume the CronWorkflow")
+    events = [e for e in stack.events("berlin") if e["reason"].startswith("DaylightSaving")]
+    assert sorted(e["reason"] for e in events) == ["DaylightSavingRepeat", "DaylightSavingSkip"]
+    assert all(e.get("count", 1) == 1 for e in events)

@@ -167,6 +167,11 @@ def test_bad_settings_name_the_variable_and_the_fix(env: dict[str, str], variabl
             "WEBHOOK_PUBLIC_URL",
             id="no public url",
         ),
+        pytest.param(
+            {**PRODUCTION, "QSTASH_TOKEN": ""},
+            "QSTASH_TOKEN",
+            id="no token: a retry's tick cannot be looked up",
+        ),
     ],
 )
 def test_the_webhook_refuses_to_start_without_what_it_verifies_with(
@@ -179,7 +184,11 @@ def test_the_webhook_refuses_to_start_without_what_it_verifies_with(
 
 def test_a_keys_folder_is_enough_for_the_webhook(tmp_path: Path) -> None:
     settings = Settings.from_env(
-        {"QSTASH_SIGNING_KEYS_DIR": str(tmp_path), "WEBHOOK_PUBLIC_URL": "https://a.example"}
+        {
+            "QSTASH_SIGNING_KEYS_DIR": str(tmp_path),
+            "WEBHOOK_PUBLIC_URL": "https://a.example",
+            "QSTASH_TOKEN": "t",
+        }
     )
     settings.require_webhook()
 

@@ -14,11 +14,11 @@ from typing import Final
 from aiohttp import web
 
 from qstash_operator.adapters.kube import Kube
-from qstash_operator.adapters.qstash_api import ObservedSchedule, QStashSchedules
+from qstash_operator.adapters.qstash_api import ObservedSchedule, QStashMessages, QStashSchedules
 from qstash_operator.adapters.signing_keys import SigningKeySource
 from qstash_operator.domain import builders
 from qstash_operator.services.catalog import CatalogService, ScheduleLister
-from qstash_operator.services.runs import RunService
+from qstash_operator.services.runs import MessageLookup, RunService
 from qstash_operator.settings import Settings
 from qstash_webhook import api, delivery, health, typedefs
 from qstash_webhook.access import Access, GuardedAccess, KubeAccess
@@ -56,6 +56,20 @@ def _schedule_lister(settings: Settings) -> ScheduleLister | None:
     return schedules
 
 
+def _message_lookup(app: web.Application, settings: Settings) -> MessageLookup | None:
+    """The SDK's ``message.get`` for retried deliveries, closed with the app."""
+    token = settings.qstash.token
+    if token is None:
+        return None
+    client = QStashMessages(token=token.reveal(), base_url=settings.qstash.url)
+
+    async def close(_: web.Application) -> None:
+        await client.close()
+
+    app.on_cleanup.append(close)
+    return client
+
+
 def setup_routes(app: web.Application) -> None:
     app.router.add_post(builders.WEBHOOK_PATH, delivery.deliver, name="delivery")
     app.router.add_get("/api/cron", api.list_cronworkflows, name="list")
@@ -82,6 +96,7 @@ def make_app(
     access: Access | None = None,
     body_deadline: float = BODY_READ_SECONDS,
     review_kube: Kube | None = None,
+    messages: MessageLookup | None = None,
 ) -> web.Application:
     """The webhook application. ``settings.public_url`` must be set (``require_webhook``).
 
@@ -92,7 +107,8 @@ def make_app(
     ``review_kube``). ``review_kube``: the client for those reviews; the process passes one with
     a pool of its own (``qstash_webhook.main``), so a flood of bad tokens cannot hold the
     connections deliveries need; tests that do not measure that may leave it to share ``kube``.
-    ``body_deadline``: seconds a request body may take to arrive.
+    ``body_deadline``: seconds a request body may take to arrive. ``messages`` tells which
+    message a retried delivery is (default: the SDK, with ``QSTASH_TOKEN`` and ``QSTASH_URL``).
     """
     if settings.public_url is None:
         raise ValueError("make_app needs settings.public_url (call settings.require_webhook())")
@@ -114,6 +130,8 @@ def make_app(
         component=COMPONENT,
         tolerance=timedelta(seconds=settings.clock_tolerance_seconds),
         observer=metrics,
+        messages=messages if messages is not None else _message_lookup(app, settings),
+        cluster=settings.cluster_name,
     )
     catalog = CatalogService(
         kube,

@@ -9,7 +9,9 @@ The order is the contract (DESIGN.md, "The delivery contract"):
    anything looks inside the body (401 with the failure category otherwise);
 3. parse the body: a verified body that is not ``{"namespace","name","uid"}`` was signed by QStash
    for something we can never run, so it is answered 489 non-retryable (retrying cannot help);
-   ``Upstash-Retried`` says whether this is a first attempt (only those may be early for a tick);
+   ``Upstash-Retried`` says whether this is a first attempt (judged by its arrival; only those
+   may be early for a tick) or a retry (judged by its message's ``createdAt``, which the run
+   service asks QStash for; a retry must carry ``Upstash-Message-Id``);
 4. hand over to :class:`~qstash_operator.services.runs.RunService` (the one path that makes Jobs)
    and map its errors (:mod:`qstash_webhook.errors`).
 
@@ -198,6 +200,16 @@ async def deliver(request: web.Request) -> web.StreamResponse:
         return finish(
             errors.error_response(
                 400, "MalformedRetried", "Upstash-Retried is not a count of earlier attempts"
+            ),
+            "bad_request",
+            logging.WARNING,
+        )
+    if attempts_before > 0 and message_id is None:
+        return finish(
+            errors.error_response(
+                400,
+                "MissingMessageId",
+                "a retry (Upstash-Retried > 0) needs Upstash-Message-Id to find its tick",
             ),
             "bad_request",
             logging.WARNING,

@@ -3,7 +3,8 @@
 Start-up order, and why:
 
 1. settings and signing keys first: without both keys and the public URL nothing can be verified,
-   so the process stops here with the variable's name (exit code 2 from the CLI);
+   and without the QStash token no retry can be matched to its tick, so the process stops here
+   with the variable's name (exit code 2 from the CLI);
 2. the Kubernetes client is *configured* (kubeconfig or in-cluster) but not contacted: an API
    server that is down or still booting must not stop the webhook, which answers deliveries 503
    with ``Retry-After`` until the API answers, and reports it on ``/readyz``;
@@ -60,10 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     parser.epilog = (
-        "Environment: WEBHOOK_PUBLIC_URL and the signing keys (QSTASH_CURRENT_SIGNING_KEY, "
-        "QSTASH_NEXT_SIGNING_KEY, or QSTASH_SIGNING_KEYS_DIR) are required; "
-        "QSTASH_OPERATOR_CLOCK_TOLERANCE, QSTASH_OPERATOR_API_AUDIENCE (default qstash-operator), "
-        "QSTASH_TOKEN/QSTASH_URL (status page) are optional."
+        "Environment: WEBHOOK_PUBLIC_URL, the signing keys (QSTASH_CURRENT_SIGNING_KEY, "
+        "QSTASH_NEXT_SIGNING_KEY, or QSTASH_SIGNING_KEYS_DIR) and QSTASH_TOKEN (a retried "
+        "delivery's tick is looked up in QStash; QSTASH_URL when not Upstash) are required; "
+        "QSTASH_OPERATOR_CLOCK_TOLERANCE, QSTASH_OPERATOR_API_AUDIENCE (default qstash-operator) "
+        "are optional."
     )
 
 

@@ -10,6 +10,9 @@ section 5 and pitfall 10). Here they become:
 - 404 → :class:`NotFoundError`
 - other 4xx → :class:`QStashRejectedError` carrying QStash's own message
 
+:class:`QStashMessages` reads one message (``GET /v2/messages/{id}``) for the webhook, which must
+know which tick a retried delivery is for (:class:`~qstash_operator.domain.runs.MessageOrigin`).
+
 The SDK's transport retry is off (``retry=False``): the operator owns its retry policy, and the
 SDK's default would hide an unreachable QStash for 32 s. Its 600 s client timeout is shortened too.
 """
@@ -20,6 +23,7 @@ import dataclasses
 import json
 import re
 import time
+from datetime import UTC, datetime
 from typing import Final
 
 import httpx
@@ -35,10 +39,15 @@ from qstash_operator.domain.errors import (
     QStashRejectedError,
     QStashUnavailableError,
 )
+from qstash_operator.domain.runs import MessageOrigin
 
 TIMEOUT: Final = httpx.Timeout(30.0, connect=5.0)
 """QStash's management API answers in well under a second; 30 s bounds a hung call so one bad
 request cannot stall a reconcile worker (the SDK's own default is 600 s)."""
+
+MESSAGE_TIMEOUT: Final = 5.0
+"""Seconds a message lookup may take. A retried delivery waits on it, and QStash gives up on an
+attempt after its timeout; a lookup that hangs longer answers 503 and QStash retries again."""
 
 _STATUS = re.compile(r"status: (\d{3}), body: (.*)", re.DOTALL)
 
@@ -212,3 +221,40 @@ class QStashSchedules:
                 await self._client.schedule.resume(schedule_id)
         except Exception as exc:
             raise _translate(exc, f"{'pause' if paused else 'resume'} {schedule_id}") from exc
+
+
+class QStashMessages:
+    """Which message a retried delivery is. One instance per webhook process."""
+
+    def __init__(self, *, token: str, base_url: str, timeout: float = MESSAGE_TIMEOUT) -> None:
+        self._client = AsyncQStash(token, retry=False, base_url=base_url)
+        self._client.http._client.timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
+        self.base_url = base_url
+
+    async def close(self) -> None:
+        await self._client.http._client.aclose()
+
+    async def origin(self, message_id: str) -> MessageOrigin:
+        """``createdAt`` and ``scheduleId`` of a message QStash is still delivering.
+
+        Raises :class:`NotFoundError` when QStash does not know it (it answers 404 once a message
+        is delivered or given up), and the transient errors of :func:`_translate` otherwise; a
+        reply the SDK cannot read is :class:`QStashUnavailableError`, never a guess.
+        """
+        what = f"get message {message_id}"
+        try:
+            message = await self._client.message.get(message_id)
+        except (KeyError, ValueError, TypeError) as exc:  # the SDK reads required keys
+            raise QStashUnavailableError(f"{what}: QStash sent an unreadable message") from exc
+        except Exception as exc:
+            error = _translate(exc, what)
+            if isinstance(error, QStashRejectedError):  # a 4xx we cannot act on: retry later
+                error = QStashUnavailableError(f"{what}: QStash HTTP {error.status}: {error}")
+            raise error from exc
+        created_at = message.created_at
+        if isinstance(created_at, bool) or not isinstance(created_at, int | float):
+            raise QStashUnavailableError(f"{what}: createdAt {created_at!r} is not a time")
+        return MessageOrigin(
+            created_at=datetime.fromtimestamp(created_at / 1000, UTC),
+            schedule_id=message.schedule_id or None,
+        )

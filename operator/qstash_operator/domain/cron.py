@@ -763,6 +763,25 @@ def tick_for_delivery(
     return latest
 
 
+def tick_for_message(
+    schedule: Schedule, created_at: datetime, *, clock_tolerance: timedelta
+) -> datetime | None:
+    """The tick a QStash message was created for, from its ``createdAt``.
+
+    QStash makes a schedule's message when the tick comes, so ``createdAt`` is the tick plus the
+    time QStash took to fire, or a little before it when QStash's clock runs ahead of ours. The
+    tick is the latest one at or before ``createdAt`` plus the clock tolerance, the tolerance
+    capped as for an early first attempt (a quarter of the shortest interval and of the gap
+    around ``createdAt``), so a message made late for one tick is never booked to the next. This
+    is what a *retry* is judged by: its arrival says nothing about its tick (QStash retries after
+    about 12 s, 2.5 min and 30 min by default). The two runs of a fall-back repeated hour have
+    different ``createdAt`` instants, so they stay two ticks.
+    """
+    return tick_for_delivery(
+        schedule, created_at, early_tolerance=clock_tolerance, first_attempt=True
+    )
+
+
 def ticks_between(schedule: Schedule, start: datetime, end: datetime) -> list[datetime]:
     """Ticks in ``(start, end]`` in UTC: the first :data:`MAX_MISSED_TICKS` of them at most."""
     result: list[datetime] = []

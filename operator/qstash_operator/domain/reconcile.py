@@ -61,11 +61,11 @@ import enum
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Final, Literal, TypeAlias
 
 from qstash_operator.domain import backend as backend_rules
-from qstash_operator.domain import builders, conditions, model, naming, vocabulary, window
+from qstash_operator.domain import builders, conditions, cron, model, naming, vocabulary, window
 from qstash_operator.domain.builders import DesiredSchedule, rfc3339
 from qstash_operator.domain.conditions import Condition
 from qstash_operator.domain.errors import (
@@ -397,18 +397,56 @@ def _dry_run_job(cw: CronWorkflow) -> JsonDict:
     )
 
 
-def _notices(cw: CronWorkflow, status: Mapping[str, Any], now: datetime) -> Contribution:
+_DAYLIGHT_SAVING_REASONS: Final = {
+    cron.DaylightSavingEffect.SKIP: vocabulary.REASON_DAYLIGHT_SAVING_SKIP,
+    cron.DaylightSavingEffect.REPEAT: vocabulary.REASON_DAYLIGHT_SAVING_REPEAT,
+    cron.DaylightSavingEffect.EXTRA: vocabulary.REASON_DAYLIGHT_SAVING_EXTRA,
+}
+
+
+def _daylight_saving_due(
+    cw: CronWorkflow, status: Mapping[str, Any], now: datetime, *, reconcile: bool
+) -> bool:
+    """Whether ``status.daylightSaving`` must be computed again: on every reconcile (create,
+    spec change, resume), and on the timer only once the date it shows has passed, so the timer
+    stays cheap for thousands of objects (the walk costs up to ~70 ms for ``* * * * *``)."""
+    if reconcile:
+        return True
+    shown = status.get("daylightSaving")
+    if not isinstance(shown, Mapping):
+        return False
+    try:
+        day = date.fromisoformat(str(shown.get("date")))
+    except ValueError:
+        return True
+    return day < now.astimezone(cw.spec.schedule.zone).date()
+
+
+def _notices(
+    cw: CronWorkflow, status: Mapping[str, Any], now: datetime, *, reconcile: bool
+) -> Contribution:
     """Things worth telling about a healthy schedule, folded into every healthy plan.
 
-    Nothing yet. Issue 12's daylight-saving notice goes here: ``cron.next_daylight_saving_day``
-    gives ``status.daylightSaving`` (already in the CRD); a Normal event ``DaylightSavingSkip`` /
-    ``DaylightSavingRepeat`` naming the local dates is due once per spec generation, which is pure
-    to decide: ``cw.generation`` differs from ``status["observedGeneration"]`` only on the first
-    reconcile of a generation (a resume after a restart sees them equal). :func:`plan_refresh`
-    calls this too, so the date moves on once it has passed; recomputing only then (or when the
-    field is absent) keeps the 30 s timer cheap for thousands of objects.
+    Daylight-saving days (issue 12): ``status.daylightSaving`` is the next local date within 400
+    days on which the schedule skips, repeats or adds a run (:func:`cron.next_daylight_saving_day`;
+    null when none). On the first reconcile of a spec generation (``cw.generation`` differs from
+    ``status.observedGeneration``; a resume after a restart sees them equal) each kind of
+    deviation ahead is told once, as a Normal event naming its local dates.
     """
-    return Contribution()
+    if not _daylight_saving_due(cw, status, now, reconcile=reconcile):
+        return Contribution()
+    days = cron.daylight_saving_days(cw.spec.schedule, now)
+    shown = days[0].as_status() if days else None
+    fields: JsonDict = {}
+    if shown != status.get("daylightSaving"):
+        fields["daylightSaving"] = shown
+    steps: list[Step] = []
+    if reconcile and status.get("observedGeneration") != cw.generation:
+        for effect, reason in _DAYLIGHT_SAVING_REASONS.items():
+            concerned = [day.message for day in days if day.effect is effect]
+            if concerned:
+                steps.append(_event("Normal", reason, "; ".join(concerned)))
+    return Contribution(steps=tuple(steps), status=fields)
 
 
 # -- reconcile: create, spec update, resume --------------------------------------------------------
@@ -466,7 +504,7 @@ def _apply(
         sync, synced_reason = _sync_cronjob(inputs.learned, record, cw)
     refusal = _refusal(inputs.learned)
     handover = _handover(inputs.context, record, cw, decision, now=now)
-    notices = _notices(cw, record.status, now)
+    notices = _notices(cw, record.status, now, reconcile=True)
     edge = Contribution(
         requeue_after=None if state.switch_at is None else (state.switch_at - now).total_seconds()
     )
@@ -938,7 +976,7 @@ def plan_refresh(body: Mapping[str, Any], context: Context, *, now: datetime) ->
         if record.status.get("nextScheduleTime") != next_time
         else Contribution()
     )
-    parts = _combine(retire, current, _notices(cw, record.status, now))
+    parts = _combine(retire, current, _notices(cw, record.status, now, reconcile=False))
     status = dict(parts.status)
     if parts.conditions:
         status.update(_conditions_status(record, parts.conditions, now=now))

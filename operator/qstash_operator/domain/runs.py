@@ -8,12 +8,17 @@ The rules, in the order they are checked for a QStash delivery:
 
 1. A Job already carries this delivery's message id → ``DUPLICATE_MESSAGE`` (QStash redelivered a
    message we ran: one Job per message).
-2. The tick is derived from the cron, the zone, the delivery time and whether this is the first
-   attempt (QStash does not send the tick; :func:`cron.tick_for_delivery`). No tick at all →
-   ``NO_TICK``.
+2. The tick (QStash does not send it). A first attempt (``Upstash-Retried: 0``) is judged by its
+   arrival (:func:`cron.tick_for_delivery`, with the early window). A retry is judged by the
+   message QStash says it is (:class:`MessageOrigin`, from ``GET /v2/messages/{id}``): a message
+   of another schedule is refused (``PermanentDeliveryError`` ``ScheduleMismatch``), otherwise
+   the tick is the one its ``createdAt`` was made for (:func:`cron.tick_for_message`), however
+   late the retry comes. No tick at all → ``NO_TICK``.
 3. The tick's Job already exists, or the tick is not after ``status.lastScheduleTime`` →
    ``DUPLICATE_TICK`` (another replica, another message, or the other backend during a handover
-   ran it: at most one Job per (uid, tick)).
+   ran it: at most one Job per (uid, tick)). One exception: a retry of an *older* tick whose Job
+   the history proves was never made (:func:`never_ran`) is not a duplicate; it is the delivery
+   that failed while later ticks ran, and it runs now.
 4. The tick is before ``status.scheduleSince`` (when the current cron and zone took effect) →
    ``SKIPPED_RETROACTIVE``: editing a schedule never runs a tick of the new one in the past.
 5. ``spec.suspend`` → ``SKIPPED_SUSPENDED``.
@@ -31,12 +36,16 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from qstash_operator.domain import builders, cron, idempotency, naming, vocabulary, window
-from qstash_operator.domain.errors import IdempotencyConflictError, RunInFlightError
+from qstash_operator.domain.errors import (
+    IdempotencyConflictError,
+    PermanentDeliveryError,
+    RunInFlightError,
+)
 from qstash_operator.domain.model import ConcurrencyPolicy, CronWorkflow, JsonDict
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -156,6 +165,64 @@ def job_view(job: JsonDict) -> JobView:
 
 
 @dataclasses.dataclass(frozen=True)
+class MessageOrigin:
+    """What QStash says about a message it is retrying (``GET /v2/messages/{messageId}``)."""
+
+    created_at: datetime
+    """``createdAt``: when QStash made the message, i.e. when its schedule fired."""
+    schedule_id: str | None
+    """``scheduleId``: the schedule that made it (None: a message published by hand)."""
+
+
+REASON_SCHEDULE_MISMATCH: Final = "ScheduleMismatch"
+"""489: QStash says the retried message was made by another schedule than this CronWorkflow's."""
+REASON_MESSAGE_UNKNOWN: Final = "MessageUnknown"
+"""489: QStash no longer knows the retried message, so its tick cannot be known."""
+
+
+def needs_origin(jobs: Sequence[JobView], *, message_id: str | None, first_attempt: bool) -> bool:
+    """Must QStash be asked which message this is? Only for a retry no Job has run yet."""
+    if first_attempt:
+        return False
+    return message_id is None or not any(job.message_id == message_id for job in jobs)
+
+
+def never_ran(
+    cw: CronWorkflow,
+    jobs: Sequence[JobView],
+    tick: datetime,
+    *,
+    now: datetime,
+    tolerance: timedelta,
+) -> bool:
+    """Does the Job history prove that no Job was ever made for ``tick``?
+
+    Its Job would be named for the tick and would still be listed, unless the history limits
+    pruned it (:func:`history_to_prune`: oldest finished first, per kind), ``Replace`` deleted it
+    while active, or ``ttlSecondsAfterFinished`` removed it. So the proof holds when the policy
+    is not ``Replace``, the template has no TTL, and for each kind (succeeded, failed) the kept
+    Jobs are fewer than its limit or include one that finished before the tick's Job could have
+    started (the tick less the clock tolerance, the most an early first attempt gets), so the
+    tick's Job would have outlived that one. A Job deleted by hand is not seen: that is the one
+    case where a late retry may run a tick again.
+    """
+    if cw.spec.concurrency_policy is ConcurrencyPolicy.REPLACE:
+        return False
+    if (cw.spec.job_template.get("spec") or {}).get("ttlSecondsAfterFinished") is not None:
+        return False
+    earliest = tick - tolerance
+    counted = [job for job in jobs if not job.kept_for_a_key(now)]
+    for finished, limit in (
+        ([job for job in counted if job.succeeded], cw.spec.successful_jobs_history_limit),
+        ([job for job in counted if job.failed], cw.spec.failed_jobs_history_limit),
+    ):
+        older = any(job.finished_at is not None and job.finished_at < earliest for job in finished)
+        if len(finished) >= limit and not older:
+            return False
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
 class RunPlan:
     outcome: Outcome
     tick: datetime | None = None
@@ -243,11 +310,16 @@ def plan_tick(
     first_attempt: bool,
     reserved: Sequence[str] = (),
     runs_made: int = 0,
+    origin: MessageOrigin | None = None,
+    schedule_ids: Collection[str] = (),
 ) -> RunPlan:
     """Decide what a QStash delivery at ``delivered_at`` does (rules in the module docstring).
 
     ``first_attempt`` is ``Upstash-Retried: 0``: only a first attempt may be early for its tick.
     ``runs_made`` is ``status.scheduledRuns`` (for ``spec.maxRuns``).
+    ``origin`` is what QStash said about a retried message (:func:`needs_origin`), whose
+    ``scheduleId`` must be one of ``schedule_ids``: this CronWorkflow's QStash schedule id, as
+    the cluster name makes it and as ``status.scheduleId`` records it.
     """
     if message_id is not None:
         for job in jobs:
@@ -257,9 +329,19 @@ def plan_tick(
                     job_name=job.name,
                     message=f"message {message_id} already ran as Job {job.name}",
                 )
-    tick = cron.tick_for_delivery(
-        cw.spec.schedule, delivered_at, early_tolerance=tolerance, first_attempt=first_attempt
-    )
+    if origin is None:
+        tick = cron.tick_for_delivery(
+            cw.spec.schedule, delivered_at, early_tolerance=tolerance, first_attempt=first_attempt
+        )
+    else:
+        if origin.schedule_id is None or origin.schedule_id not in schedule_ids:
+            expected = " or ".join(repr(known) for known in sorted(schedule_ids)) or "none known"
+            raise PermanentDeliveryError(
+                REASON_SCHEDULE_MISMATCH,
+                f"QStash says message {message_id} was made by schedule {origin.schedule_id!r}, "
+                f"not by the schedule of CronWorkflow {cw.key} ({expected})",
+            )
+        tick = cron.tick_for_message(cw.spec.schedule, origin.created_at, clock_tolerance=tolerance)
     if tick is None:
         return RunPlan(Outcome.NO_TICK, message="the schedule has no tick before this delivery")
     name = naming.job_name(cw.name, tick)
@@ -267,7 +349,13 @@ def plan_tick(
         return RunPlan(
             Outcome.DUPLICATE_TICK, tick=tick, job_name=name, message=f"Job {name} already exists"
         )
-    if last_schedule_time is not None and tick <= last_schedule_time:
+    late_retry = (
+        origin is not None
+        and last_schedule_time is not None
+        and tick < last_schedule_time
+        and never_ran(cw, jobs, tick, now=delivered_at, tolerance=tolerance)
+    )
+    if last_schedule_time is not None and tick <= last_schedule_time and not late_retry:
         return RunPlan(
             Outcome.DUPLICATE_TICK,
             tick=tick,

@@ -109,6 +109,10 @@ REASON_SKIPPED_DEADLINE: Final = "MissSchedule"  # ditto: later than startingDea
 REASON_REPLACED_ACTIVE: Final = "SuccessfulDelete"  # Replace deleted the active Jobs
 REASON_MANUAL_RUN: Final = "ManualRun"
 REASON_SAW_COMPLETED_JOB: Final = "SawCompletedJob"
+# Daylight-saving days ahead (issue 12), Normal events once per spec generation.
+REASON_DAYLIGHT_SAVING_SKIP: Final = "DaylightSavingSkip"
+REASON_DAYLIGHT_SAVING_REPEAT: Final = "DaylightSavingRepeat"
+REASON_DAYLIGHT_SAVING_EXTRA: Final = "DaylightSavingExtra"
 REASON_HISTORY_PRUNED: Final = "HistoryPruned"
 REASON_SKIPPED_INACTIVE: Final = "SkippedNotYetActive"  # a tick before spec.activeFrom
 

@@ -20,6 +20,10 @@ Exactly-once, and why it holds:
   tick cannot both see "nothing active": the loser re-reads and decides again. Under ``Replace``
   the loser then finds a reservation whose Job does not exist yet, and has nothing to delete:
   it raises ``RunInFlightError`` (a 503 for QStash to retry) rather than run beside it.
+
+A retry (``Upstash-Retried`` >= 1) no Job has run yet is matched to its tick by asking QStash
+which message it is (:class:`MessageLookup`, ``GET /v2/messages/{id}``), once per delivery; when
+QStash cannot answer, the delivery answers 503 and QStash retries: the tick is never guessed.
 """
 
 from __future__ import annotations
@@ -32,7 +36,16 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
 from qstash_operator.adapters.kube import Kube
-from qstash_operator.domain import backfill, builders, model, parameters, runs, vocabulary, window
+from qstash_operator.domain import (
+    backfill,
+    builders,
+    model,
+    naming,
+    parameters,
+    runs,
+    vocabulary,
+    window,
+)
 from qstash_operator.domain.errors import (
     AlreadyExistsError,
     ApiRejectedError,
@@ -40,10 +53,11 @@ from qstash_operator.domain.errors import (
     InvalidSpecError,
     NotFoundError,
     PermanentDeliveryError,
+    QStashUnavailableError,
     QuotaExceededError,
 )
 from qstash_operator.domain.model import Backend, CronWorkflow, JsonDict
-from qstash_operator.domain.runs import JobView, Outcome, RunPlan
+from qstash_operator.domain.runs import JobView, MessageOrigin, Outcome, RunPlan
 from qstash_operator.services.status_writes import write_status
 
 logger = logging.getLogger(__name__)
@@ -57,6 +71,12 @@ class RunObserver(Protocol):
     """Where outcomes are counted (metrics); the webhook and operator pass their own."""
 
     def observed(self, outcome: Outcome, *, seconds: float | None) -> None: ...
+
+
+class MessageLookup(Protocol):
+    """QStash's word on a message (``adapters.qstash_api.QStashMessages`` in the webhook)."""
+
+    async def origin(self, message_id: str) -> MessageOrigin: ...
 
 
 class _NoObserver:
@@ -108,11 +128,17 @@ class RunService:
         component: str,
         tolerance: timedelta,
         observer: RunObserver | None = None,
+        messages: MessageLookup | None = None,
+        cluster: str | None = None,
     ) -> None:
+        """``messages`` and ``cluster`` serve deliveries: which message a retry is, and the
+        cluster name of this CronWorkflow's schedule id, which that message must come from."""
         self._kube = kube
         self._component = component
         self._tolerance = tolerance
         self._observer: RunObserver = observer or _NoObserver()
+        self._messages = messages
+        self._cluster = cluster
 
     # -- public ------------------------------------------------------------------------
 
@@ -131,11 +157,16 @@ class RunService:
         ``retried`` is ``Upstash-Retried``: the attempts QStash made before this one.
         """
         started = time.perf_counter()
+        origin: MessageOrigin | None = None
         for _ in range(MAX_RESERVATION_ATTEMPTS):
             body = await self._load(namespace, name, uid)
             cw = self._parse(body)
             jobs = await self._jobs(cw)
             status = body.get("status") or {}
+            if origin is None and runs.needs_origin(
+                jobs, message_id=message_id, first_attempt=retried == 0
+            ):
+                origin = await self._origin(message_id)
             plan = runs.plan_tick(
                 cw,
                 jobs=jobs,
@@ -147,6 +178,8 @@ class RunService:
                 first_attempt=retried == 0,
                 reserved=runs.reserved_names(status.get("active"), now=delivered_at),
                 runs_made=window.runs_made(status),
+                origin=origin,
+                schedule_ids=self._schedule_ids(cw, status),
             )
             try:
                 return await self._execute(
@@ -289,6 +322,39 @@ class RunService:
         return BackfillResult(plan, created=tuple(created), skipped=tuple(skipped))
 
     # -- steps -------------------------------------------------------------------------
+
+    def _schedule_ids(self, cw: CronWorkflow, status: JsonDict) -> frozenset[str]:
+        """The ids a retried message of ``cw`` may come from: the one this cluster's name makes,
+        and the one the operator recorded (so a webhook whose cluster name differs from the
+        operator's still places retries, rather than refusing every one)."""
+        ids: set[str] = set()
+        if self._cluster is not None:
+            ids.add(naming.schedule_id(self._cluster, cw.namespace, cw.name))
+        recorded = status.get("scheduleId")
+        if isinstance(recorded, str) and recorded:
+            ids.add(recorded)
+        return frozenset(ids)
+
+    async def _origin(self, message_id: str | None) -> MessageOrigin:
+        """Which message a retry is, or why that cannot be known (never a guess)."""
+        if message_id is None:
+            raise PermanentDeliveryError(
+                runs.REASON_MESSAGE_UNKNOWN,
+                "a retry without Upstash-Message-Id cannot be matched to its tick",
+            )
+        if self._messages is None:
+            raise QStashUnavailableError(
+                f"message {message_id} is a retry, and without a QStash token its tick "
+                "cannot be looked up"
+            )
+        try:
+            return await self._messages.origin(message_id)
+        except NotFoundError:
+            raise PermanentDeliveryError(
+                runs.REASON_MESSAGE_UNKNOWN,
+                f"QStash does not know message {message_id} (delivered or given up), so the "
+                "tick of this retry cannot be known",
+            ) from None
 
     async def _load(self, namespace: str, name: str, uid: str | None) -> JsonDict:
         try:

@@ -975,7 +975,7 @@ def test_the_bound_is_the_setting() -> None:
 def test_a_notice_reaches_reconcile_and_refresh(monkeypatch: pytest.MonkeyPatch) -> None:
     told = Event("Normal", "DaylightSavingSkip", "02:30 does not exist in Europe/Berlin")
 
-    def notice(*_: Any) -> Contribution:
+    def notice(*_: Any, **__: Any) -> Contribution:
         return Contribution(
             steps=(PostEvent(told),), status={"daylightSaving": {"date": "2027-03-28"}}
         )

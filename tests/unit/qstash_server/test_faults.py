@@ -102,6 +102,7 @@ def test_to_json_and_clear() -> None:
         "duplicateDelivery": None,
         "deliveryLatency": None,
         "dropResponse": {"count": 1},
+        "destinationDown": None,
     }
     faults.clear()
     assert set(faults.to_json().values()) == {None}

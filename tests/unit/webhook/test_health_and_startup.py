@@ -60,6 +60,7 @@ async def test_metrics_expose_the_four_families(make_client: MakeClient) -> None
         pytest.param(
             "both keys", "QSTASH_CURRENT_SIGNING_KEY and QSTASH_NEXT_SIGNING_KEY", id="no keys"
         ),
+        pytest.param("QSTASH_TOKEN", "QSTASH_TOKEN", id="no token to look retries up with"),
     ],
 )
 def test_the_webhook_refuses_to_start_naming_the_missing_variable(
@@ -69,6 +70,7 @@ def test_the_webhook_refuses_to_start_naming_the_missing_variable(
         "WEBHOOK_PUBLIC_URL": support.PUBLIC_URL,
         "QSTASH_CURRENT_SIGNING_KEY": support.CURRENT_KEY,
         "QSTASH_NEXT_SIGNING_KEY": support.NEXT_KEY,
+        "QSTASH_TOKEN": "token-for-message-lookups",
     }
     for name in (*env, "NEXT_PUBLIC_APP_URL", "QSTASH_SIGNING_KEYS_DIR"):
         monkeypatch.delenv(name, raising=False)
@@ -111,6 +113,7 @@ def test_the_webhook_starts_without_an_api_server_and_answers_503(tmp_path: Path
         "QSTASH_OPERATOR_ALLOW_PRIVATE_URL": "true",
         "QSTASH_CURRENT_SIGNING_KEY": support.CURRENT_KEY,
         "QSTASH_NEXT_SIGNING_KEY": support.NEXT_KEY,
+        "QSTASH_TOKEN": "token-for-message-lookups",
         "KUBECONFIG": str(_kubeconfig(tmp_path / "kubeconfig", free_port())),
     }
     env.pop("QSTASH_SIGNING_KEYS_DIR", None)
