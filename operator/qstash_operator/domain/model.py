@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from qstash_operator.domain import cron, naming
+from qstash_operator.domain import cron, naming, slots
 from qstash_operator.domain.errors import InvalidSpecError
 from qstash_operator.domain.vocabulary import REASON_INVALID_JOB_TEMPLATE
 
@@ -69,6 +69,7 @@ class CronWorkflowSpec:
     backend: BackendChoice
     qstash: QStashOptions
     job_template: JsonDict  # a batch/v1 JobTemplateSpec, deep-copied
+    slot_options: slots.SlotOptions = dataclasses.field(default_factory=slots.SlotOptions)
 
     @property
     def time_zone(self) -> str:
@@ -209,6 +210,7 @@ def parse_spec(spec: Mapping[str, Any]) -> CronWorkflowSpec:
         backend=_enum(BackendChoice, _get(spec, "backend", "Auto"), "spec.backend"),
         qstash=parse_qstash_options(qstash_raw),
         job_template=parse_job_template(spec.get("jobTemplate")),
+        slot_options=slots.parse_options(spec, starting_deadline_seconds=deadline),
     )
 
 
