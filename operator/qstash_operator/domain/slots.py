@@ -44,6 +44,9 @@ JsonDict = dict[str, Any]
 
 DEFAULT_HISTORY_LIMIT: Final = 20
 MAX_HISTORY_LIMIT: Final = 100
+MAX_LEDGER_BYTES: Final = 56_000
+"""The most ``status.recentSlots`` can weigh, as compact JSON: 100 entries with every field at
+its longest (the CRD's maxLength) is 55,301 bytes; 20 typical entries are about 3.1 kB."""
 MAX_SUSPENSIONS: Final = 5
 """Suspension intervals kept in ``status.suspensions``: older ones lie beyond any ledger."""
 FORWARD_WALK_FACTOR: Final = 4
