@@ -93,6 +93,8 @@ def build_job(
     requested_by: str | None = None,
     idempotency_key: str | None = None,
     fingerprint: str | None = None,
+    catch_up: bool = False,
+    attempt: int | None = None,
 ) -> JsonDict:
     """The Job of one run: a tick (``scheduled_time``) or a manual run (``requested_by``, and for
     one asked over HTTP with an ``Idempotency-Key``, the key and the request's fingerprint)."""
@@ -114,6 +116,10 @@ def build_job(
         annotations[vocabulary.ANNOTATION_IDEMPOTENCY_KEY] = idempotency_key
     if fingerprint is not None:
         annotations[vocabulary.ANNOTATION_REQUEST_FINGERPRINT] = fingerprint
+    if catch_up:  # the ledger reads its slot CaughtUp
+        annotations[vocabulary.ANNOTATION_CATCH_UP] = "true"
+    if attempt is not None:  # the QStash delivery attempt that made it (1: the first)
+        annotations[vocabulary.ANNOTATION_ATTEMPT] = str(attempt)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
