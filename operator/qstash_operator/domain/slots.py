@@ -183,7 +183,7 @@ def parse_options(spec: Mapping[str, Any], *, starting_deadline_seconds: int | N
 # -- the Jobs, as the ledger needs them ------------------------------------------------------------
 
 
-def _time(text: Any) -> datetime | None:
+def parse_time(text: Any) -> datetime | None:
     if not isinstance(text, str) or not text:
         return None
     try:
@@ -217,7 +217,7 @@ class SlotJob:
 def _slot_of(name: str, annotations: Mapping[str, str], cronworkflow: str) -> datetime | None:
     """Our annotation, else the CronJob controller's, else the ``<name>-<unix minutes>`` name."""
     for key in (vocabulary.ANNOTATION_SCHEDULED_TIME, vocabulary.ANNOTATION_K8S_SCHEDULED_TIME):
-        moment = _time(annotations.get(key))
+        moment = parse_time(annotations.get(key))
         if moment is not None:
             return moment
     suffix = name[len(cronworkflow) + 1 :] if name.startswith(cronworkflow + "-") else ""
@@ -253,7 +253,7 @@ def slot_job(job: Mapping[str, Any]) -> SlotJob:
         slot=None
         if manual
         else _slot_of(name, annotations, str(labels.get(vocabulary.LABEL_CRONWORKFLOW, ""))),
-        created_at=_time(meta.get("creationTimestamp")),
+        created_at=parse_time(meta.get("creationTimestamp")),
         fate=fate,
         reason=reason,
         backend=annotations.get(vocabulary.ANNOTATION_BACKEND),
@@ -304,7 +304,7 @@ class Slot:
 def parse_slot(raw: Any) -> Slot | None:
     if not isinstance(raw, Mapping):
         return None
-    moment = _time(raw.get("time"))
+    moment = parse_time(raw.get("time"))
     fate, reason = raw.get("fate"), raw.get("reason")
     if moment is None or not isinstance(fate, str) or not isinstance(reason, str):
         return None
@@ -380,9 +380,9 @@ class Suspension:
 def parse_suspensions(raw: Any) -> list[Suspension]:
     result = []
     for item in raw if isinstance(raw, list) else []:
-        since = _time(item.get("since")) if isinstance(item, Mapping) else None
+        since = parse_time(item.get("since")) if isinstance(item, Mapping) else None
         if since is not None:
-            result.append(Suspension(since, _time(item.get("until"))))
+            result.append(Suspension(since, parse_time(item.get("until"))))
     return result
 
 
@@ -553,9 +553,16 @@ def catch_up_slots(ledger: Sequence[Slot], catch_up: CatchUp, *, now: datetime) 
 # -- what changed (events, metrics) ----------------------------------------------------------------
 
 
+def is_settled(slot: Slot) -> bool:
+    """A fate that will not change by itself (a catch-up run still going will)."""
+    return slot.fate in FINAL_FATES and not (
+        slot.fate == vocabulary.FATE_CAUGHT_UP and slot.reason == vocabulary.SLOT_REASON_JOB_ACTIVE
+    )
+
+
 def settled(ledger: Iterable[Slot]) -> set[tuple[tuple[str, str], str, str]]:
-    """(slot, fate, reason) of every entry with a final fate: what has been counted."""
-    return {(slot.key, slot.fate, slot.reason) for slot in ledger if slot.fate in FINAL_FATES}
+    """(slot, fate, reason) of every settled entry: what has been counted."""
+    return {(slot.key, slot.fate, slot.reason) for slot in ledger if is_settled(slot)}
 
 
 def newly_settled(
@@ -565,7 +572,7 @@ def newly_settled(
     return [
         slot
         for slot in reversed(ledger)
-        if slot.fate in FINAL_FATES and (slot.key, slot.fate, slot.reason) not in seen
+        if is_settled(slot) and (slot.key, slot.fate, slot.reason) not in seen
     ]
 
 
@@ -601,13 +608,14 @@ def judge_freshness(
         reference = last_success or since
         if reference is not None and now - reference > freshness.max_age:
             what = (
-                "the last success" if last_success is not None else "the schedule (no success yet)"
+                f"no success since {rfc3339(reference)}"
+                if last_success is not None
+                else f"no success since the schedule took effect at {rfc3339(reference)}"
             )
             return FreshnessVerdict(
                 False,
                 vocabulary.REASON_STALE,
-                f"{what} is {_human(now - reference)} old, over freshness.maxAge "
-                f"{_human(freshness.max_age)}",
+                f"{what}, longer ago than freshness.maxAge {_human(freshness.max_age)}",
                 age,
             )
     if freshness.missed_slots is not None:
