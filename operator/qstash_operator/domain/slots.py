@@ -537,17 +537,29 @@ def _suspended(tick: datetime, inputs: LedgerInputs) -> bool:
 
 
 def catch_up_slots(ledger: Sequence[Slot], catch_up: CatchUp, *, now: datetime) -> list[datetime]:
-    """The missed slots to run now, oldest first: the latest ``max_runs`` within the window."""
+    """The missed slots to run now, oldest first.
+
+    Per outage, a run of consecutive slots that read ``Missed`` or ``CaughtUp`` (newest first in
+    the ledger, manual runs aside): its latest ``max_runs`` slots within the window are owed a
+    run, and those still ``Missed`` get one. So a pass after some of them ran does not reach
+    further back, and the older slots of the outage stay ``Missed``.
+    """
     if catch_up.policy is CatchUpPolicy.NONE or catch_up.max_runs <= 0:
         return []
-    missed = sorted(
-        slot.time
-        for slot in ledger
-        if slot.fate == vocabulary.FATE_MISSED
-        and not slot.manual
-        and (catch_up.window is None or now - slot.time <= catch_up.window)
-    )
-    return missed[-catch_up.max_runs :]
+    owed: list[datetime] = []
+    outage: list[Slot] = []
+    for slot in [*[s for s in ledger if not s.manual], None]:
+        if slot is not None and slot.fate in (vocabulary.FATE_MISSED, vocabulary.FATE_CAUGHT_UP):
+            outage.append(slot)
+            continue
+        owed.extend(
+            entry.time
+            for entry in outage[: catch_up.max_runs]
+            if entry.fate == vocabulary.FATE_MISSED
+            and (catch_up.window is None or now - entry.time <= catch_up.window)
+        )
+        outage = []
+    return sorted(owed)
 
 
 # -- what changed (events, metrics) ----------------------------------------------------------------

@@ -565,3 +565,29 @@ def test_a_suspended_cronworkflow_is_not_judged() -> None:
         now=at(60),
     )
     assert (verdict.fresh, verdict.reason) == (True, "Suspended")
+
+
+def test_a_later_pass_does_not_reach_further_back_into_the_same_outage() -> None:
+    after_one_pass = [
+        Slot(at(5), "CaughtUp", "JobComplete", job="e"),
+        Slot(at(4), "CaughtUp", "JobComplete", job="d"),
+        Slot(at(3), "CaughtUp", "JobActive", job="c"),
+        Slot(at(2), "Missed", "NoRun"),
+        Slot(at(1), "Missed", "NoRun"),
+    ]
+    assert (
+        slots.catch_up_slots(after_one_pass, CatchUp(CatchUpPolicy.ALL, 3, None), now=at(7)) == []
+    )
+
+
+def test_each_outage_is_owed_its_own_runs() -> None:
+    ledger = [
+        Slot(at(9), "Missed", "NoRun"),
+        Slot(at(8), "Succeeded", "JobComplete", job="h"),
+        Slot(at(7), "Missed", "NoRun"),
+        Slot(at(6), "Missed", "NoRun"),
+        Slot(at(5), "Succeeded", "JobComplete", job="m", manual=True),  # not an outage break
+        Slot(at(5), "Missed", "NoRun"),
+    ]
+    latest = CatchUp(CatchUpPolicy.LATEST, 1, None)
+    assert slots.catch_up_slots(ledger, latest, now=at(10)) == [at(7), at(9)]
