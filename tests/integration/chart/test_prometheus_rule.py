@@ -29,6 +29,8 @@ from tests.integration.chart.support import CHART, find, helm, one, render
 MONITORING_MODULE: Final = "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring"
 MONITORING_VERSION: Final = "v0.95.2"
 ENABLED: Final = "prometheus.rules.enabled=true"
+DURATION: Final = "^(0|([0-9]+(ms|s|m|h|d|w|y))+)$"
+"""A Prometheus duration, as prometheus-operator's ``Duration`` type documents it."""
 
 
 def rule_manifest(bin_dir: Path, *sets: str) -> dict[str, Any]:
@@ -102,7 +104,7 @@ def monitoring_types() -> str:
 def _json_fields(source: str, struct: str) -> set[str]:
     body = re.search(rf"type {struct} struct \{{(.*?)\n\}}", source, re.S)
     assert body is not None, f"no struct {struct} in the types"
-    return {tag for tag in re.findall(r'json:"([a-z_A-Z]+)', body.group(1))}
+    return set(re.findall(r'json:"([a-z_A-Z]+)', body.group(1)))
 
 
 def test_the_rule_uses_only_fields_of_prometheus_operators_types(
@@ -172,7 +174,7 @@ PROMETHEUS_RULE_CRD: Final = {
                                                             },
                                                             "for": {
                                                                 "type": "string",
-                                                                "pattern": "^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$",
+                                                                "pattern": DURATION,
                                                             },
                                                             "labels": _strings(),
                                                             "annotations": _strings(),
