@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
-from bench import console, convergence, cron, delivery, harness, signature, tick_to_job
+from bench import console, convergence, cron, delivery, harness, signature, slot_audit, tick_to_job
 
 BENCHMARKS: dict[str, ModuleType] = {
     "tick-to-job": tick_to_job,
@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, ModuleType] = {
     "delivery": delivery,
     "cron": cron,
     "console": console,
+    "slot-audit": slot_audit,
 }
 
 
