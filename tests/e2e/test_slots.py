@@ -149,3 +149,39 @@ def test_freshness_turns_false_when_the_latest_slots_did_not_succeed(stack: Stac
     )
     table = stack.plane.kubectl("get", "qcwf", "watched", "-n", stack.namespace).stdout
     assert "FRESH" in table.splitlines()[0]
+
+
+def test_the_cronjob_backends_runs_are_in_the_ledger_after_the_operator_was_down(
+    stack: Stack,
+) -> None:
+    # The real CronJob controller runs a tick while the operator is down; the operator, back,
+    # builds the slot from the Job the controller made (same labels, its scheduled-timestamp).
+    operator, _ = stack.operator(qstash=False, extra_env=FAST_AUDIT)
+    stack.apply(cronworkflow("native", {"schedule": "* * * * *", "catchUp": {"policy": "None"}}))
+    stack.wait_condition("native", "Ready", "True")
+    operator.stop()
+    wait(
+        lambda: bool(stack.list("jobs", "qstash-operator.dev/cronworkflow=native")),
+        timeout=75,
+        what="the CronJob controller's first Job",
+    )
+    [job] = stack.list("jobs", "qstash-operator.dev/cronworkflow=native")
+    stack.operator(qstash=False, extra_env=FAST_AUDIT)
+
+    def entry() -> dict[str, Any] | None:
+        body = stack.get("cronworkflow", "native") or {}
+        for item in (body.get("status") or {}).get("recentSlots") or []:
+            if item.get("job") == job["metadata"]["name"] and item["fate"] == "Succeeded":
+                return dict(item)
+        return None
+
+    wait(lambda: entry() is not None, timeout=30, what="the CronJob's run in the ledger")
+    slot = entry()
+    assert slot is not None
+    assert slot["backend"] == "CronJob"
+    assert slot["reason"] == "JobComplete"
+    assert (
+        job["metadata"]["name"]
+        == f"native-{int(datetime.fromisoformat(slot['time'].replace('Z', '+00:00')).timestamp()) // 60}"
+    )
+    assert 0 <= slot["delaySeconds"] < 30
