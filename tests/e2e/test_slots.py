@@ -54,10 +54,10 @@ def scheduled_times(stack: Stack, name: str) -> list[str]:
     return sorted(j["metadata"]["annotations"]["qstash-operator.dev/scheduled-time"] for j in jobs)
 
 
-def metric(port: int, name: str, **labels: str) -> float:
+def metric(port: int, family: str, **labels: str) -> float:
     status, text = http_get(f"http://127.0.0.1:{port}/metrics")
     assert status == 200
-    wanted = name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+    wanted = family + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
     for line in text.splitlines():
         if line.startswith(wanted + " "):
             return float(line.split()[-1])
