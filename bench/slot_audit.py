@@ -31,7 +31,7 @@ from typing import Any
 from bench import harness
 from qstash_devstack.controlplane import ControlPlane
 from qstash_devstack.stack import Stack, cronworkflow
-from qstash_operator.domain import slots
+from qstash_operator.domain import cron, slots
 from qstash_server.testing import ServerProcess
 
 NAMESPACE = "bench-slots"
@@ -120,12 +120,13 @@ async def converge(plane: ControlPlane, stack: Stack, count: int, schedule: str,
     manifests = [cronworkflow(f"cw-{i:04d}", {"schedule": schedule}) for i in range(count)]
     await asyncio.to_thread(harness.apply_list, plane, NAMESPACE, manifests)
     operator, _ = stack.operator(name=name)
+    applied = cron.parse(schedule).qstash_cron()  # what status.appliedSchedule records
     path = f"/apis/qstash-operator.dev/v1alpha1/namespaces/{NAMESPACE}/cronworkflows"
     try:
         while True:
             items = await asyncio.to_thread(harness.list_items, plane, path)
             done = sum(
-                harness.ready(i) and (i.get("status") or {}).get("appliedSchedule") == schedule
+                harness.ready(i) and (i.get("status") or {}).get("appliedSchedule") == applied
                 for i in items
             )
             if done >= count:
