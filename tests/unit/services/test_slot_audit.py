@@ -216,3 +216,33 @@ def test_failing_jobs_turn_fresh_false_and_set_the_gauges() -> None:
         )
         is None
     )
+
+
+def test_a_delivery_skipped_by_forbid_is_recorded_and_not_read_as_missed() -> None:
+    kube, service, _ = setup({"concurrencyPolicy": "Forbid", "catchUp": {"policy": "None"}})
+    runs = RunService(kube, component="qstash-webhook", tolerance=timedelta(seconds=30))
+
+    def deliver(minute: int, retried: int = 0) -> str:
+        kube.now = at(minute) + timedelta(seconds=1)
+        result = asyncio.run(
+            runs.run_delivery(
+                namespace="team-a",
+                name="report",
+                uid=kube.cw["metadata"]["uid"],
+                message_id=f"msg-{minute}-{retried}",
+                delivered_at=kube.now,
+                retried=retried,
+            )
+        )
+        return result.outcome.value
+
+    assert deliver(0, retried=1) == "run"  # the second attempt made the Job
+    assert deliver(1) == "skipped_forbid"  # 10:00's Job is still active
+    [job] = kube.jobs.values()
+    assert job["metadata"]["annotations"]["qstash-operator.dev/attempt"] == "2"
+    audit(kube, service, at(2) + timedelta(seconds=40))
+    assert ledger(kube) == [
+        ("10:01", "Skipped", "ConcurrencyForbid"),
+        ("10:00", "Running", "JobActive"),
+    ]
+    assert kube.cw["status"]["recentSlots"][1]["attempts"] == 2
