@@ -526,6 +526,22 @@ def build_ledger(inputs: LedgerInputs, *, now: datetime) -> list[Slot]:
     return _ordered(entries.values(), inputs.limit)
 
 
+def with_jobs(
+    previous: Sequence[Slot], jobs: Sequence[SlotJob], *, cronworkflow_uid: str, limit: int
+) -> list[Slot]:
+    """``previous`` with each Job's entry brought up to date (the Job mirror's part, written as a
+    Job changes): no slot is judged missed here, that is the audit's alone, so its event and
+    count happen once."""
+    entries = {slot.key: slot for slot in previous}
+    for job in jobs:
+        if job.cronworkflow_uid in ("", cronworkflow_uid) and (
+            job.slot is not None or job.created_at is not None
+        ):
+            slot = from_job(job)
+            entries[slot.key] = slot
+    return _ordered(entries.values(), limit)
+
+
 def _suspended(tick: datetime, inputs: LedgerInputs) -> bool:
     if any(interval.covers(tick) for interval in inputs.suspensions):
         return True

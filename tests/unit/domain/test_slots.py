@@ -591,3 +591,14 @@ def test_each_outage_is_owed_its_own_runs() -> None:
     ]
     latest = CatchUp(CatchUpPolicy.LATEST, 1, None)
     assert slots.catch_up_slots(ledger, latest, now=at(10)) == [at(7), at(9)]
+
+
+def test_the_job_mirror_updates_entries_but_never_judges_a_slot_missed() -> None:
+    previous = [Slot(at(0), "Running", "JobActive", job=naming.job_name("report", at(0)))]
+    ledger = slots.with_jobs(
+        previous, [job(0), job(2, "Running", reason="JobActive")], cronworkflow_uid=UID, limit=20
+    )
+    assert fates(ledger) == [
+        ("10:02", "Running", "JobActive"),
+        ("10:00", "Succeeded", "JobComplete"),
+    ]
