@@ -25,6 +25,7 @@ from bench import (
     harness,
     hash_spread,
     signature,
+    slot_audit,
     tick_to_job,
 )
 
@@ -36,6 +37,7 @@ BENCHMARKS: dict[str, ModuleType] = {
     "cron": cron,
     "console": console,
     "hash-spread": hash_spread,
+    "slot-audit": slot_audit,
 }
 
 

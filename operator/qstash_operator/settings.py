@@ -38,6 +38,11 @@ Variables (the first four are the seed document's names):
 ``POD_NAMESPACE``, ``POD_NAME``        Set by the chart (downward API): where the leader Lease
                                        lives and who holds it.
 =====================================  =========================================================
+
+The slot audit (``status.recentSlots``): ``QSTASH_OPERATOR_SLOT_AUDIT_SECONDS`` is how often each
+CronWorkflow's slots are audited (default 30), ``QSTASH_OPERATOR_MISSED_GRACE_SECONDS`` how long
+after its tick a slot with no run reads Missed (default 90: QStash's schedule-load delay and its
+first attempt).
 """
 
 from __future__ import annotations
@@ -153,6 +158,13 @@ class Settings:
     """The operator's own namespace: its leader Lease lives there."""
     pod_name: str = "qstash-operator"
     """This replica's identity in the leader Lease."""
+    slot_audit_seconds: float = 30.0
+    """The slot audit's period per CronWorkflow. It reads the operator's watch caches and writes
+    only what changed, so a shorter period costs CPU, not API requests."""
+    missed_grace_seconds: float = 90.0
+    """A slot with no run this long after its tick reads Missed: QStash may take up to 60 s to
+    load a schedule and its first attempt some seconds more; the CronJob controller checks every
+    10 s."""
 
     # -- checks per process -----------------------------------------------------------------
 
@@ -337,6 +349,8 @@ class Settings:
             api_audience=audience,
             pod_namespace=text("POD_NAMESPACE") or "default",
             pod_name=text("POD_NAME") or text("HOSTNAME") or "qstash-operator",
+            slot_audit_seconds=number("QSTASH_OPERATOR_SLOT_AUDIT_SECONDS", 30.0, 1.0),
+            missed_grace_seconds=number("QSTASH_OPERATOR_MISSED_GRACE_SECONDS", 90.0, 0.0),
         )
         if settings.backend is BackendChoice.QSTASH and (problem := settings.qstash_problem()):
             raise SettingsError(

@@ -21,7 +21,7 @@ import pytest
 
 from qstash_devstack.controlplane import ControlPlane
 from qstash_devstack.polling import poll_until
-from qstash_operator.domain import cron
+from qstash_operator.domain import cron, slots
 
 GROUP_VERSION = "qstash-operator.dev/v1alpha1"
 DELETE = object()  # marks a field to remove from the base manifest
@@ -240,6 +240,34 @@ INVALID = [
         "spec.maxRuns",
         "should be greater than or equal to 1",
         id="maxRuns 0 is refused",
+        {"spec.slotHistoryLimit": 101},
+        "spec.slotHistoryLimit",
+        "should be less than or equal to 100",
+        id="a ledger longer than 100 slots is refused",
+    ),
+    pytest.param(
+        {"spec.catchUp": {"policy": "Latest", "maxRuns": 3}},
+        "spec.catchUp",
+        "catchUp.maxRuns applies to policy All only",
+        id="maxRuns with Latest is refused: Latest runs one",
+    ),
+    pytest.param(
+        {"spec.catchUp": {"policy": "Some"}},
+        "spec.catchUp.policy",
+        'supported values: "None", "Latest", "All"',
+        id="an unknown catch-up policy is refused with the supported ones",
+    ),
+    pytest.param(
+        {"spec.freshness": {}},
+        "spec.freshness",
+        'freshness needs maxAge (e.g. "26h") or missedSlots (e.g. 3)',
+        id="a freshness objective without a bound is refused",
+    ),
+    pytest.param(
+        {"spec.freshness": {"maxAge": "26"}},
+        "spec.freshness.maxAge",
+        "should match '^[1-9][0-9]*[smhd]$'",
+        id="a maxAge without a unit is refused with the expected shape",
     ),
 ]
 
@@ -339,6 +367,16 @@ VALID = [
         },
         id="the CronJob backend keeping no history",
     ),
+    pytest.param(
+        {
+            "schedule": "0 3 * * *",
+            "startingDeadlineSeconds": 600,
+            "slotHistoryLimit": 50,
+            "catchUp": {"policy": "All", "maxRuns": 3, "window": "2h"},
+            "freshness": {"maxAge": "26h", "missedSlots": 2},
+        },
+        id="a ledger, a catch-up policy and a freshness objective",
+    ),
 ]
 
 
@@ -367,6 +405,8 @@ def test_defaults_are_applied_by_the_api_server(
     assert spec["successfulJobsHistoryLimit"] == 3
     assert spec["failedJobsHistoryLimit"] == 1
     assert spec["backend"] == "Auto"
+    assert spec["slotHistoryLimit"] == 20
+    assert "catchUp" not in spec  # the rule (Latest within a deadline, else None) is the code's
     assert "startingDeadlineSeconds" not in spec
     assert "qstash" not in spec
 
@@ -496,7 +536,13 @@ def test_printer_columns_show_through_the_short_name(
                     "status": "True",
                     "reason": "ScheduleLive",
                     "lastTransitionTime": "2026-01-01T02:45:00Z",
-                }
+                },
+                {
+                    "type": "Fresh",
+                    "status": "False",
+                    "reason": "Stale",
+                    "lastTransitionTime": "2026-01-01T02:45:00Z",
+                },
             ],
         }
     }
@@ -522,6 +568,7 @@ def test_printer_columns_show_through_the_short_name(
         "LAST RUN",
         "NEXT RUN",
         "READY",
+        "FRESH",
         "AGE",
     ]
     row = re.split(r"\s{2,}", table[1].strip())
@@ -529,6 +576,7 @@ def test_printer_columns_show_through_the_short_name(
     assert row[5].endswith("d")  # last run: an age in days
     assert row[6] == "2099-01-01T03:00:00Z"  # next run: a time (an age would read <invalid>)
     assert row[7] == "True"
+    assert row[8] == "False"  # Fresh: spec.freshness's verdict
     # The categories make it show up with the project's and with `all`.
     for category in ("qstash-operator", "all"):
         listed = control_plane.kubectl("get", category, "--namespace", namespace).stdout
@@ -560,3 +608,41 @@ def test_status_daylight_saving_survives_the_schema(
     status, body = control_plane.request("GET", path)
     assert status == 200
     assert body["status"]["daylightSaving"] == day.as_status()
+
+
+def test_the_largest_ledger_survives_the_schema(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    # 100 entries (slotHistoryLimit's maximum), every field at its longest: what the API server
+    # stores is what was written, and its size is the ledger's bound per object.
+    worst = slots.Slot(
+        datetime(2026, 6, 1, tzinfo=UTC),
+        "CaughtUp",
+        "X" * 64,
+        job="j" * 63,
+        backend="CronJob",
+        delay_seconds=-9_999_999_999,
+        attempts=2_147_483_647,
+        manual=True,
+        requested_by="u" * 256,
+    )
+    ledger = slots.ledger_status([worst] * slots.MAX_HISTORY_LIMIT)
+    assert len(json.dumps(ledger, separators=(",", ":"))) <= slots.MAX_LEDGER_BYTES
+    _create(control_plane, namespace, cronworkflow(slotHistoryLimit=100))
+    suspensions = [{"since": "2026-06-01T10:00:00Z", "until": "2026-06-01T11:00:00Z"}] * 5
+    control_plane.kubectl(
+        "patch",
+        "qcwf",
+        "nightly-report",
+        "--namespace",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"recentSlots": ledger, "suspensions": suspensions}}),
+    )
+    path = f"/apis/{GROUP_VERSION}/namespaces/{namespace}/cronworkflows/nightly-report"
+    status, body = control_plane.request("GET", path)
+    assert status == 200
+    assert body["status"]["recentSlots"] == ledger
+    assert body["status"]["suspensions"] == suspensions

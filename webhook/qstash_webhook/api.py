@@ -175,6 +175,13 @@ def summary_json(summary: Summary) -> dict[str, Any]:
         "cronJobName": summary.cronjob_name,
         "active": list(summary.active_jobs),
         "problem": summary.problem,
+        "fresh": None
+        if summary.fresh is None
+        else {
+            "status": summary.fresh.status,
+            "reason": summary.fresh.reason,
+            "message": summary.fresh.message,
+        },
     }
 
 

@@ -59,6 +59,32 @@ class OperatorMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.slots = Counter(
+            "qstash_operator_slots_total",
+            "Slots whose fate the audit settled, by fate (outcome) and reason, the words of "
+            "status.recentSlots: Succeeded, Failed, Skipped, Missed, CaughtUp. A missed slot run "
+            "later counts as Missed and then as CaughtUp.",
+            ["outcome", "reason"],
+            registry=self.registry,
+        )
+        self.last_success_age = Gauge(
+            "qstash_operator_last_success_age_seconds",
+            "Seconds since each CronWorkflow's last successful Job (absent before the first).",
+            ["namespace", "name"],
+            registry=self.registry,
+        )
+        self.fresh = Gauge(
+            "qstash_operator_fresh",
+            "1 while a CronWorkflow with spec.freshness is Fresh, 0 while it is not.",
+            ["namespace", "name"],
+            registry=self.registry,
+        )
+        self.slot_audits = Counter(
+            "qstash_operator_slot_audits_total",
+            "Slot audits by result: unchanged (no write), written, or the error class.",
+            ["result"],
+            registry=self.registry,
+        )
         self.leader = Gauge(
             "qstash_operator_leader",
             "1 while this replica holds the leader lease and reconciles, else 0.",

@@ -114,6 +114,8 @@ def build_job(
     overrides: Mapping[str, str] | None = None,
     reason: str | None = None,
     backfilled_by: str | None = None,
+    catch_up: bool = False,
+    attempt: int | None = None,
 ) -> JsonDict:
     """The Job of one run: a tick (``scheduled_time``) or a manual run (``requested_by``, and for
     one asked over HTTP with an ``Idempotency-Key``, the key and the request's fingerprint).
@@ -147,6 +149,10 @@ def build_job(
         annotations[vocabulary.ANNOTATION_RUN_REASON] = reason
     if backfilled_by is not None:
         annotations[vocabulary.ANNOTATION_BACKFILLED_BY] = backfilled_by
+    if catch_up:  # the ledger reads its slot CaughtUp
+        annotations[vocabulary.ANNOTATION_CATCH_UP] = "true"
+    if attempt is not None:  # the QStash delivery attempt that made it (1: the first)
+        annotations[vocabulary.ANNOTATION_ATTEMPT] = str(attempt)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
-from qstash_operator.domain import cron, hashspread, naming, parameters
+from qstash_operator.domain import cron, hashspread, naming, parameters, slots
 from qstash_operator.domain.errors import InvalidSpecError
 from qstash_operator.domain.vocabulary import REASON_INVALID_JOB_TEMPLATE
 
@@ -77,6 +77,7 @@ class CronWorkflowSpec:
     active_until: datetime | None = None  # spec.activeUntil: no tick at or after it runs
     max_runs: int | None = None  # spec.maxRuns: scheduled runs allowed in all
     parameters: tuple[parameters.Parameter, ...] = ()  # spec.parameters, declaration order
+    slot_options: slots.SlotOptions = dataclasses.field(default_factory=slots.SlotOptions)
 
     @property
     def time_zone(self) -> str:
@@ -261,6 +262,7 @@ def parse_spec(spec: Mapping[str, Any], *, key: str = "") -> CronWorkflowSpec:
         active_until=active_until,
         max_runs=max_runs,
         parameters=parameters.parse(spec.get("parameters")),
+        slot_options=slots.parse_options(spec, starting_deadline_seconds=deadline),
     )
 
 

@@ -65,7 +65,16 @@ from datetime import date, datetime, timedelta
 from typing import Any, Final, Literal, TypeAlias
 
 from qstash_operator.domain import backend as backend_rules
-from qstash_operator.domain import builders, conditions, cron, model, naming, vocabulary, window
+from qstash_operator.domain import (
+    builders,
+    conditions,
+    cron,
+    model,
+    naming,
+    slots,
+    vocabulary,
+    window,
+)
 from qstash_operator.domain.builders import DesiredSchedule, rfc3339
 from qstash_operator.domain.conditions import Condition
 from qstash_operator.domain.errors import (
@@ -525,6 +534,11 @@ def _apply(
         "scheduleSince"
     ):
         status["scheduleSince"] = rfc3339(now)
+    suspensions = slots.suspensions_after(
+        record.status.get("suspensions"), suspended=cw.spec.suspend, now=now
+    )
+    if suspensions is not None:  # the ledger's Skipped/Suspended slots, never caught up
+        status["suspensions"] = suspensions
     ready = (
         Condition(
             vocabulary.CONDITION_READY,

@@ -40,7 +40,7 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from qstash_operator.domain import builders, cron, idempotency, naming, vocabulary, window
+from qstash_operator.domain import builders, cron, idempotency, naming, slots, vocabulary, window
 from qstash_operator.domain.errors import (
     IdempotencyConflictError,
     PermanentDeliveryError,
@@ -363,6 +363,23 @@ def plan_tick(
             message=f"the tick {tick.isoformat()} already ran (lastScheduleTime "
             f"{last_schedule_time.isoformat()})",
         )
+    return _judge_tick(
+        cw, jobs, tick=tick, name=name, schedule_since=schedule_since, now=delivered_at,
+        reserved=reserved,
+    )  # fmt: skip
+
+
+def _judge_tick(
+    cw: CronWorkflow,
+    jobs: Sequence[JobView],
+    *,
+    tick: datetime,
+    name: str,
+    schedule_since: datetime | None,
+    now: datetime,
+    reserved: Sequence[str],
+) -> RunPlan:
+    """Rules 4 to 8 for a tick whose Job does not exist yet, as of ``now``."""
     if schedule_since is not None and tick < schedule_since:
         return RunPlan(
             Outcome.SKIPPED_RETROACTIVE,
@@ -378,14 +395,48 @@ def plan_tick(
         outcome = Outcome.SKIPPED_COMPLETED if completed else Outcome.SKIPPED_INACTIVE
         return RunPlan(outcome, tick=tick, message=why)
     deadline = cw.spec.starting_deadline_seconds
-    if deadline is not None and delivered_at - tick > timedelta(seconds=deadline):
-        late = int((delivered_at - tick).total_seconds())
+    if deadline is not None and now - tick > timedelta(seconds=deadline):
+        late = int((now - tick).total_seconds())
         return RunPlan(
             Outcome.SKIPPED_DEADLINE,
             tick=tick,
             message=f"delivered {late}s after its tick, past startingDeadlineSeconds={deadline}",
         )
     return _concurrency(cw, jobs, tick=tick, name=name, reserved=reserved)
+
+
+def plan_catch_up(
+    cw: CronWorkflow,
+    *,
+    jobs: Sequence[JobView],
+    tick: datetime,
+    schedule_since: datetime | None,
+    now: datetime,
+    reserved: Sequence[str] = (),
+) -> RunPlan:
+    """Run a slot the ledger reads ``Missed`` (:func:`slots.catch_up_slots` chose it), late.
+
+    The same rules as a delivery of that tick, with its Job name (so a late QStash retry of the
+    slot and this run race for one name and only one runs), except ``lastScheduleTime``: a later
+    tick may have run since, and the ledger, not that field, says this one never did.
+    """
+    name = naming.job_name(cw.name, tick)
+    if any(job.name == name for job in jobs):
+        return RunPlan(
+            Outcome.DUPLICATE_TICK, tick=tick, job_name=name, message=f"Job {name} already exists"
+        )
+    return _judge_tick(
+        cw, jobs, tick=tick, name=name, schedule_since=schedule_since, now=now, reserved=reserved
+    )
+
+
+SKIP_REASONS: Final = {
+    Outcome.SKIPPED_SUSPENDED: vocabulary.SLOT_REASON_SUSPENDED,
+    Outcome.SKIPPED_FORBID: vocabulary.SLOT_REASON_CONCURRENCY_FORBID,
+    Outcome.SKIPPED_DEADLINE: vocabulary.SLOT_REASON_PAST_DEADLINE,
+    Outcome.SKIPPED_RETROACTIVE: vocabulary.SLOT_REASON_BEFORE_SCHEDULE_CHANGE,
+}
+"""The ledger's reason for a tick a run rule skipped (a duplicate is no fate of its own)."""
 
 
 def plan_manual(
@@ -597,10 +648,27 @@ def status_after_run(
     tick: datetime | None,
     manual: JsonDict | None,
     now: datetime,
+    catch_up: bool = False,
+    attempt: int | None = None,
 ) -> JsonDict:
     """The status patch recording that Job ``created`` exists (tick ``tick``, or a manual run
-    described by ``manual``), given the status read and the live Jobs. Only changed fields."""
+    described by ``manual``), given the status read and the live Jobs. Only changed fields.
+
+    The run goes into ``recentSlots`` too (``Running``; the operator's audit follows its Job),
+    so the ledger knows the slot ran even once the history limits prune its Job."""
     patch: JsonDict = {}
+    entry = slots.Slot(
+        time=tick if tick is not None else now,
+        fate=vocabulary.FATE_CAUGHT_UP if catch_up else vocabulary.FATE_RUNNING,
+        reason=vocabulary.SLOT_REASON_JOB_ACTIVE,
+        job=created,
+        backend=status.get("backend"),
+        delay_seconds=None if tick is None else int((now - tick).total_seconds()),
+        attempts=attempt,
+        manual=manual is not None,
+        requested_by=None if manual is None else manual.get("requestedBy"),
+    )
+    patch["recentSlots"] = _recorded(cw, status, entry)
     active = active_status(status.get("active"), jobs, cw.namespace, now=now, created=created)
     if active != (status.get("active") or []):
         patch["active"] = active or None
@@ -633,3 +701,24 @@ def status_after_cronjob_ran(
 ) -> JsonDict:
     """The fallback CronJob scheduled ``scheduled``: carry it over if it is forward."""
     return _schedule_times(cw, status, scheduled, now)
+
+
+def _recorded(cw: CronWorkflow, status: JsonDict, entry: slots.Slot) -> list[JsonDict]:
+    ledger = slots.parse_ledger(status.get("recentSlots"))
+    return slots.ledger_status(
+        slots.record(ledger, entry, limit=cw.spec.slot_options.history_limit)
+    )
+
+
+def status_after_skip(cw: CronWorkflow, status: JsonDict, plan: RunPlan) -> JsonDict:
+    """A run rule skipped ``plan.tick``: record it in ``recentSlots`` (``Skipped`` and why), so
+    the audit does not read the slot as ``Missed``. Empty when there is nothing to record."""
+    reason = SKIP_REASONS.get(plan.outcome)
+    if reason is None or plan.tick is None:
+        return {}
+    ledger = slots.parse_ledger(status.get("recentSlots"))
+    key = ("tick", slots.rfc3339(plan.tick))
+    if any(slot.key == key and slot.fate != vocabulary.FATE_MISSED for slot in ledger):
+        return {}  # already has a fate (a retry skipped again)
+    entry = slots.Slot(plan.tick, vocabulary.FATE_SKIPPED, reason, backend=status.get("backend"))
+    return {"recentSlots": _recorded(cw, status, entry)}

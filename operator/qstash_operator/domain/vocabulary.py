@@ -122,3 +122,38 @@ REASON_SUSPENDED: Final = "Suspended"
 REASON_NOT_READY: Final = "NotReady"
 REASON_NOT_YET_ACTIVE: Final = "NotYetActive"  # before spec.activeFrom: the backend is paused
 REASON_COMPLETED: Final = "Completed"  # spec.activeUntil passed or spec.maxRuns made
+
+# -- slots: the per-slot ledger (status.recentSlots), its events and metrics ---------------------
+#
+# A slot is one scheduled tick (or one manual run). Its fate is one of FATE_*; its reason one of
+# the words below. status.recentSlots, the MissedSchedule event and
+# qstash_operator_slots_total{outcome,reason} all use these words.
+
+FATE_SUCCEEDED: Final = "Succeeded"
+FATE_FAILED: Final = "Failed"
+FATE_RUNNING: Final = "Running"
+FATE_SKIPPED: Final = "Skipped"
+FATE_MISSED: Final = "Missed"  # no delivery and no CronJob run arrived for it
+FATE_CAUGHT_UP: Final = "CaughtUp"  # run late by the catch-up policy
+
+SLOT_REASON_SUSPENDED: Final = "Suspended"
+SLOT_REASON_CONCURRENCY_FORBID: Final = "ConcurrencyForbid"
+SLOT_REASON_PAST_DEADLINE: Final = "PastDeadline"
+SLOT_REASON_BEFORE_SCHEDULE_CHANGE: Final = "BeforeScheduleChange"
+SLOT_REASON_NO_RUN: Final = "NoRun"
+SLOT_REASON_JOB_COMPLETE: Final = "JobComplete"
+SLOT_REASON_JOB_FAILED: Final = "JobFailed"
+SLOT_REASON_JOB_ACTIVE: Final = "JobActive"
+SLOT_REASON_JOB_DELETED: Final = "JobDeleted"  # its Job went away before it finished
+
+REASON_MISSED_SCHEDULE: Final = "MissedSchedule"  # Warning event: a slot became Missed
+REASON_CAUGHT_UP: Final = "CaughtUp"  # Normal event: the catch-up policy ran a missed slot
+
+ANNOTATION_CATCH_UP: Final = PREFIX + "catch-up"  # on a Job: "true" when catch-up made it
+ANNOTATION_ATTEMPT: Final = PREFIX + "attempt"  # on a Job: the QStash delivery attempt (1 = first)
+
+# Freshness (spec.freshness): the Fresh condition
+CONDITION_FRESH: Final = "Fresh"
+REASON_FRESH: Final = "Fresh"
+REASON_STALE: Final = "Stale"  # the last success is older than spec.freshness.maxAge
+REASON_MISSED_SLOTS: Final = "MissedSlots"  # the latest N slots did not succeed

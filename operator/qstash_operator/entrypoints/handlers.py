@@ -24,13 +24,14 @@ import kopf
 from qstash_operator.adapters.kube import Kube
 from qstash_operator.adapters.operator_metrics import OperatorMetrics
 from qstash_operator.adapters.qstash_api import QStashSchedules
-from qstash_operator.domain import parameters, vocabulary
+from qstash_operator.domain import parameters, slots, vocabulary
 from qstash_operator.domain.errors import QStashOperatorError, TransientError
 from qstash_operator.domain.retry import retry_delay
 from qstash_operator.services.drift import DriftRepair
 from qstash_operator.services.observe import StatusMirror
 from qstash_operator.services.reconcile import Reconciler, Result
 from qstash_operator.services.runs import RunService
+from qstash_operator.services.slots import SlotAudit
 from qstash_operator.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ WORKER_IDLE_SECONDS: Final = 1.0
 limit of 50, kopf's default 5 s made a 1,000-object cold start take 102 s instead of 28 s (a
 one-off sweep of the bench's cold start; the figures are in the commit that set this)."""
 RUN_NOW: Final = {vocabulary.ANNOTATION_RUN_NOW: kopf.PRESENT}
+AUDIT_SECONDS: Final = 30.0
+"""The slot audit's default period (``Settings.slot_audit_seconds``)."""
 
 
 @dataclasses.dataclass
@@ -60,6 +63,7 @@ class OperatorServices:
     runs: RunService
     metrics: OperatorMetrics
     clock: Callable[[], datetime]
+    audit: SlotAudit | None = None
 
 
 def _services(memo: Any) -> OperatorServices:
@@ -82,7 +86,7 @@ def _raise_for(result: Result, retry: int) -> None:
     raise kopf.PermanentError(str(error))
 
 
-def build_registry() -> kopf.OperatorRegistry:
+def build_registry(*, audit_seconds: float = AUDIT_SECONDS) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -141,6 +145,8 @@ def build_registry() -> kopf.OperatorRegistry:
             await services.reconciler.finalize(dict(body), now=services.clock())
         except TransientError as exc:
             raise kopf.TemporaryError(str(exc), delay=_backoff(exc, retry)) from exc
+        if services.audit is not None:
+            services.audit.forget(str(body.meta.get("namespace")), str(body.meta.get("name")))
 
     @kopf.timer(*RESOURCE, id="refresh", interval=REFRESH_SECONDS, registry=registry)
     async def refresh(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
@@ -197,6 +203,31 @@ def build_registry() -> kopf.OperatorRegistry:
             patch.metadata.annotations[annotation] = None
 
     managed = {vocabulary.LABEL_MANAGED_BY: vocabulary.MANAGED_BY}
+
+    @kopf.index("batch", "v1", "jobs", id="slot_jobs", labels=managed, registry=registry)
+    def slot_jobs(
+        body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
+    ) -> dict[tuple[str, str], slots.SlotJob] | None:
+        """Every Job of ours by (namespace, CronWorkflow), kept by kopf from its Job watch: the
+        slot audit reads it instead of listing Jobs per CronWorkflow."""
+        owner = labels.get(vocabulary.LABEL_CRONWORKFLOW)
+        if not namespace or not owner:
+            return None
+        return {(namespace, owner): slots.slot_job(dict(body))}
+
+    @kopf.timer(*RESOURCE, id="slot_audit", interval=audit_seconds, registry=registry)
+    async def slot_audit(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+        """Every slot accounted for (``services.slots``): from the watch caches, no list."""
+        services = _services(memo)
+        if services.audit is None:
+            return
+        index: kopf.Index[tuple[str, str], slots.SlotJob] = kwargs["slot_jobs"]
+        key = (str(body.meta.get("namespace")), str(body.meta.get("name")))
+        jobs = list(index.get(key, ()))
+        try:
+            await services.audit.audit(dict(body), jobs, now=services.clock())
+        except TransientError as exc:
+            logger.info("slot audit of %s/%s deferred: %s", *key, exc)
 
     @kopf.on.event("batch", "v1", "jobs", id="job_event", labels=managed, registry=registry)
     async def job_event(body: kopf.Body, memo: kopf.Memo, type: str | None, **_: Any) -> None:

@@ -33,6 +33,7 @@ from qstash_operator.services.drift import DriftLoop, DriftRepair
 from qstash_operator.services.observe import StatusMirror
 from qstash_operator.services.reconcile import Reconciler
 from qstash_operator.services.runs import RunService
+from qstash_operator.services.slots import SlotAudit
 from qstash_operator.settings import Settings
 
 if TYPE_CHECKING:  # kopf.operator's parameter type, which kopf does not re-export
@@ -141,6 +142,11 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
         else None
     )
     metrics = OperatorMetrics()
+    runs = RunService(
+        kube,
+        component="qstash-operator",
+        tolerance=timedelta(seconds=settings.clock_tolerance_seconds),
+    )
     services = OperatorServices(
         settings=settings,
         kube=kube,
@@ -152,13 +158,12 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
             else None
         ),
         mirror=StatusMirror(kube),
-        runs=RunService(
-            kube,
-            component="qstash-operator",
-            tolerance=timedelta(seconds=settings.clock_tolerance_seconds),
-        ),
+        runs=runs,
         metrics=metrics,
         clock=lambda: datetime.now(UTC),
+        audit=SlotAudit(
+            kube, runs, metrics, grace=timedelta(seconds=settings.missed_grace_seconds)
+        ),
     )
     drift = (
         DriftLoop(
@@ -181,7 +186,7 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
         drift_task = asyncio.create_task(drift.run()) if drift is not None else None
         try:
             await kopf.operator(
-                registry=build_registry(),
+                registry=build_registry(audit_seconds=settings.slot_audit_seconds),
                 memo=kopf.Memo(services=services),
                 # kopf would otherwise derive one from getpass.getuser(), which fails for a uid
                 # with no passwd entry: the image's 10001 under any kubelet's runtime. (Only

@@ -331,6 +331,7 @@ def format_list(items: list[dict[str, Any]]) -> list[str]:
         "NEXT RUN",
         "LAST RUN",
         "READY",
+        "FRESH",
     )
     rows = [header]
     for item in items:
@@ -346,6 +347,7 @@ def format_list(items: list[dict[str, Any]]) -> list[str]:
                 next_run[:16].replace("T", " ") if next_run != "-" else "-",
                 (item.get("lastRun") or "-").replace("T", " ").rstrip("Z"),
                 (item.get("ready") or {}).get("status", "Unknown"),
+                (item.get("fresh") or {}).get("status", "-"),
             )
         )
     widths = [max(len(str(row[col])) for row in rows) for col in range(len(header))]

@@ -56,6 +56,7 @@ class Summary:
     cronjob_name: str | None
     active_jobs: tuple[str, ...]
     problem: str | None  # why the spec is invalid, when it is
+    fresh: Condition | None = None  # the Fresh condition; None without spec.freshness
 
     @property
     def key(self) -> str:
@@ -113,6 +114,9 @@ def summarize(body: JsonDict, *, now: datetime) -> Summary:
             if isinstance(ref, Mapping)
         ),
         problem=problem,
+        fresh=_condition(status, vocabulary.CONDITION_FRESH)
+        if isinstance(spec.get("freshness"), Mapping)
+        else None,
     )
 
 

@@ -20,7 +20,7 @@ import logging
 from datetime import datetime
 
 from qstash_operator.adapters.kube import Kube
-from qstash_operator.domain import builders, model, runs, vocabulary
+from qstash_operator.domain import builders, model, runs, slots, vocabulary
 from qstash_operator.domain.errors import InvalidSpecError, NotFoundError
 from qstash_operator.domain.model import JsonDict
 from qstash_operator.services.status_writes import write_status
@@ -46,7 +46,8 @@ class StatusMirror:
             except InvalidSpecError:
                 return None
             selector = builders.label_selector(builders.selector_labels(cw))
-            jobs = [runs.job_view(item) for item in await self._kube.list_jobs(namespace, selector)]
+            raw = await self._kube.list_jobs(namespace, selector)
+            jobs = [runs.job_view(item) for item in raw]
             if attempt == 0:  # prune once per event; a retry only re-reads
                 doomed = runs.history_to_prune(
                     jobs,
@@ -57,9 +58,21 @@ class StatusMirror:
                 for doomed_job in doomed:
                     await self._kube.delete_job(namespace, doomed_job)
                 jobs = [view for view in jobs if view.name not in doomed]
-            return runs.status_after_jobs_changed(
-                body.get("status") or {}, jobs, namespace, now=now
+            status = body.get("status") or {}
+            patch = runs.status_after_jobs_changed(status, jobs, namespace, now=now)
+            # The ledger follows the Jobs at once (the audit does too, every period).
+            live = {view.name for view in jobs}
+            ledger = slots.ledger_status(
+                slots.with_jobs(
+                    slots.parse_ledger(status.get("recentSlots")),
+                    [slots.slot_job(item) for item in raw if item["metadata"]["name"] in live],
+                    cronworkflow_uid=cw.uid,
+                    limit=cw.spec.slot_options.history_limit,
+                )
             )
+            if ledger != (status.get("recentSlots") or []):
+                patch["recentSlots"] = ledger
+            return patch
 
         try:
             return await write_status(self._kube, namespace, name, decide)

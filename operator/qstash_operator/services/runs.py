@@ -191,6 +191,7 @@ class RunService:
                     message_id=message_id,
                     requested_by=None,
                     started=started,
+                    attempt=retried + 1,
                 )
             except ConflictError:
                 logger.info(
@@ -321,6 +322,41 @@ class RunService:
                 skipped.append(f"{builders.rfc3339(slot)}: {result.message}")
         return BackfillResult(plan, created=tuple(created), skipped=tuple(skipped))
 
+    async def run_catch_up(
+        self, *, namespace: str, name: str, tick: datetime, now: datetime
+    ) -> RunResult:
+        """Run the missed slot ``tick`` late (the operator's catch-up policy chose it): the
+        delivery's path and rules, under the slot's Job name (``domain.runs.plan_catch_up``)."""
+        started = time.perf_counter()
+        for _ in range(MAX_RESERVATION_ATTEMPTS):
+            body = await self._load(namespace, name, None)
+            cw = self._parse(body)
+            jobs = await self._jobs(cw)
+            status = body.get("status") or {}
+            plan = runs.plan_catch_up(
+                cw,
+                jobs=jobs,
+                tick=tick,
+                schedule_since=runs.parse_time(status.get("scheduleSince")),
+                now=now,
+                reserved=runs.reserved_names(status.get("active"), now=now),
+            )
+            try:
+                return await self._execute(
+                    body,
+                    cw,
+                    jobs,
+                    plan,
+                    now=now,
+                    message_id=None,
+                    requested_by=None,
+                    started=started,
+                    catch_up=True,
+                )
+            except ConflictError:
+                logger.info("catch-up of %s/%s lost a race; deciding again", namespace, name)
+        raise ConflictError(f"{namespace}/{name}: too many concurrent writers", retry_after=1.0)
+
     # -- steps -------------------------------------------------------------------------
 
     def _schedule_ids(self, cw: CronWorkflow, status: JsonDict) -> frozenset[str]:
@@ -399,6 +435,8 @@ class RunService:
         request: _Request | None = None,
         asked: _Asked | None = None,
         backfilled_by: str | None = None,
+        catch_up: bool = False,
+        attempt: int | None = None,
     ) -> RunResult:
         def result(outcome: Outcome, message: str) -> RunResult:
             return RunResult(
@@ -413,6 +451,9 @@ class RunService:
         if plan.outcome is not Outcome.RUN:
             await self._event(body, plan.outcome.reason, plan.message, now, warning=False)
             self._observer.observed(plan.outcome, seconds=None)
+            # A catch-up that finds a Job active under Forbid waits for the next audit instead.
+            if not (catch_up and plan.outcome is Outcome.SKIPPED_FORBID):
+                await self._record_skip(body, cw, plan)
             return result(plan.outcome, plan.message)
         assert plan.job_name is not None  # RUN plans always name their Job
 
@@ -443,6 +484,8 @@ class RunService:
             overrides=asked.overrides if asked else None,
             reason=asked.reason if asked else None,
             backfilled_by=backfilled_by,
+            catch_up=catch_up,
+            attempt=attempt,
         )
         try:
             created = await self._kube.create_job(job)
@@ -488,13 +531,27 @@ class RunService:
         view = runs.job_view(created)
         all_jobs = [job for job in jobs if job.name not in plan.delete_first] + [view]
         await self._record(
-            body, cw, all_jobs, plan, now=now, requested_by=requested_by, asked=asked
+            body,
+            cw,
+            all_jobs,
+            plan,
+            now=now,
+            requested_by=requested_by,
+            asked=asked,
+            catch_up=catch_up,
+            attempt=attempt,
         )
         what = (
             f"for tick {builders.rfc3339(plan.tick)}" if plan.tick else f"asked by {requested_by}"
         )
+        if catch_up:
+            what += ", a missed slot run late by spec.catchUp"
         await self._event(
-            body, Outcome.RUN.reason, f"created Job {plan.job_name} {what}", now, warning=False
+            body,
+            vocabulary.REASON_CAUGHT_UP if catch_up else Outcome.RUN.reason,
+            f"created Job {plan.job_name} {what}",
+            now,
+            warning=False,
         )
         await self._prune(cw, all_jobs, now=now)
         return result(Outcome.RUN, f"created Job {plan.job_name}")
@@ -529,6 +586,8 @@ class RunService:
         now: datetime,
         requested_by: str | None,
         asked: _Asked | None = None,
+        catch_up: bool = False,
+        attempt: int | None = None,
     ) -> None:
         """Record the created Job: conditional on the resourceVersion of ``body`` (the read, or
         the reservation's write), decided again from a fresh read and Job list on a conflict,
@@ -555,6 +614,8 @@ class RunService:
                 tick=plan.tick,
                 manual=manual,
                 now=now,
+                catch_up=catch_up,
+                attempt=attempt,
             )
 
         try:
@@ -563,6 +624,18 @@ class RunService:
             logger.info("CronWorkflow %s went away after its Job was created", cw.key)
         except ConflictError as exc:  # the Job exists: that is the run; the mirror catches up
             logger.warning("created Job %s but could not record it: %s", created, exc)
+
+    async def _record_skip(self, body: JsonDict, cw: CronWorkflow, plan: RunPlan) -> None:
+        """A skipped tick goes into ``recentSlots`` (``Skipped`` and why), so the audit does not
+        read it as ``Missed``; best effort: the delivery's answer does not depend on it."""
+
+        async def decide(current: JsonDict, attempt: int) -> JsonDict | None:
+            return runs.status_after_skip(cw, current.get("status") or {}, plan)
+
+        try:
+            await write_status(self._kube, cw.namespace, cw.name, decide, body=body)
+        except (NotFoundError, ConflictError) as exc:
+            logger.info("could not record the skipped tick of %s: %s", cw.key, exc)
 
     async def _prune(self, cw: CronWorkflow, jobs: Sequence[JobView], *, now: datetime) -> None:
         for doomed in runs.history_to_prune(

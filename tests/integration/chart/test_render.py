@@ -456,6 +456,7 @@ EVERYTHING_ON = [
     "webhook.podDisruptionBudget.enabled=true",
     "operator.podDisruptionBudget.enabled=true",
     "prometheus.serviceMonitor.enabled=true",
+    "prometheus.rules.enabled=true",
     "networkPolicy.enabled=true",
     'webhook.service.type="NodePort"',
 ]

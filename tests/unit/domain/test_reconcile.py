@@ -986,3 +986,16 @@ def test_a_notice_reaches_reconcile_and_refresh(monkeypatch: pytest.MonkeyPatch)
     for done in (planned, looked):
         assert told in events(done)
         assert done.status["daylightSaving"] == {"date": "2027-03-28"}
+
+
+def test_suspending_and_resuming_record_the_interval_the_ledger_skips() -> None:
+    suspended = applied({"suspend": True}, now=TOP_OF_THE_HOUR, status=ON_QSTASH)
+    assert suspended["suspensions"] == [{"since": "2026-06-01T10:00:00Z"}]
+    resumed = applied({}, now=HALF_PAST, status=suspended)
+    assert resumed["suspensions"] == [
+        {"since": "2026-06-01T10:00:00Z", "until": "2026-06-01T10:30:00Z"}
+    ]
+    assert (
+        applied({}, now=WEEK_AFTER_THE_HOUR, status=resumed)["suspensions"]
+        == (resumed["suspensions"])
+    )
