@@ -240,6 +240,8 @@ INVALID = [
         "spec.maxRuns",
         "should be greater than or equal to 1",
         id="maxRuns 0 is refused",
+    ),
+    pytest.param(
         {"spec.slotHistoryLimit": 101},
         "spec.slotHistoryLimit",
         "should be less than or equal to 100",

@@ -364,9 +364,15 @@ def plan_tick(
             f"{last_schedule_time.isoformat()})",
         )
     return _judge_tick(
-        cw, jobs, tick=tick, name=name, schedule_since=schedule_since, now=delivered_at,
+        cw,
+        jobs,
+        tick=tick,
+        name=name,
+        schedule_since=schedule_since,
+        now=delivered_at,
         reserved=reserved,
-    )  # fmt: skip
+        runs_made=runs_made,
+    )
 
 
 def _judge_tick(
@@ -378,6 +384,7 @@ def _judge_tick(
     schedule_since: datetime | None,
     now: datetime,
     reserved: Sequence[str],
+    runs_made: int,
 ) -> RunPlan:
     """Rules 4 to 8 for a tick whose Job does not exist yet, as of ``now``."""
     if schedule_since is not None and tick < schedule_since:
@@ -413,6 +420,7 @@ def plan_catch_up(
     schedule_since: datetime | None,
     now: datetime,
     reserved: Sequence[str] = (),
+    runs_made: int = 0,
 ) -> RunPlan:
     """Run a slot the ledger reads ``Missed`` (:func:`slots.catch_up_slots` chose it), late.
 
@@ -426,7 +434,14 @@ def plan_catch_up(
             Outcome.DUPLICATE_TICK, tick=tick, job_name=name, message=f"Job {name} already exists"
         )
     return _judge_tick(
-        cw, jobs, tick=tick, name=name, schedule_since=schedule_since, now=now, reserved=reserved
+        cw,
+        jobs,
+        tick=tick,
+        name=name,
+        schedule_since=schedule_since,
+        now=now,
+        reserved=reserved,
+        runs_made=runs_made,
     )
 
 

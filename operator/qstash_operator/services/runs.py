@@ -340,6 +340,7 @@ class RunService:
                 schedule_since=runs.parse_time(status.get("scheduleSince")),
                 now=now,
                 reserved=runs.reserved_names(status.get("active"), now=now),
+                runs_made=window.runs_made(status),
             )
             try:
                 return await self._execute(
