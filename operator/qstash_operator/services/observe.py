@@ -12,6 +12,11 @@ read (:mod:`qstash_operator.services.status_writes`), and it keeps the reservati
 made for Jobs not created yet (``domain.runs.status_after_jobs_changed``). Under ``Replace`` the
 run's own delete of the old Job triggers a mirror write before the new Job exists; dropping the
 run's reservation there would let a concurrent run see nothing active and start a second Job.
+
+The mirror also carries ``lastScheduleTime`` forward to the latest tick a live Job was made for
+(its ``scheduled-time`` annotation; ``domain.runs.status_after_cronjob_ran`` decides, as for a
+CronJob's): the webhook records a run after answering (``services.deferred_status``), and a
+webhook that dies in between leaves a Job whose record is repaired here.
 """
 
 from __future__ import annotations
@@ -46,7 +51,8 @@ class StatusMirror:
             except InvalidSpecError:
                 return None
             selector = builders.label_selector(builders.selector_labels(cw))
-            jobs = [runs.job_view(item) for item in await self._kube.list_jobs(namespace, selector)]
+            items = await self._kube.list_jobs(namespace, selector)
+            jobs = [runs.job_view(item) for item in items]
             if attempt == 0:  # prune once per event; a retry only re-reads
                 doomed = runs.history_to_prune(
                     jobs,
@@ -57,9 +63,12 @@ class StatusMirror:
                 for doomed_job in doomed:
                     await self._kube.delete_job(namespace, doomed_job)
                 jobs = [view for view in jobs if view.name not in doomed]
-            return runs.status_after_jobs_changed(
-                body.get("status") or {}, jobs, namespace, now=now
-            )
+            status = body.get("status") or {}
+            patch = runs.status_after_jobs_changed(status, jobs, namespace, now=now)
+            latest = _latest_tick(items)
+            if latest is not None:
+                patch.update(runs.status_after_cronjob_ran(cw, status, scheduled=latest, now=now))
+            return patch
 
         try:
             return await write_status(self._kube, namespace, name, decide)
@@ -88,3 +97,16 @@ class StatusMirror:
             return await write_status(self._kube, namespace, name, decide)
         except NotFoundError:
             return None
+
+
+def _latest_tick(jobs: list[JsonDict]) -> datetime | None:
+    """The latest tick a Job was made for (its ``scheduled-time`` annotation)."""
+    ticks = [
+        runs.parse_time(
+            ((job.get("metadata") or {}).get("annotations") or {}).get(
+                vocabulary.ANNOTATION_SCHEDULED_TIME
+            )
+        )
+        for job in jobs
+    ]
+    return max((tick for tick in ticks if tick is not None), default=None)

@@ -20,6 +20,16 @@ Exactly-once, and why it holds:
   tick cannot both see "nothing active": the loser re-reads and decides again. Under ``Replace``
   the loser then finds a reservation whose Job does not exist yet, and has nothing to delete:
   it raises ``RunInFlightError`` (a 503 for QStash to retry) rather than run beside it.
+
+The hot path (the webhook): given :class:`RunReads` (watch-fed caches) and a
+:class:`RunRecorder`, a delivery's first attempt decides from the caches and, under ``Allow``,
+makes one API call, the Job create (its name is still the lock, so a stale cache can cost a
+duplicate answer, never a duplicate Job). The status record, the event and the history pruning
+are handed to the recorder, which writes them after the answer, coalesced per CronWorkflow and
+still conditional. A CronWorkflow missing from the cache, or with another uid, is read from the
+API server; so is everything on a retry after a lost race. Under ``Forbid``/``Replace``, a Job
+that ``status.active`` names but the Job cache has not seen yet sends the Job list to the API
+server too, so a replica whose Job watch lags cannot see "nothing active".
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Final, Protocol
 
@@ -57,6 +67,28 @@ class RunObserver(Protocol):
     """Where outcomes are counted (metrics); the webhook and operator pass their own."""
 
     def observed(self, outcome: Outcome, *, seconds: float | None) -> None: ...
+
+
+class RunReads(Protocol):
+    """Watch-fed copies of the CronWorkflows and their Jobs (the webhook's caches); None where
+    a copy cannot answer (not synced yet, over its bound, another namespace)."""
+
+    def cronworkflow(self, namespace: str, name: str) -> JsonDict | None: ...
+
+    def jobs(self, namespace: str, uid: str) -> list[JobView] | None: ...
+
+    def job_created(self, job: JsonDict) -> None:
+        """A Job this process just created, so the next decision sees it before its event."""
+
+
+class RunRecorder(Protocol):
+    """Writes a delivery's status record, event and pruning after the answer."""
+
+    def record(
+        self, body: JsonDict, cw: CronWorkflow, created: JobView, *, tick: datetime | None
+    ) -> None: ...
+
+    def later(self, work: Callable[[], Awaitable[None]]) -> None: ...
 
 
 class _NoObserver:
@@ -90,8 +122,12 @@ class RunService:
         component: str,
         tolerance: timedelta,
         observer: RunObserver | None = None,
+        reads: RunReads | None = None,
+        recorder: RunRecorder | None = None,
     ) -> None:
         self._kube = kube
+        self._reads = reads
+        self._recorder = recorder
         self._component = component
         self._tolerance = tolerance
         self._observer: RunObserver = observer or _NoObserver()
@@ -113,10 +149,11 @@ class RunService:
         ``retried`` is ``Upstash-Retried``: the attempts QStash made before this one.
         """
         started = time.perf_counter()
-        for _ in range(MAX_RESERVATION_ATTEMPTS):
-            body = await self._load(namespace, name, uid)
+        for attempt in range(MAX_RESERVATION_ATTEMPTS):
+            cached = attempt == 0 and self._reads is not None  # a lost race reads afresh
+            body = await self._load(namespace, name, uid, cached=cached)
             cw = self._parse(body)
-            jobs = await self._jobs(cw)
+            jobs = await self._jobs(cw, cached=cached, body=body)
             status = body.get("status") or {}
             plan = runs.plan_tick(
                 cw,
@@ -139,6 +176,7 @@ class RunService:
                     message_id=message_id,
                     requested_by=None,
                     started=started,
+                    deferred=self._recorder is not None,
                 )
             except ConflictError:
                 logger.info(
@@ -194,7 +232,13 @@ class RunService:
 
     # -- steps -------------------------------------------------------------------------
 
-    async def _load(self, namespace: str, name: str, uid: str | None) -> JsonDict:
+    async def _load(
+        self, namespace: str, name: str, uid: str | None, *, cached: bool = False
+    ) -> JsonDict:
+        if cached and self._reads is not None:
+            copy = self._reads.cronworkflow(namespace, name)
+            if copy is not None and (uid is None or (copy.get("metadata") or {}).get("uid") == uid):
+                return copy
         try:
             body = await self._kube.get_cronworkflow(namespace, name)
         except NotFoundError:
@@ -219,7 +263,13 @@ class RunService:
                 f"CronWorkflow {meta.get('namespace')}/{meta.get('name')} is invalid: {exc}",
             ) from exc
 
-    async def _jobs(self, cw: CronWorkflow) -> list[JobView]:
+    async def _jobs(
+        self, cw: CronWorkflow, *, cached: bool = False, body: JsonDict | None = None
+    ) -> list[JobView]:
+        if cached and self._reads is not None:
+            views = self._reads.jobs(cw.namespace, cw.uid)
+            if views is not None and not _unseen_active(cw, body, views):
+                return views
         selector = builders.label_selector(builders.selector_labels(cw))
         return [runs.job_view(job) for job in await self._kube.list_jobs(cw.namespace, selector)]
 
@@ -235,6 +285,7 @@ class RunService:
         requested_by: str | None,
         started: float,
         request: _Request | None = None,
+        deferred: bool = False,
     ) -> RunResult:
         def result(outcome: Outcome, message: str) -> RunResult:
             return RunResult(
@@ -319,10 +370,25 @@ class RunService:
         self._observer.observed(Outcome.RUN, seconds=seconds)
         view = runs.job_view(created)
         all_jobs = [job for job in jobs if job.name not in plan.delete_first] + [view]
-        await self._record(body, cw, all_jobs, plan, now=now, requested_by=requested_by)
         what = (
             f"for tick {builders.rfc3339(plan.tick)}" if plan.tick else f"asked by {requested_by}"
         )
+        if deferred and self._recorder is not None:
+            if self._reads is not None:
+                self._reads.job_created(created)
+            self._recorder.record(body, cw, view, tick=plan.tick)
+            self._recorder.later(
+                lambda: self._event(
+                    body,
+                    Outcome.RUN.reason,
+                    f"created Job {plan.job_name} {what}",
+                    now,
+                    warning=False,
+                )
+            )
+            self._recorder.later(lambda: self._prune(cw, all_jobs, now=now))
+            return result(Outcome.RUN, f"created Job {plan.job_name}")
+        await self._record(body, cw, all_jobs, plan, now=now, requested_by=requested_by)
         await self._event(
             body, Outcome.RUN.reason, f"created Job {plan.job_name} {what}", now, warning=False
         )
@@ -410,6 +476,22 @@ class RunService:
             now=now,
             component=self._component,
         )
+
+
+def _unseen_active(cw: CronWorkflow, body: JsonDict | None, jobs: Sequence[JobView]) -> bool:
+    """Forbid/Replace decide on the active Jobs: does ``status.active`` name a Job (not a
+    reservation) the cached ``jobs`` lack? Then the cache is behind the status and the Jobs are
+    listed from the API server instead."""
+    if cw.spec.concurrency_policy is model.ConcurrencyPolicy.ALLOW or body is None:
+        return False
+    seen = {job.name for job in jobs}
+    for entry in (body.get("status") or {}).get("active") or ():
+        if not isinstance(entry, dict):
+            continue
+        uid = str(entry.get("uid", ""))
+        if not uid.startswith(runs.RESERVATION_PREFIX) and entry.get("name") not in seen:
+            return True
+    return False
 
 
 def _backend_of(body: JsonDict) -> Backend | None:
