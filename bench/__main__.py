@@ -17,11 +17,21 @@ from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
-from bench import console, convergence, cron, delivery, harness, signature, tick_to_job
+from bench import (
+    console,
+    convergence,
+    cron,
+    delivery,
+    harness,
+    signature,
+    tick_to_job,
+    webhook_memory,
+)
 
 BENCHMARKS: dict[str, ModuleType] = {
     "tick-to-job": tick_to_job,
     "convergence": convergence,
+    "webhook-memory": webhook_memory,
     "signature": signature,
     "delivery": delivery,
     "cron": cron,

@@ -136,6 +136,7 @@ def make_app(
             kube, clock=clock, reads=cache, delay=settings.status_delay_seconds
         )
         metrics.watch_cache(cache, recorder)
+        app[typedefs.cache_key] = cache
         _run_with_app(app, cache, recorder)
     app[typedefs.runs_key] = RunService(
         kube,
