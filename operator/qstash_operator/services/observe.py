@@ -17,12 +17,22 @@ The mirror also carries ``lastScheduleTime`` forward to the latest tick a live J
 (its ``scheduled-time`` annotation; ``domain.runs.status_after_cronjob_ran`` decides, as for a
 CronJob's): the webhook records a run after answering (``services.deferred_status``), and a
 webhook that dies in between leaves a Job whose record is repaired here.
+
+An event that changes nothing the status is made of is not mirrored: the mirror remembers, per
+Job uid, the state it last mirrored (active, succeeded, failed, finished at), and a Job event
+with the same state (the job controller marking a Job suspended, a label edit) costs no API call.
+At a minute boundary that halves the operator's reads (each new Job gets two events: its creation
+and the job controller's first status write). The first event of each Job after a restart is
+always mirrored, and a state is remembered only once its mirror pass succeeded.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Final
+
+import cachetools
 
 from qstash_operator.adapters.kube import Kube
 from qstash_operator.domain import builders, model, runs, vocabulary
@@ -33,9 +43,17 @@ from qstash_operator.services.status_writes import write_status
 logger = logging.getLogger(__name__)
 
 
+MIRRORED_JOBS: Final = 100_000
+"""Jobs whose last mirrored state is remembered (least recently seen forgotten first: a
+forgotten one is mirrored once more on its next event, nothing worse)."""
+
+_State = tuple[bool, bool, bool, datetime | None]
+
+
 class StatusMirror:
     def __init__(self, kube: Kube) -> None:
         self._kube = kube
+        self._mirrored: cachetools.LRUCache[str, _State] = cachetools.LRUCache(MIRRORED_JOBS)
 
     async def job_changed(self, job: JsonDict, *, now: datetime) -> JsonDict | None:
         """A Job of ours changed; returns the status patch written (None: nothing to write)."""
@@ -43,6 +61,10 @@ class StatusMirror:
         namespace = (job.get("metadata") or {}).get("namespace")
         name = labels.get(vocabulary.LABEL_CRONWORKFLOW)
         if not namespace or not name:
+            return None
+        view = runs.job_view(job)
+        state: _State = (view.active, view.succeeded, view.failed, view.finished_at)
+        if view.uid and self._mirrored.get(view.uid) == state:
             return None
 
         async def decide(body: JsonDict, attempt: int) -> JsonDict | None:
@@ -71,9 +93,12 @@ class StatusMirror:
             return patch
 
         try:
-            return await write_status(self._kube, namespace, name, decide)
+            written = await write_status(self._kube, namespace, name, decide)
         except NotFoundError:
             return None  # the CronWorkflow is gone; garbage collection takes its Jobs
+        if view.uid:
+            self._mirrored[view.uid] = state
+        return written
 
     async def cronjob_changed(self, cronjob: JsonDict, *, now: datetime) -> JsonDict | None:
         """The fallback CronJob's controller scheduled a Job: carry lastScheduleTime over."""

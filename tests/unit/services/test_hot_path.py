@@ -276,3 +276,35 @@ async def test_the_mirror_carries_last_schedule_time_forward_from_a_job_left_unr
     assert patch is not None
     assert kube.body["status"]["lastScheduleTime"] == builders.rfc3339(TICK)
     assert kube.body["status"]["nextScheduleTime"] == builders.rfc3339(TICK + timedelta(hours=1))
+
+
+async def test_the_mirror_skips_a_job_event_that_changes_nothing_it_mirrors() -> None:
+    body = factories.body()
+    kube = FakeKube(body)
+    name = naming.job_name("report", TICK)
+    job: JsonDict = {
+        "metadata": {
+            "name": name,
+            "namespace": "team-a",
+            "uid": "uid-j",
+            "labels": {vocabulary.LABEL_CRONWORKFLOW: "report"},
+        },
+        "status": {},
+    }
+    kube.jobs[name] = job
+    mirror = StatusMirror(kube)  # type: ignore[arg-type]
+    await mirror.job_changed(job, now=DELIVERED)
+    reads = len(kube.calls)
+    suspended = copy.deepcopy(job)  # the job controller's first status write: still active
+    suspended["status"] = {"conditions": [{"type": "Suspended", "status": "True"}]}
+    assert await mirror.job_changed(suspended, now=DELIVERED) is None
+    assert len(kube.calls) == reads
+    done = copy.deepcopy(job)
+    done["status"] = {
+        "conditions": [{"type": "Complete", "status": "True"}],
+        "completionTime": builders.rfc3339(DELIVERED),
+    }
+    kube.jobs[name] = done
+    patch = await mirror.job_changed(done, now=DELIVERED)
+    assert patch is not None
+    assert "lastSuccessfulTime" in patch
