@@ -8,6 +8,7 @@ is zero and its work is awaited with ``drain``, so nothing here waits on the wal
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from datetime import timedelta
 from typing import Any
@@ -308,3 +309,34 @@ async def test_the_mirror_skips_a_job_event_that_changes_nothing_it_mirrors() ->
     patch = await mirror.job_changed(done, now=DELIVERED)
     assert patch is not None
     assert "lastSuccessfulTime" in patch
+
+
+async def test_the_operators_job_events_are_gathered_into_one_mirror_pass_per_cronworkflow() -> (
+    None
+):
+    body = factories.body()
+    kube = FakeKube(body)
+    mirror = StatusMirror(kube, delay=0.0)  # type: ignore[arg-type]
+    for minute in range(3):
+        name = f"report-{minute}"
+        kube.jobs[name] = {
+            "metadata": {
+                "name": name,
+                "namespace": "team-a",
+                "uid": f"uid-{name}",
+                "labels": {vocabulary.LABEL_CRONWORKFLOW: "report"},
+            },
+            "status": {},
+        }
+        mirror.job_changed_soon(kube.jobs[name], clock=lambda: DELIVERED)
+    await asyncio.gather(*mirror._tasks)
+    assert kube.calls.count(("get", "cronworkflow")) == 1
+    assert kube.calls.count(("list", "jobs")) == 1
+    assert [entry["name"] for entry in kube.body["status"]["active"]] == [
+        "report-0",
+        "report-1",
+        "report-2",
+    ]
+    for name in kube.jobs:  # all three remembered: their next identical event costs nothing
+        mirror.job_changed_soon(kube.jobs[name], clock=lambda: DELIVERED)
+    assert not mirror._tasks
