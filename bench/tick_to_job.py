@@ -364,6 +364,7 @@ async def measure(plane: ControlPlane, count: int, budget: float) -> dict[str, A
             harness.percentile(ours_received, 0.99), floor_received["p99"]
         ),
         "status_recorded": recorded,
+        "job_watch_reconnects": watch.reconnects,
         "status_recorded_seconds_after_last_job": round(recorded_after, 1),
         "apiserver_quiet_seconds_after_recorded": round(quiet_after, 1),
         "apiserver_requests_in_window": delta,
