@@ -337,9 +337,16 @@ async def create_jobs_unthrottled(
 ) -> tuple[float, int]:
     """POST every Job at once over ``FLOOR_CONNECTIONS`` connections with the admin certificate
     (no client-side rate limit); returns (wall-clock Unix start, Jobs the API server refused)."""
+    return await create_unthrottled(plane, f"/apis/batch/v1/namespaces/{namespace}/jobs", jobs)
+
+
+async def create_unthrottled(
+    plane: ControlPlane, path: str, jobs: Sequence[dict[str, Any]]
+) -> tuple[float, int]:
+    """POST every object to ``path`` at once (see :func:`create_jobs_unthrottled`)."""
     context = ssl.create_default_context(cafile=str(plane.ca_file))
     context.load_cert_chain(plane.pki_dir / "admin.crt", plane.pki_dir / "admin.key")
-    url = f"{plane.server}/apis/batch/v1/namespaces/{namespace}/jobs"
+    url = f"{plane.server}{path}"
     connector = aiohttp.TCPConnector(limit=FLOOR_CONNECTIONS, ssl=context)
     refused = retried = 0
     async with aiohttp.ClientSession(connector=connector) as session:

@@ -1,6 +1,7 @@
 """The webhook's memory with its caches full: N CronWorkflows and J Jobs of theirs.
 
-N CronWorkflows are stored (one ``kubectl apply``; no operator runs, nothing fires) and J Jobs
+N CronWorkflows are stored (POSTed at once, like the tick-to-job floor: ``kubectl apply`` of
+10,000 takes minutes and is not what is measured; no operator runs, nothing fires) and J Jobs
 carrying their labels are created directly (an unthrottled client, like the tick-to-job floor),
 each Job with ``spec.managedBy`` naming no controller, so the job controller leaves them alone
 and the run measures the webhook, not 30,000 status updates at the controller's QPS 20. Then the
@@ -120,8 +121,14 @@ async def measure(plane: ControlPlane, count: int, jobs_per: int) -> dict[str, A
         manifests = [
             cronworkflow(f"cw-{index:05d}", {"schedule": "0 3 * * *"}) for index in range(count)
         ]
-        apply_seconds = await asyncio.to_thread(harness.apply_list, plane, NAMESPACE, manifests)
         path = f"/apis/qstash-operator.dev/v1alpha1/namespaces/{NAMESPACE}/cronworkflows"
+        began = time.monotonic()
+        for manifest in manifests:
+            manifest["metadata"]["namespace"] = NAMESPACE
+        _, refused = await harness.create_unthrottled(plane, path, manifests)
+        if refused:
+            raise RuntimeError(f"{refused} CronWorkflows refused")
+        apply_seconds = time.monotonic() - began
         stored = await asyncio.to_thread(harness.list_items, plane, path)
         jobs = [job_of(cw, index) for cw in stored for index in range(jobs_per)]
         began = time.monotonic()
@@ -142,7 +149,7 @@ async def measure(plane: ControlPlane, count: int, jobs_per: int) -> dict[str, A
         "benchmark": "webhook-memory",
         "cronworkflows": count,
         "jobs": len(jobs),
-        "kubectl_apply_seconds": round(apply_seconds, 1),
+        "cronworkflows_created_seconds": round(apply_seconds, 1),
         "jobs_created_seconds": round(jobs_seconds, 1),
         "with_caches": cached,
         "without_caches": uncached,
