@@ -58,6 +58,10 @@ views took 23 MiB under tracemalloc, about 800 bytes each)."""
 
 
 class _Store(Protocol):
+    def slim(self, obj: JsonDict) -> JsonDict:
+        """What of ``obj`` the store keeps (applied to each page of a list as it arrives, so a
+        list of 30,000 Jobs never sits in memory whole)."""
+
     def replace(self, items: list[JsonDict], namespace: str | None) -> None:
         """Everything in ``namespace`` (None: everywhere) is now ``items``."""
 
@@ -94,6 +98,9 @@ class CronWorkflowStore:
         self.overflow = False
         self._items: dict[tuple[str, str], JsonDict] = {}
         self._sizes: dict[tuple[str, str], int] = {}
+
+    def slim(self, obj: JsonDict) -> JsonDict:
+        return _strip(obj)
 
     def replace(self, items: list[JsonDict], namespace: str | None) -> None:
         for key in [key for key in self._items if namespace is None or key[0] == namespace]:
@@ -134,6 +141,16 @@ class CronWorkflowStore:
         return sum(self._sizes.values())
 
 
+_JOB_META: Final = ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp")
+_JOB_LABELS: Final = (vocabulary.LABEL_CRONWORKFLOW_UID, vocabulary.LABEL_TRIGGER)
+_JOB_ANNOTATIONS: Final = (
+    vocabulary.ANNOTATION_MESSAGE_ID,
+    vocabulary.ANNOTATION_IDEMPOTENCY_KEY,
+    vocabulary.ANNOTATION_REQUEST_FINGERPRINT,
+)
+_JOB_STATUS: Final = ("conditions", "completionTime")
+
+
 def _job_bytes(view: JobView) -> int:
     strings = (view.name, view.uid, view.message_id, view.trigger, view.idempotency_key)
     return _JOB_OVERHEAD_BYTES + sum(len(text) for text in strings if text)
@@ -148,6 +165,23 @@ class JobStore:
         self._owner: dict[tuple[str, str], tuple[str, str]] = {}
         self._by_owner: dict[tuple[str, str], dict[str, JobView]] = {}
         self._bytes = 0
+
+    def slim(self, obj: JsonDict) -> JsonDict:
+        """The fields :func:`~qstash_operator.domain.runs.job_view` and the index read."""
+        meta = obj.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        annotations = meta.get("annotations") or {}
+        status = obj.get("status") or {}
+        return {
+            "metadata": {
+                **{key: meta[key] for key in _JOB_META if key in meta},
+                "labels": {key: labels[key] for key in _JOB_LABELS if key in labels},
+                "annotations": {
+                    key: annotations[key] for key in _JOB_ANNOTATIONS if key in annotations
+                },
+            },
+            "status": {key: status[key] for key in _JOB_STATUS if key in status},
+        }
 
     def replace(self, items: list[JsonDict], namespace: str | None) -> None:
         for key in [key for key in self._owner if namespace is None or key[0] == namespace]:
@@ -263,7 +297,8 @@ class Informer(Generic[S]):
                 page, version, token = await self.kube.list_cronworkflows_page(
                     self.namespace, limit=LIST_PAGE, token=token
                 )
-            items.extend(page)
+            items.extend(self.store.slim(item) for item in page)
+            del page
             if token is None:
                 break
         self.store.replace(items, self.namespace)

@@ -204,3 +204,26 @@ def test_an_unsynced_cache_answers_none_so_deliveries_read_the_api_server() -> N
     assert cache.cronworkflow("team-a", "report") is None
     assert cache.jobs("team-a", factories.UID) is None
     assert not cache.synced("cronworkflows")
+
+
+def test_a_slim_job_makes_the_same_view_as_the_whole_job() -> None:
+    from qstash_operator.domain import runs
+
+    whole = job("report-1")
+    whole["metadata"]["annotations"] = {
+        vocabulary.ANNOTATION_MESSAGE_ID: "msg_1",
+        "kubectl.kubernetes.io/last-applied-configuration": "{...}" * 100,
+    }
+    whole["metadata"]["labels"][vocabulary.LABEL_TRIGGER] = "schedule"
+    whole["metadata"]["creationTimestamp"] = "2026-06-01T10:00:01Z"
+    whole["spec"] = {"template": {"spec": {"containers": [{"name": "main"}] * 5}}}
+    whole["status"] = {
+        "conditions": [{"type": "Complete", "status": "True"}],
+        "completionTime": "2026-06-01T10:00:05Z",
+        "startTime": "2026-06-01T10:00:02Z",
+    }
+    store = JobStore(limit=10)
+    slim = store.slim(whole)
+    assert runs.job_view(slim) == runs.job_view(whole)
+    assert "spec" not in slim
+    assert len(str(slim)) < len(str(whole)) / 2
