@@ -27,11 +27,13 @@ from bench import (
     signature,
     slot_audit,
     tick_to_job,
+    webhook_memory,
 )
 
 BENCHMARKS: dict[str, ModuleType] = {
     "tick-to-job": tick_to_job,
     "convergence": convergence,
+    "webhook-memory": webhook_memory,
     "signature": signature,
     "delivery": delivery,
     "cron": cron,

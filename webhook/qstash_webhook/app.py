@@ -4,6 +4,12 @@
 signature verifier) to the routes. Everything with a lifecycle (the Kubernetes client) is created
 and closed by the caller (``qstash_webhook.main`` or a test fixture), so the same factory serves
 both and tests can hand in a clock.
+
+With ``watch_kube`` (and ``QSTASH_WEBHOOK_CACHE`` not off) deliveries take the hot path: the
+app's startup starts the watch-fed caches (:class:`~qstash_webhook.cache.RunCache`) on that
+client, deliveries decide from them, and their status records go through a
+:class:`~qstash_operator.services.deferred_status.StatusRecorder`, which the app's shutdown
+drains before the clients close.
 """
 
 from __future__ import annotations
@@ -18,11 +24,13 @@ from qstash_operator.adapters.qstash_api import ObservedSchedule, QStashMessages
 from qstash_operator.adapters.signing_keys import SigningKeySource
 from qstash_operator.domain import builders
 from qstash_operator.services.catalog import CatalogService, ScheduleLister
+from qstash_operator.services.deferred_status import StatusRecorder
 from qstash_operator.services.runs import MessageLookup, RunService
 from qstash_operator.settings import Settings
 from qstash_webhook import api, delivery, health, typedefs
 from qstash_webhook.access import Access, GuardedAccess, KubeAccess
 from qstash_webhook.bodies import BODY_READ_SECONDS, MAX_BODY_BYTES
+from qstash_webhook.cache import RunCache
 from qstash_webhook.console import views as console
 from qstash_webhook.console.service import ConsoleService
 from qstash_webhook.errors import error_middleware
@@ -31,6 +39,10 @@ from qstash_webhook.metrics import WebhookMetrics
 COMPONENT: Final = "qstash-operator-webhook"
 """Events' source component: ``kubectl describe`` shows who made the Job."""
 
+
+DRAIN_SECONDS: Final = 5.0
+"""At shutdown, deferred status records get this long to be written (what is left, the
+operator's mirror repairs from the Jobs)."""
 
 STATUS_TIMEOUT: Final = 5.0
 """A person is waiting on the status page; QStash that does not list in 5 s is "unreachable"."""
@@ -97,6 +109,7 @@ def make_app(
     body_deadline: float = BODY_READ_SECONDS,
     review_kube: Kube | None = None,
     messages: MessageLookup | None = None,
+    watch_kube: Kube | None = None,
 ) -> web.Application:
     """The webhook application. ``settings.public_url`` must be set (``require_webhook``).
 
@@ -109,6 +122,9 @@ def make_app(
     connections deliveries need; tests that do not measure that may leave it to share ``kube``.
     ``body_deadline``: seconds a request body may take to arrive. ``messages`` tells which
     message a retried delivery is (default: the SDK, with ``QSTASH_TOKEN`` and ``QSTASH_URL``).
+    ``watch_kube``: the client
+    the caches list and watch on (one long request per namespace and kind, so a pool of its
+    own); None keeps every delivery on inline reads and writes.
     """
     if settings.public_url is None:
         raise ValueError("make_app needs settings.public_url (call settings.require_webhook())")
@@ -125,6 +141,21 @@ def make_app(
     app[typedefs.metrics_key] = metrics
     app[typedefs.body_deadline_key] = body_deadline
     app[typedefs.destination_key] = builders.webhook_destination(settings.public_url)
+    cache: RunCache | None = None
+    recorder: StatusRecorder | None = None
+    if watch_kube is not None and settings.webhook_cache:
+        cache = RunCache(
+            watch_kube,
+            namespaces=settings.namespaces,
+            max_cronworkflows=settings.cache_max_cronworkflows,
+            max_jobs=settings.cache_max_jobs,
+        )
+        recorder = StatusRecorder(
+            kube, clock=clock, reads=cache, delay=settings.status_delay_seconds
+        )
+        metrics.watch_cache(cache, recorder)
+        app[typedefs.cache_key] = cache
+        _run_with_app(app, cache, recorder)
     app[typedefs.runs_key] = RunService(
         kube,
         component=COMPONENT,
@@ -132,6 +163,8 @@ def make_app(
         observer=metrics,
         messages=messages if messages is not None else _message_lookup(app, settings),
         cluster=settings.cluster_name,
+        reads=cache,
+        recorder=recorder,
     )
     catalog = CatalogService(
         kube,
@@ -151,3 +184,22 @@ def make_app(
     if settings.ui_enabled:
         console.setup(app)
     return app
+
+
+def _run_with_app(app: web.Application, cache: RunCache, recorder: StatusRecorder) -> None:
+    """The caches start with the app; at shutdown the deferred records are written first (the
+    clients are still open), then the watches stop."""
+
+    async def start(_: web.Application) -> None:
+        cache.start()
+
+    async def drain(_: web.Application) -> None:
+        await recorder.drain(DRAIN_SECONDS)
+
+    async def stop(_: web.Application) -> None:
+        await recorder.close()
+        await cache.stop()
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(drain)
+    app.on_cleanup.append(stop)

@@ -80,18 +80,22 @@ async def _connect(kubeconfig: str | None, *, max_connections: int = MAX_CONNECT
         ) from exc
 
 
-async def clients(kubeconfig: str | None) -> tuple[Kube, Kube]:
-    """Two clients of the same cluster with a connection pool each: one for deliveries and the
+async def clients(kubeconfig: str | None, *, watches: int = 2) -> tuple[Kube, Kube, Kube]:
+    """Three clients of the same cluster with a connection pool each: one for deliveries and the
     API's work, one for token reviews (:mod:`qstash_webhook.access`), so that a flood of bad
-    tokens cannot take the connections a delivery is waiting for."""
+    tokens cannot take the connections a delivery is waiting for, and one for the caches'
+    lists and watches (``watches`` long requests), which must not hold a delivery's either."""
     work = await _connect(kubeconfig)
     reviews = await _connect(kubeconfig, max_connections=REVIEW_CONNECTIONS)
-    return work, reviews
+    watching = await _connect(kubeconfig, max_connections=watches + 1)
+    return work, reviews, watching
 
 
 async def serve(settings: Settings, keys: SigningKeySource, args: argparse.Namespace) -> None:
-    kube, review_kube = await clients(args.kubeconfig)
-    app = make_app(settings, kube=kube, keys=keys, review_kube=review_kube)
+    kube, review_kube, watch_kube = await clients(
+        args.kubeconfig, watches=2 * max(1, len(settings.namespaces))
+    )
+    app = make_app(settings, kube=kube, keys=keys, review_kube=review_kube, watch_kube=watch_kube)
     runner = web.AppRunner(
         app,
         handle_signals=False,
@@ -119,6 +123,7 @@ async def serve(settings: Settings, keys: SigningKeySource, args: argparse.Names
         await runner.cleanup()
         await kube.close()
         await review_kube.close()
+        await watch_kube.close()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,17 +16,34 @@ process never collide on metric names, and ``/metrics`` shows only this service'
 - ``qstash_webhook_token_reviews_total{result}``: bearer tokens on the API, by what became of
   them: ``cached`` (reviewed recently), ``authenticated``, ``rejected`` (401), ``limited`` (429,
   no review spent).
+- ``qstash_webhook_cache_objects{kind}``, ``qstash_webhook_cache_bytes{kind}``,
+  ``qstash_webhook_cache_synced{kind}``: the hot path's caches (``cronworkflows``, ``jobs``):
+  what they hold, its JSON size (an estimate of their memory), and whether they answer (0 while
+  listing again after a failure, or past their bound).
+- ``qstash_webhook_status_records_pending``: CronWorkflows whose status record waits to be
+  written (``services.deferred_status``).
+- ``process_resident_memory_bytes`` and the other ``process_*`` figures of the process.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client import exposition as _exposition
 
 from qstash_operator.domain.errors import SignatureFailure
 from qstash_operator.domain.runs import Outcome
+from qstash_operator.services.deferred_status import StatusRecorder
+from qstash_webhook.cache import RunCache
 
 CONTENT_TYPE: Final = _exposition.CONTENT_TYPE_LATEST
 
@@ -82,6 +99,7 @@ class WebhookMetrics:
             ["result"],
             registry=self.registry,
         )
+        ProcessCollector(registry=self.registry)
         # Pre-create the label sets people alert on, so they read 0 rather than missing.
         for result in TOKEN_REVIEW_RESULTS:
             self.token_reviews.labels(result=result)
@@ -89,6 +107,37 @@ class WebhookMetrics:
             self.signature_failures.labels(reason=failure.value)
         for outcome in Outcome:
             self.deliveries.labels(result=outcome.value)
+
+    def watch_cache(self, cache: RunCache, recorder: StatusRecorder) -> None:
+        """Report the hot path's caches and its queue of status records (read at scrape time)."""
+        objects = Gauge(
+            "qstash_webhook_cache_objects",
+            "Objects in the webhook's watch-fed caches, by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+        size = Gauge(
+            "qstash_webhook_cache_bytes",
+            "JSON bytes the webhook's caches hold (an estimate of their memory), by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+        synced = Gauge(
+            "qstash_webhook_cache_synced",
+            "1 when a cache answers deliveries, 0 while it lists again or is past its bound",
+            ["kind"],
+            registry=self.registry,
+        )
+        for kind in ("cronworkflows", "jobs"):
+            objects.labels(kind=kind).set_function(functools.partial(cache.objects, kind))
+            size.labels(kind=kind).set_function(functools.partial(cache.bytes, kind))
+            synced.labels(kind=kind).set_function(functools.partial(cache.synced, kind))
+        pending = Gauge(
+            "qstash_webhook_status_records_pending",
+            "CronWorkflows whose status record (after a created Job) is not written yet",
+            registry=self.registry,
+        )
+        pending.set_function(lambda: recorder.pending)
 
     # -- RunObserver -----------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from qstash_operator.services.catalog import CatalogService
 from qstash_operator.services.runs import RunService
 from qstash_operator.settings import Settings
 from qstash_webhook.access import Access
+from qstash_webhook.cache import RunCache
 from qstash_webhook.console.service import ConsoleService
 from qstash_webhook.metrics import WebhookMetrics
 
@@ -30,6 +31,8 @@ access_key: web.AppKey[Access] = web.AppKey("access")
 Kubernetes client of their own in the process (``qstash_webhook.main.clients``)."""
 console_key = web.AppKey("console", ConsoleService)
 metrics_key = web.AppKey("metrics", WebhookMetrics)
+cache_key = web.AppKey("cache", RunCache)
+"""The hot path's watch-fed caches; absent when deliveries read inline."""
 clock_key: web.AppKey[Clock] = web.AppKey("clock")
 body_deadline_key = web.AppKey("body_deadline", float)
 """Seconds a request body may take to arrive (:data:`qstash_webhook.bodies.BODY_READ_SECONDS`)."""

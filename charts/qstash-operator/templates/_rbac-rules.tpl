@@ -39,21 +39,21 @@ The operator's application rules, shared by its ClusterRole (whole cluster) and 
 The webhook's application rules, shared by its ClusterRole and its Roles (namespaced mode).
 */}}
 {{- define "qstash-operator.webhook.rules" -}}
-# CronWorkflows: a delivery reads the CronWorkflow it names; GET /api/cron and /api/test-cron
-# list them; activate/deactivate patch spec.suspend.
+# CronWorkflows: the deliveries' cache lists and watches them (a CronWorkflow it lacks is read
+# with get); GET /api/cron and /api/test-cron list them; activate/deactivate patch spec.suspend.
 - apiGroups: [qstash-operator.dev]
   resources: [cronworkflows]
-  verbs: [get, list, patch]
+  verbs: [get, list, watch, patch]
 # Status: a run records lastScheduleTime and the active Jobs, with a conditional write that
 # reserves Forbid/Replace decisions.
 - apiGroups: [qstash-operator.dev]
   resources: [cronworkflows/status]
   verbs: [patch]
-# Jobs: a delivery lists the CronWorkflow's Jobs (duplicates, Forbid), creates the tick's Job,
-# and deletes Jobs for Replace and the history limits. No get, update or watch.
+# Jobs: the deliveries' cache lists and watches ours (duplicates, Forbid), a delivery creates
+# the tick's Job, and deletes Jobs for Replace and the history limits. No get or update.
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [list, create, delete]
+  verbs: [list, watch, create, delete]
 # Owner finalizers: the tick's Job names its CronWorkflow as a blocking owner; the
 # OwnerReferencesPermissionEnforcement admission plugin (OpenShift) requires this.
 - apiGroups: [qstash-operator.dev]

@@ -26,7 +26,7 @@ import dataclasses
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 from urllib.parse import quote
@@ -49,6 +49,7 @@ from qstash_operator.domain.errors import (
     NotFoundError,
     QuotaExceededError,
     TransientError,
+    WatchExpiredError,
 )
 from qstash_operator.domain.model import JsonDict
 
@@ -66,6 +67,12 @@ MAX_CONNECTIONS: Final = 64
 connections keep the API server busy without opening one per delivery."""
 
 CRONWORKFLOWS: Final = f"/apis/{vocabulary.GROUP}/{vocabulary.VERSION}"
+JOBS: Final = "/apis/batch/v1"
+WATCH_SECONDS: Final = 290
+"""A watch asks the server to end it after this long (then it is opened again from the last
+version seen): below the 300 s idle timeout of common load balancers."""
+WATCH_GRACE_SECONDS: Final = 30
+"""How much longer than that a silent watch stream is trusted before it counts as broken."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +97,11 @@ class AccessDecision:
 
 def _q(value: str) -> str:
     return quote(value, safe="")
+
+
+def _in(base: str, plural: str, namespace: str | None) -> str:
+    """The collection path of ``plural`` in ``namespace`` (None: across all namespaces)."""
+    return f"{base}/namespaces/{_q(namespace)}/{plural}" if namespace else f"{base}/{plural}"
 
 
 class Kube:
@@ -187,6 +199,118 @@ class Kube:
         if 200 <= status < 300:
             return json.loads(data) if data else {}
         raise _error(method, path, status, data)
+
+    # -- list and watch (the webhook's caches) -------------------------------------------
+
+    async def list_cronworkflows_page(
+        self, namespace: str | None, *, limit: int, token: str | None = None
+    ) -> tuple[list[JsonDict], str, str | None]:
+        """One page of the CronWorkflows (in ``namespace``, None: all): see :meth:`_page`."""
+        return await self._page(
+            _in(CRONWORKFLOWS, vocabulary.PLURAL, namespace), None, limit, token
+        )
+
+    async def watch_cronworkflows(
+        self, namespace: str | None, *, resource_version: str
+    ) -> AsyncIterator[tuple[str, JsonDict]]:
+        """The CronWorkflows' events from ``resource_version``: see :meth:`_watch`."""
+        path = _in(CRONWORKFLOWS, vocabulary.PLURAL, namespace)
+        async for event in self._watch(path, resource_version=resource_version):
+            yield event
+
+    async def list_jobs_page(
+        self, namespace: str | None, selector: str, *, limit: int, token: str | None = None
+    ) -> tuple[list[JsonDict], str, str | None]:
+        """One page of the Jobs matching ``selector``: see :meth:`_page`."""
+        return await self._page(_in(JOBS, "jobs", namespace), selector, limit, token)
+
+    async def watch_jobs(
+        self, namespace: str | None, selector: str, *, resource_version: str
+    ) -> AsyncIterator[tuple[str, JsonDict]]:
+        """The events of the Jobs matching ``selector``: see :meth:`_watch`."""
+        path = _in(JOBS, "jobs", namespace)
+        async for event in self._watch(path, resource_version=resource_version, selector=selector):
+            yield event
+
+    async def _page(
+        self, path: str, selector: str | None, limit: int, token: str | None
+    ) -> tuple[list[JsonDict], str, str | None]:
+        """One page of a list: (items, the list's resourceVersion, the next page's token)."""
+        query = [("limit", str(limit))]
+        if selector:
+            query.append(("labelSelector", selector))
+        if token:
+            query.append(("continue", token))
+        result = await self._run("GET", path, query=query)
+        meta = result.get("metadata") or {}
+        items: list[JsonDict] = result.get("items") or []
+        return items, str(meta.get("resourceVersion", "")), meta.get("continue") or None
+
+    async def _watch(
+        self,
+        path: str,
+        *,
+        resource_version: str,
+        selector: str | None = None,
+        timeout_seconds: int = WATCH_SECONDS,
+    ) -> AsyncIterator[tuple[str, JsonDict]]:
+        """The events of a watch from ``resource_version`` as (type, object), until the server
+        ends it (``timeout_seconds``). 410 Gone (the version was compacted) and a watch
+        ``ERROR`` event raise :class:`WatchExpiredError`: list again. Transport failures raise
+        KubernetesUnavailableError, refusals the usual errors."""
+        query = [
+            ("watch", "1"),
+            ("resourceVersion", resource_version),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", str(timeout_seconds)),
+        ]
+        if selector:
+            query.append(("labelSelector", selector))
+        _, url, header_params, _, _ = await self._api.param_serialize(
+            method="GET",
+            resource_path=path,
+            query_params=query,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=5.0, sock_read=timeout_seconds + WATCH_GRACE_SECONDS
+        )
+        try:
+            response = await self._api.call_api(
+                "GET", url, header_params=header_params, _request_timeout=timeout
+            )
+        except ApiException as exc:
+            body = exc.body or b""
+            raise _error(
+                "WATCH", path, exc.status or 0, body.encode() if isinstance(body, str) else body
+            ) from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise KubernetesUnavailableError(f"WATCH {path}: {type(exc).__name__}") from exc
+        raw = response.response
+        try:
+            if response.status == 410:
+                raise WatchExpiredError(f"WATCH {path}: 410 Gone")
+            if not 200 <= response.status < 300:
+                raise _error("WATCH", path, response.status, await raw.read())
+            while True:
+                try:
+                    line = await raw.content.readline()
+                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                    raise KubernetesUnavailableError(f"WATCH {path}: {type(exc).__name__}") from exc
+                if not line:
+                    return
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                kind, obj = str(event.get("type", "")), event.get("object") or {}
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        raise WatchExpiredError(f"WATCH {path}: {obj.get('message', 'expired')}")
+                    raise KubernetesUnavailableError(f"WATCH {path}: {obj.get('message')}")
+                yield kind, obj
+        finally:
+            raw.release()
 
     # -- health -------------------------------------------------------------------------
 

@@ -81,6 +81,10 @@ class TransientError(QStashOperatorError):
         super().__init__(message)
 
 
+class WatchExpiredError(TransientError):
+    """The version a watch started from is gone (410 Gone): list again, then watch from there."""
+
+
 class KubernetesUnavailableError(TransientError):
     """The API server did not answer, or answered 5xx / 429."""
 

@@ -232,10 +232,7 @@ def build_registry(*, audit_seconds: float = AUDIT_SECONDS) -> kopf.OperatorRegi
     @kopf.on.event("batch", "v1", "jobs", id="job_event", labels=managed, registry=registry)
     async def job_event(body: kopf.Body, memo: kopf.Memo, type: str | None, **_: Any) -> None:
         services = _services(memo)
-        try:
-            await services.mirror.job_changed(dict(body), now=services.clock())
-        except TransientError as exc:
-            logger.info("status mirror for Job %s deferred: %s", body.meta.get("name"), exc)
+        services.mirror.job_changed_soon(dict(body), clock=services.clock)
 
     @kopf.on.event("batch", "v1", "cronjobs", id="cronjob_event", labels=managed, registry=registry)
     async def cronjob_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:

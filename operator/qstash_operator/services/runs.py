@@ -24,6 +24,16 @@ Exactly-once, and why it holds:
 A retry (``Upstash-Retried`` >= 1) no Job has run yet is matched to its tick by asking QStash
 which message it is (:class:`MessageLookup`, ``GET /v2/messages/{id}``), once per delivery; when
 QStash cannot answer, the delivery answers 503 and QStash retries: the tick is never guessed.
+
+The hot path (the webhook): given :class:`RunReads` (watch-fed caches) and a
+:class:`RunRecorder`, a delivery's first attempt decides from the caches and, under ``Allow``,
+makes one API call, the Job create (its name is still the lock, so a stale cache can cost a
+duplicate answer, never a duplicate Job). The status record, the event and the history pruning
+are handed to the recorder, which writes them after the answer, coalesced per CronWorkflow and
+still conditional. A CronWorkflow missing from the cache, or with another uid, is read from the
+API server; so is everything on a retry after a lost race. Under ``Forbid``/``Replace``, a Job
+that ``status.active`` names but the Job cache has not seen yet sends the Job list to the API
+server too, so a replica whose Job watch lags cannot see "nothing active".
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
@@ -77,6 +87,36 @@ class MessageLookup(Protocol):
     """QStash's word on a message (``adapters.qstash_api.QStashMessages`` in the webhook)."""
 
     async def origin(self, message_id: str) -> MessageOrigin: ...
+
+
+class RunReads(Protocol):
+    """Watch-fed copies of the CronWorkflows and their Jobs (the webhook's caches); None where
+    a copy cannot answer (not synced yet, over its bound, another namespace)."""
+
+    def cronworkflow(self, namespace: str, name: str) -> JsonDict | None: ...
+
+    def jobs(self, namespace: str, uid: str) -> list[JobView] | None: ...
+
+    def job_created(self, job: JsonDict) -> None:
+        """A Job this process just created, so the next decision sees it before its event."""
+
+
+class RunRecorder(Protocol):
+    """Writes a delivery's status record, event and pruning after the answer."""
+
+    def record(
+        self,
+        body: JsonDict,
+        cw: CronWorkflow,
+        created: JobView,
+        *,
+        tick: datetime | None,
+        attempt: int | None,
+        at: datetime,
+    ) -> None:
+        """Job ``created`` (tick ``tick``, QStash attempt ``attempt``) was made at ``at``."""
+
+    def later(self, work: Callable[[], Awaitable[None]]) -> None: ...
 
 
 class _NoObserver:
@@ -130,10 +170,14 @@ class RunService:
         observer: RunObserver | None = None,
         messages: MessageLookup | None = None,
         cluster: str | None = None,
+        reads: RunReads | None = None,
+        recorder: RunRecorder | None = None,
     ) -> None:
         """``messages`` and ``cluster`` serve deliveries: which message a retry is, and the
         cluster name of this CronWorkflow's schedule id, which that message must come from."""
         self._kube = kube
+        self._reads = reads
+        self._recorder = recorder
         self._component = component
         self._tolerance = tolerance
         self._observer: RunObserver = observer or _NoObserver()
@@ -158,10 +202,11 @@ class RunService:
         """
         started = time.perf_counter()
         origin: MessageOrigin | None = None
-        for _ in range(MAX_RESERVATION_ATTEMPTS):
-            body = await self._load(namespace, name, uid)
+        for attempt in range(MAX_RESERVATION_ATTEMPTS):
+            cached = attempt == 0 and self._reads is not None  # a lost race reads afresh
+            body = await self._load(namespace, name, uid, cached=cached)
             cw = self._parse(body)
-            jobs = await self._jobs(cw)
+            jobs = await self._jobs(cw, cached=cached, body=body)
             status = body.get("status") or {}
             if origin is None and runs.needs_origin(
                 jobs, message_id=message_id, first_attempt=retried == 0
@@ -192,6 +237,7 @@ class RunService:
                     requested_by=None,
                     started=started,
                     attempt=retried + 1,
+                    deferred=self._recorder is not None,
                 )
             except ConflictError:
                 logger.info(
@@ -393,7 +439,13 @@ class RunService:
                 "tick of this retry cannot be known",
             ) from None
 
-    async def _load(self, namespace: str, name: str, uid: str | None) -> JsonDict:
+    async def _load(
+        self, namespace: str, name: str, uid: str | None, *, cached: bool = False
+    ) -> JsonDict:
+        if cached and self._reads is not None:
+            copy = self._reads.cronworkflow(namespace, name)
+            if copy is not None and (uid is None or (copy.get("metadata") or {}).get("uid") == uid):
+                return copy
         try:
             body = await self._kube.get_cronworkflow(namespace, name)
         except NotFoundError:
@@ -418,7 +470,13 @@ class RunService:
                 f"CronWorkflow {meta.get('namespace')}/{meta.get('name')} is invalid: {exc}",
             ) from exc
 
-    async def _jobs(self, cw: CronWorkflow) -> list[JobView]:
+    async def _jobs(
+        self, cw: CronWorkflow, *, cached: bool = False, body: JsonDict | None = None
+    ) -> list[JobView]:
+        if cached and self._reads is not None:
+            views = self._reads.jobs(cw.namespace, cw.uid)
+            if views is not None and not _unseen_active(cw, body, views):
+                return views
         selector = builders.label_selector(builders.selector_labels(cw))
         return [runs.job_view(job) for job in await self._kube.list_jobs(cw.namespace, selector)]
 
@@ -438,6 +496,7 @@ class RunService:
         backfilled_by: str | None = None,
         catch_up: bool = False,
         attempt: int | None = None,
+        deferred: bool = False,
     ) -> RunResult:
         def result(outcome: Outcome, message: str) -> RunResult:
             return RunResult(
@@ -531,6 +590,26 @@ class RunService:
         self._observer.observed(Outcome.RUN, seconds=seconds)
         view = runs.job_view(created)
         all_jobs = [job for job in jobs if job.name not in plan.delete_first] + [view]
+        what = (
+            f"for tick {builders.rfc3339(plan.tick)}" if plan.tick else f"asked by {requested_by}"
+        )
+        if catch_up:
+            what += ", a missed slot run late by spec.catchUp"
+        if deferred and self._recorder is not None:
+            if self._reads is not None:
+                self._reads.job_created(created)
+            self._recorder.record(body, cw, view, tick=plan.tick, attempt=attempt, at=now)
+            self._recorder.later(
+                lambda: self._event(
+                    body,
+                    Outcome.RUN.reason,
+                    f"created Job {plan.job_name} {what}",
+                    now,
+                    warning=False,
+                )
+            )
+            self._recorder.later(lambda: self._prune(cw, all_jobs, now=now))
+            return result(Outcome.RUN, f"created Job {plan.job_name}")
         await self._record(
             body,
             cw,
@@ -542,11 +621,6 @@ class RunService:
             catch_up=catch_up,
             attempt=attempt,
         )
-        what = (
-            f"for tick {builders.rfc3339(plan.tick)}" if plan.tick else f"asked by {requested_by}"
-        )
-        if catch_up:
-            what += ", a missed slot run late by spec.catchUp"
         await self._event(
             body,
             vocabulary.REASON_CAUGHT_UP if catch_up else Outcome.RUN.reason,
@@ -605,8 +679,8 @@ class RunService:
             manual["reason"] = asked.reason  # None clears the previous run's
             manual["parameters"] = dict(asked.overrides) or None
 
-        async def decide(current: JsonDict, attempt: int) -> JsonDict | None:
-            live = jobs if attempt == 0 else await self._jobs(cw)
+        async def decide(current: JsonDict, write_try: int) -> JsonDict | None:
+            live = jobs if write_try == 0 else await self._jobs(cw)
             return runs.status_after_run(
                 cw,
                 current.get("status") or {},
@@ -658,6 +732,22 @@ class RunService:
             now=now,
             component=self._component,
         )
+
+
+def _unseen_active(cw: CronWorkflow, body: JsonDict | None, jobs: Sequence[JobView]) -> bool:
+    """Forbid/Replace decide on the active Jobs: does ``status.active`` name a Job (not a
+    reservation) the cached ``jobs`` lack? Then the cache is behind the status and the Jobs are
+    listed from the API server instead."""
+    if cw.spec.concurrency_policy is model.ConcurrencyPolicy.ALLOW or body is None:
+        return False
+    seen = {job.name for job in jobs}
+    for entry in (body.get("status") or {}).get("active") or ():
+        if not isinstance(entry, dict):
+            continue
+        uid = str(entry.get("uid", ""))
+        if not uid.startswith(runs.RESERVATION_PREFIX) and entry.get("name") not in seen:
+            return True
+    return False
 
 
 def _backend_of(body: JsonDict) -> Backend | None:

@@ -54,6 +54,10 @@ CALLS: Final[dict[str, Permission | None]] = {
     "can": ("create", "subjectaccessreviews"),
     "review_access": ("create", "subjectaccessreviews"),
     "list_events": ("list", "events"),
+    "list_cronworkflows_page": ("list", "cronworkflows"),
+    "watch_cronworkflows": ("watch", "cronworkflows"),
+    "list_jobs_page": ("list", "jobs"),
+    "watch_jobs": ("watch", "jobs"),
 }
 NOT_API_CALLS: Final = {
     "from_environment",
@@ -79,6 +83,7 @@ SOURCES: Final[dict[str, list[Path]]] = {
         *sorted((REPO / "webhook" / "qstash_webhook").rglob("*.py")),
         PACKAGE / "services" / "runs.py",
         PACKAGE / "services" / "catalog.py",
+        PACKAGE / "services" / "deferred_status.py",
     ],
 }
 # kopf's own calls: it lists and watches what handlers are registered for (handlers.py), patches

@@ -237,7 +237,7 @@ def test_qstash_value_set_wires_credentials_url_and_two_replicas(bin_dir: Path) 
     assert verbs(rules, "events") == {"create", "list"}
     assert verbs(rules, "tokenreviews") == {"create"}
     assert verbs(rules, "subjectaccessreviews") == {"create"}
-    assert verbs(rules, "jobs") == {"list", "create", "delete"}
+    assert verbs(rules, "jobs") == {"list", "watch", "create", "delete"}
     # Leader election: our one Lease by name, plus the unrestrictable create.
     lease_rules = rules_of(manifests, "Role", "-leader-election")
     assert {tuple(r.get("resourceNames", [])): tuple(r["verbs"]) for r in lease_rules} == {

@@ -110,10 +110,17 @@ class Stack:
         )
 
     async def start_webhook(
-        self, *, clock: Callable[[], datetime] | None = None, kube: Kube | None = None
+        self,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        kube: Kube | None = None,
+        hot: bool = False,
     ) -> Webhook:
-        """Another replica (same public URL, own port, own client)."""
-        webhook = await _start_webhook(self, clock or self.clock, kube or self.kube, free_port())
+        """Another replica (same public URL, own port, own client); ``hot``: on the hot path
+        (its caches list and watch through the stack's client, as the process uses its own)."""
+        webhook = await _start_webhook(
+            self, clock or self.clock, kube or self.kube, free_port(), hot=hot
+        )
         self.extra.append(webhook)
         return webhook
 
@@ -238,12 +245,13 @@ class Stack:
 
 
 async def _start_webhook(
-    stack: Stack, clock: Callable[[], datetime], kube: Kube, port: int
+    stack: Stack, clock: Callable[[], datetime], kube: Kube, port: int, *, hot: bool = False
 ) -> Webhook:
     settings = stack.settings()
     keys = SigningKeySource.from_settings(settings.qstash)
     keys.load()
-    app = make_app(settings, kube=kube, keys=keys, clock=clock)
+    watch_kube = stack.kube if hot else None
+    app = make_app(settings, kube=kube, keys=keys, clock=clock, watch_kube=watch_kube)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -203,15 +203,18 @@ current-context: x
     return str(path)
 
 
-async def test_deliveries_and_token_reviews_have_a_connection_pool_each(tmp_path: Path) -> None:
-    work, reviews = await main.clients(kubeconfig(tmp_path / "config"))
+async def test_deliveries_token_reviews_and_watches_have_a_connection_pool_each(
+    tmp_path: Path,
+) -> None:
+    work, reviews, watches = await main.clients(kubeconfig(tmp_path / "config"), watches=4)
     try:
-        assert work.api_client is not reviews.api_client
-        assert work.api_client.rest_client is not reviews.api_client.rest_client
-        assert (work.max_connections, reviews.max_connections) == (
+        clients = {id(c.api_client.rest_client) for c in (work, reviews, watches)}
+        assert len(clients) == 3
+        assert (work.max_connections, reviews.max_connections, watches.max_connections) == (
             MAX_CONNECTIONS,
             REVIEW_CONNECTIONS,
+            5,
         )
     finally:
-        await work.close()
-        await reviews.close()
+        for client in (work, reviews, watches):
+            await client.close()

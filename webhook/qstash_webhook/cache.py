@@ -1,0 +1,401 @@
+"""Watch-fed copies of the CronWorkflows and of the Jobs the webhook manages, in its namespaces.
+
+A delivery decides from these (:class:`~qstash_operator.services.runs.RunReads`) instead of
+reading the CronWorkflow and listing its Jobs for every tick, so under ``Allow`` its only API
+call is the Job create. Each copy is kept the way client-go's informers keep theirs: list (in
+pages), then watch from the list's ``resourceVersion``; a watch the server ends is opened again
+from the last version seen (bookmarks included), a 410 Gone lists again, and any other failure
+marks the copy not synced (every lookup then answers None and the delivery reads the API server)
+until a fresh list succeeds. One list and watch per namespace and kind, or one cluster-wide when
+the webhook serves every namespace (``QSTASH_OPERATOR_NAMESPACES`` unset).
+
+What is kept, to stay small: a CronWorkflow's body without ``managedFields`` and kopf's
+bookkeeping annotations (its last-handled copy of the spec is as large as the spec); a Job as its
+:class:`~qstash_operator.domain.runs.JobView` (names, times, states, ids), indexed by the uid of
+its CronWorkflow (the ``cronworkflow-uid`` label every Job of ours carries). Each kind is bounded
+(``QSTASH_WEBHOOK_CACHE_MAX_CRONWORKFLOWS``, ``..._MAX_JOBS``): past the bound the copy stops
+answering (deliveries read the API server, as without a cache) and says so in the log and in
+``qstash_webhook_cache_synced``. Sizes: ``qstash_webhook_cache_objects{kind}`` and
+``qstash_webhook_cache_bytes{kind}`` (for CronWorkflows the JSON size of what is kept, for Jobs
+the measured size of a view; the process's ``process_resident_memory_bytes`` is the whole).
+
+Staleness is safe by construction: the Job name is the lock (a Job another replica made a moment
+ago makes the create answer AlreadyExists, a duplicate), the reservations of Forbid/Replace are
+conditional writes on the ``resourceVersion`` read (a stale copy loses the race and the retry
+reads the API server), and a Job ``status.active`` names that the copy lacks makes Forbid/Replace
+list the Jobs from the API server (:mod:`qstash_operator.services.runs`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any, Final, Generic, Protocol, TypeVar
+
+from qstash_operator.adapters.kube import Kube
+from qstash_operator.domain import runs, vocabulary
+from qstash_operator.domain.errors import QStashOperatorError, WatchExpiredError
+from qstash_operator.domain.model import JsonDict
+from qstash_operator.domain.runs import JobView
+
+logger = logging.getLogger(__name__)
+
+KINDS: Final = ("cronworkflows", "jobs")
+LIST_PAGE: Final = 500
+"""Objects per list page (client-go's informers use 500 too)."""
+RETRY_FIRST_SECONDS: Final = 1.0
+RETRY_MAX_SECONDS: Final = 30.0
+DEFAULT_MAX_CRONWORKFLOWS: Final = 50_000
+DEFAULT_MAX_JOBS: Final = 150_000
+"""Defaults of the bounds: five times the 10,000 CronWorkflows (and three Jobs each) measured in
+``python -m bench`` within the webhook's 250 MiB."""
+KOPF_ANNOTATIONS: Final = "kopf."
+_JOB_OVERHEAD_BYTES: Final = 700
+"""A JobView's memory beyond its strings, with its index entries (CPython 3.11, 64-bit: 30,000
+views took 23 MiB under tracemalloc, about 800 bytes each)."""
+
+
+class _Store(Protocol):
+    def slim(self, obj: JsonDict) -> JsonDict:
+        """What of ``obj`` the store keeps (applied to each page of a list as it arrives, so a
+        list of 30,000 Jobs never sits in memory whole)."""
+
+    def replace(self, items: list[JsonDict], namespace: str | None) -> None:
+        """Everything in ``namespace`` (None: everywhere) is now ``items``."""
+
+    def put(self, obj: JsonDict) -> None: ...
+
+    def remove(self, obj: JsonDict) -> None: ...
+
+
+S = TypeVar("S", bound=_Store)
+
+
+def _key(obj: JsonDict) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace", "")), str(meta.get("name", ""))
+
+
+def _strip(body: JsonDict) -> JsonDict:
+    """The CronWorkflow as a delivery needs it: no managedFields, no kopf bookkeeping."""
+    meta = dict(body.get("metadata") or {})
+    meta.pop("managedFields", None)
+    annotations = meta.get("annotations")
+    if annotations:
+        meta["annotations"] = {
+            key: value for key, value in annotations.items() if not key.startswith(KOPF_ANNOTATIONS)
+        }
+    return {**body, "metadata": meta}
+
+
+class CronWorkflowStore:
+    """CronWorkflows by (namespace, name)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.overflow = False
+        self._items: dict[tuple[str, str], JsonDict] = {}
+        self._sizes: dict[tuple[str, str], int] = {}
+
+    def slim(self, obj: JsonDict) -> JsonDict:
+        return _strip(obj)
+
+    def replace(self, items: list[JsonDict], namespace: str | None) -> None:
+        for key in [key for key in self._items if namespace is None or key[0] == namespace]:
+            del self._items[key]
+            del self._sizes[key]
+        self.overflow = False
+        for item in items:
+            self.put(item)
+
+    def put(self, obj: JsonDict) -> None:
+        key = _key(obj)
+        if key not in self._items and len(self._items) >= self.limit:
+            if not self.overflow:
+                logger.warning(
+                    "more than %d CronWorkflows: the webhook's cache stops answering and "
+                    "deliveries read the API server (raise QSTASH_WEBHOOK_CACHE_MAX_CRONWORKFLOWS)",
+                    self.limit,
+                )
+            self.overflow = True
+            return
+        body = _strip(obj)
+        self._items[key] = body
+        self._sizes[key] = len(json.dumps(body, separators=(",", ":")))
+
+    def remove(self, obj: JsonDict) -> None:
+        key = _key(obj)
+        self._items.pop(key, None)
+        self._sizes.pop(key, None)
+
+    def get(self, namespace: str, name: str) -> JsonDict | None:
+        return None if self.overflow else self._items.get((namespace, name))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def bytes(self) -> int:
+        return sum(self._sizes.values())
+
+
+_JOB_META: Final = ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp")
+_JOB_LABELS: Final = (vocabulary.LABEL_CRONWORKFLOW_UID, vocabulary.LABEL_TRIGGER)
+_JOB_ANNOTATIONS: Final = (
+    vocabulary.ANNOTATION_MESSAGE_ID,
+    vocabulary.ANNOTATION_IDEMPOTENCY_KEY,
+    vocabulary.ANNOTATION_REQUEST_FINGERPRINT,
+)
+_JOB_STATUS: Final = ("conditions", "completionTime")
+
+
+def _job_bytes(view: JobView) -> int:
+    strings = (view.name, view.uid, view.message_id, view.trigger, view.idempotency_key)
+    return _JOB_OVERHEAD_BYTES + sum(len(text) for text in strings if text)
+
+
+class JobStore:
+    """Views of our Jobs, by (namespace, name) and by the uid of their CronWorkflow."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.overflow = False
+        self._owner: dict[tuple[str, str], tuple[str, str]] = {}
+        self._by_owner: dict[tuple[str, str], dict[str, JobView]] = {}
+        self._bytes = 0
+
+    def slim(self, obj: JsonDict) -> JsonDict:
+        """The fields :func:`~qstash_operator.domain.runs.job_view` and the index read."""
+        meta = obj.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        annotations = meta.get("annotations") or {}
+        status = obj.get("status") or {}
+        return {
+            "metadata": {
+                **{key: meta[key] for key in _JOB_META if key in meta},
+                "labels": {key: labels[key] for key in _JOB_LABELS if key in labels},
+                "annotations": {
+                    key: annotations[key] for key in _JOB_ANNOTATIONS if key in annotations
+                },
+            },
+            "status": {key: status[key] for key in _JOB_STATUS if key in status},
+        }
+
+    def replace(self, items: list[JsonDict], namespace: str | None) -> None:
+        for key in [key for key in self._owner if namespace is None or key[0] == namespace]:
+            self._drop(key)
+        self.overflow = False
+        for item in items:
+            self.put(item)
+
+    def put(self, obj: JsonDict) -> None:
+        key = _key(obj)
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        owner_uid = labels.get(vocabulary.LABEL_CRONWORKFLOW_UID)
+        if not owner_uid:
+            return
+        if key not in self._owner and len(self._owner) >= self.limit:
+            if not self.overflow:
+                logger.warning(
+                    "more than %d Jobs: the webhook's cache stops answering and deliveries "
+                    "list Jobs from the API server (raise QSTASH_WEBHOOK_CACHE_MAX_JOBS)",
+                    self.limit,
+                )
+            self.overflow = True
+            return
+        self.remove(obj)
+        owner = (key[0], owner_uid)
+        view = runs.job_view(obj)
+        self._owner[key] = owner
+        self._by_owner.setdefault(owner, {})[key[1]] = view
+        self._bytes += _job_bytes(view)
+
+    def remove(self, obj: JsonDict) -> None:
+        self._drop(_key(obj))
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        owner = self._owner.pop(key, None)
+        if owner is None:
+            return
+        views = self._by_owner.get(owner, {})
+        view = views.pop(key[1], None)
+        if view is not None:
+            self._bytes -= _job_bytes(view)
+        if not views:
+            self._by_owner.pop(owner, None)
+
+    def of(self, namespace: str, uid: str) -> list[JobView] | None:
+        if self.overflow:
+            return None
+        return list(self._by_owner.get((namespace, uid), {}).values())
+
+    def __len__(self) -> int:
+        return len(self._owner)
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+
+class Informer(Generic[S]):
+    """List, then watch, one path into one store; re-list when the watch cannot continue."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        kind: str,
+        store: S,
+        *,
+        namespace: str | None,
+        selector: str = "",
+    ) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"no informer for {kind!r}")
+        self.kube = kube
+        self.kind = kind
+        self.namespace = namespace
+        self.what = f"{kind} in {namespace or 'all namespaces'}"
+        self.store = store
+        self.selector = selector
+        self.synced = False
+        self.lists = 0
+
+    async def run(self) -> None:
+        delay = RETRY_FIRST_SECONDS
+        while True:
+            try:
+                version = await self._list()
+                self.synced = True
+                delay = RETRY_FIRST_SECONDS
+                while True:
+                    version = await self._watch(version)
+            except WatchExpiredError:
+                logger.info("watch of %s expired; listing again", self.what)
+                continue
+            except QStashOperatorError as exc:
+                self.synced = False
+                logger.warning(
+                    "cache of %s not synced (%s); retrying in %.0fs", self.what, exc, delay
+                )
+            except (ValueError, KeyError, TypeError) as exc:  # a body we cannot read
+                self.synced = False
+                logger.warning("cache of %s: unreadable answer (%r); listing again", self.what, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_SECONDS)
+
+    async def _list(self) -> str:
+        items: list[JsonDict] = []
+        token: str | None = None
+        while True:
+            if self.kind == "jobs":
+                page, version, token = await self.kube.list_jobs_page(
+                    self.namespace, self.selector, limit=LIST_PAGE, token=token
+                )
+            else:
+                page, version, token = await self.kube.list_cronworkflows_page(
+                    self.namespace, limit=LIST_PAGE, token=token
+                )
+            items.extend(self.store.slim(item) for item in page)
+            del page
+            if token is None:
+                break
+        self.store.replace(items, self.namespace)
+        self.lists += 1
+        return version
+
+    async def _watch(self, version: str) -> str:
+        events = (
+            self.kube.watch_jobs(self.namespace, self.selector, resource_version=version)
+            if self.kind == "jobs"
+            else self.kube.watch_cronworkflows(self.namespace, resource_version=version)
+        )
+        async for kind, obj in events:
+            version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+            if kind in ("ADDED", "MODIFIED"):
+                self.store.put(obj)
+            elif kind == "DELETED":
+                self.store.remove(obj)
+        return version
+
+
+class RunCache:
+    """The webhook's :class:`~qstash_operator.services.runs.RunReads`: one informer per
+    namespace and kind (or one per kind cluster-wide), started and stopped with the app."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        *,
+        namespaces: tuple[str, ...] = (),
+        max_cronworkflows: int = DEFAULT_MAX_CRONWORKFLOWS,
+        max_jobs: int = DEFAULT_MAX_JOBS,
+    ) -> None:
+        self._kube = kube
+        self._namespaces = namespaces
+        self.cronworkflows = CronWorkflowStore(max_cronworkflows)
+        self.jobs_store = JobStore(max_jobs)
+        selector = f"{vocabulary.LABEL_MANAGED_BY}={vocabulary.MANAGED_BY}"
+        scopes: tuple[str | None, ...] = namespaces or (None,)
+        self._cw_informers = {
+            scope: Informer(kube, "cronworkflows", self.cronworkflows, namespace=scope)
+            for scope in scopes
+        }
+        self._job_informers = {
+            scope: Informer(kube, "jobs", self.jobs_store, namespace=scope, selector=selector)
+            for scope in scopes
+        }
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        informers: list[Informer[Any]] = [
+            *self._cw_informers.values(),
+            *self._job_informers.values(),
+        ]
+        for informer in informers:
+            self._tasks.append(asyncio.ensure_future(informer.run()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    # -- RunReads ------------------------------------------------------------------------
+
+    def _informer(
+        self, informers: dict[str | None, Informer[Any]], namespace: str
+    ) -> Informer[Any] | None:
+        informer = informers.get(None) or informers.get(namespace)
+        return informer if informer is not None and informer.synced else None
+
+    def cronworkflow(self, namespace: str, name: str) -> JsonDict | None:
+        if self._informer(self._cw_informers, namespace) is None:
+            return None
+        return self.cronworkflows.get(namespace, name)
+
+    def jobs(self, namespace: str, uid: str) -> list[JobView] | None:
+        if self._informer(self._job_informers, namespace) is None:
+            return None
+        return self.jobs_store.of(namespace, uid)
+
+    def job_created(self, job: JsonDict) -> None:
+        self.jobs_store.put(job)
+
+    # -- what it holds -------------------------------------------------------------------
+
+    def synced(self, kind: str) -> bool:
+        informers = self._cw_informers if kind == "cronworkflows" else self._job_informers
+        store = self.cronworkflows if kind == "cronworkflows" else self.jobs_store
+        return all(informer.synced for informer in informers.values()) and not store.overflow
+
+    def objects(self, kind: str) -> int:
+        return len(self.cronworkflows if kind == "cronworkflows" else self.jobs_store)
+
+    def bytes(self, kind: str) -> int:
+        return (self.cronworkflows if kind == "cronworkflows" else self.jobs_store).bytes
