@@ -184,12 +184,21 @@ async def test_records_of_one_cronworkflow_are_coalesced_into_one_conditional_wr
     recorder = StatusRecorder(kube, clock=lambda: DELIVERED, reads=reads, delay=60.0)  # type: ignore[arg-type]
     cw = factories.cronworkflow(spec={"schedule": "* * * * *"})
     for minute, tick in enumerate((TICK, TICK - timedelta(minutes=1))):
-        recorder.record(body, cw, factories.job(f"report-{minute}", active=True), tick=tick)
+        job = factories.job(f"report-{minute}", active=True)
+        recorder.record(body, cw, job, tick=tick, attempt=minute + 1, at=DELIVERED)
     assert recorder.pending == 1
     await recorder.drain(5)
     assert kube.calls.count(("patch", "status")) == 1
     assert kube.body["status"]["lastScheduleTime"] == builders.rfc3339(TICK)  # the later one
     assert [entry["name"] for entry in kube.body["status"]["active"]] == ["report-0", "report-1"]
+    # one write, yet each Job has its own slot in the ledger, with its own attempt
+    assert [
+        (entry["time"], entry["job"], entry["attempts"])
+        for entry in kube.body["status"]["recentSlots"]
+    ] == [
+        (builders.rfc3339(TICK), "report-0", 1),
+        (builders.rfc3339(TICK - timedelta(minutes=1)), "report-1", 2),
+    ]
 
 
 async def test_a_deferred_record_never_moves_last_schedule_time_back() -> None:
@@ -197,7 +206,8 @@ async def test_a_deferred_record_never_moves_last_schedule_time_back() -> None:
     kube = FakeKube(body)
     recorder = StatusRecorder(kube, clock=lambda: DELIVERED, reads=Reads(body), delay=0.0)  # type: ignore[arg-type]
     cw = factories.cronworkflow()
-    recorder.record(body, cw, factories.job("late", active=True), tick=PREVIOUS_TICK)
+    job = factories.job("late", active=True)
+    recorder.record(body, cw, job, tick=PREVIOUS_TICK, attempt=1, at=DELIVERED)
     await recorder.drain(5)
     assert kube.body["status"]["lastScheduleTime"] == builders.rfc3339(TICK)
 

@@ -15,8 +15,9 @@ from kubernetes.aio import client as k8s_client
 
 from qstash_operator.adapters.kube import Kube
 from qstash_operator.adapters.operator_metrics import OperatorMetrics
-from qstash_operator.domain import slots
+from qstash_operator.domain import naming, slots
 from qstash_operator.domain.errors import AlreadyExistsError, ConflictError
+from qstash_operator.domain.runs import MessageOrigin
 from qstash_operator.services.runs import RunService
 from qstash_operator.services.slots import SlotAudit
 from tests.unit.domain.factories import body as cw_body
@@ -220,7 +221,18 @@ def test_failing_jobs_turn_fresh_false_and_set_the_gauges() -> None:
 
 def test_a_delivery_skipped_by_forbid_is_recorded_and_not_read_as_missed() -> None:
     kube, service, _ = setup({"concurrencyPolicy": "Forbid", "catchUp": {"policy": "None"}})
-    runs = RunService(kube, component="qstash-webhook", tolerance=timedelta(seconds=30))
+
+    class Messages:  # QStash's word on the retried message: made by this schedule at 10:00
+        async def origin(self, message_id: str) -> MessageOrigin:
+            return MessageOrigin(at(0), naming.schedule_id("test", "team-a", "report"))
+
+    runs = RunService(
+        kube,
+        component="qstash-webhook",
+        tolerance=timedelta(seconds=30),
+        messages=Messages(),
+        cluster="test",
+    )
 
     def deliver(minute: int, retried: int = 0) -> str:
         kube.now = at(minute) + timedelta(seconds=1)
