@@ -60,7 +60,7 @@ import dataclasses
 import enum
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, Final, Literal, TypeAlias
 
@@ -644,6 +644,31 @@ def _completed(
 def _remove(context: Context, cw: CronWorkflow, backend: Backend, why: str) -> tuple[Step, ...]:
     """Delete ``backend``'s schedule for good (a CronJob's Jobs are adopted first, as in a
     handover, so their history survives it)."""
+    return _delete_schedule(
+        context,
+        cw,
+        backend,
+        reason_cronjob=vocabulary.REASON_CRONJOB_DELETED,
+        reason_qstash=vocabulary.REASON_SCHEDULE_DELETED,
+        done=lambda what: f"deleted {what}: {why}",
+        left_behind="The webhook refuses its deliveries",
+    )
+
+
+def _delete_schedule(
+    context: Context,
+    cw: CronWorkflow,
+    backend: Backend,
+    *,
+    reason_cronjob: str,
+    reason_qstash: str,
+    done: Callable[[str], str],
+    left_behind: str,
+) -> tuple[Step, ...]:
+    """The steps that delete ``backend``'s schedule of ``cw``, and the Normal event saying so
+    (``done`` words it from what was deleted). A CronJob is deleted orphaning its Jobs between
+    two adoptions, so a Job it made in between is kept too; a QStash schedule without a token
+    cannot be deleted, which a Warning says (``left_behind``: what happens to its deliveries)."""
     if backend is Backend.CRONJOB:
         name = naming.cronjob_name(cw.name)
         adopt = AdoptJobs(
@@ -655,7 +680,7 @@ def _remove(context: Context, cw: CronWorkflow, backend: Backend, why: str) -> t
             adopt,
             DeleteCronJob(cw.namespace, name, cw.uid, orphan=True),
             adopt,
-            _event("Normal", vocabulary.REASON_CRONJOB_DELETED, f"deleted CronJob {name}: {why}"),
+            _event("Normal", reason_cronjob, done(f"CronJob {name}")),
         )
     schedule_id = naming.schedule_id(context.cluster_name, cw.namespace, cw.name)
     if not context.has_qstash_token:
@@ -663,17 +688,13 @@ def _remove(context: Context, cw: CronWorkflow, backend: Backend, why: str) -> t
             _event(
                 "Warning",
                 vocabulary.REASON_QSTASH_SCHEDULE_LEFT_BEHIND,
-                f"QStash schedule {schedule_id} could not be deleted: QSTASH_TOKEN is not set; "
-                "the webhook refuses its deliveries. Delete it in the QStash console.",
+                f"QStash schedule {schedule_id} could not be deleted: QSTASH_TOKEN is not set. "
+                f"{left_behind}; delete it in the QStash console.",
             ),
         )
     return (
         DeleteSchedule(schedule_id),
-        _event(
-            "Normal",
-            vocabulary.REASON_SCHEDULE_DELETED,
-            f"deleted QStash schedule {schedule_id}: {why}",
-        ),
+        _event("Normal", reason_qstash, done(f"QStash schedule {schedule_id}")),
     )
 
 
@@ -813,41 +834,14 @@ def _handover(
 
 def _retire(context: Context, cw: CronWorkflow, old: Backend) -> tuple[Step, ...]:
     """Delete the previous backend's schedule after a handover."""
-    if old is Backend.CRONJOB:
-        name = naming.cronjob_name(cw.name)
-        # Adopt, delete orphaning, adopt again: a Job the CronJob made in between is kept too.
-        adopt = AdoptJobs(
-            cw.namespace,
-            builders.label_selector(builders.selector_labels(cw)),
-            builders.owner_reference(cw),
-        )
-        return (
-            adopt,
-            DeleteCronJob(cw.namespace, name, cw.uid, orphan=True),
-            adopt,
-            _event(
-                "Normal",
-                vocabulary.REASON_HANDOVER_COMPLETE,
-                f"removed the previous backend's CronJob {name}",
-            ),
-        )
-    schedule_id = naming.schedule_id(context.cluster_name, cw.namespace, cw.name)
-    if not context.has_qstash_token:
-        return (
-            _event(
-                "Warning",
-                vocabulary.REASON_QSTASH_SCHEDULE_LEFT_BEHIND,
-                f"QStash schedule {schedule_id} could not be deleted: QSTASH_TOKEN is not set. "
-                "Its deliveries are deduplicated by Job name; delete it in the QStash console.",
-            ),
-        )
-    return (
-        DeleteSchedule(schedule_id),
-        _event(
-            "Normal",
-            vocabulary.REASON_HANDOVER_COMPLETE,
-            f"removed the previous backend's QStash schedule {schedule_id}",
-        ),
+    return _delete_schedule(
+        context,
+        cw,
+        old,
+        reason_cronjob=vocabulary.REASON_HANDOVER_COMPLETE,
+        reason_qstash=vocabulary.REASON_HANDOVER_COMPLETE,
+        done=lambda what: f"removed the previous backend's {what}",
+        left_behind="Its deliveries are deduplicated by Job name",
     )
 
 
