@@ -7,6 +7,11 @@ minutes, the CronWorkflow's ``status.scheduleSince`` is moved back before five t
 the past: the state a five-tick outage of the operator and the webhook leaves behind (no Job, no
 delivery, no record). The schedule names exactly those five minutes, so no further tick falls
 due while the test runs and the counts are exact whatever the wall clock says.
+
+QStash's side of an outage (the last two tests): the server's driven clock starts five minutes
+back, so past ticks are fired at once. Jobs that keep failing turn ``Fresh`` False at the
+objective's slot and not before; and ticks whose deliveries QStash gave up on (refused, retries
+out, in its DLQ) read ``Missed`` once the grace has passed and are caught up like any missed slot.
 """
 
 from __future__ import annotations
