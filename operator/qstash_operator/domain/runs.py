@@ -312,6 +312,7 @@ def plan_tick(
     runs_made: int = 0,
     origin: MessageOrigin | None = None,
     schedule_ids: Collection[str] = (),
+    ran: Collection[datetime] = (),
 ) -> RunPlan:
     """Decide what a QStash delivery at ``delivered_at`` does (rules in the module docstring).
 
@@ -319,7 +320,9 @@ def plan_tick(
     ``runs_made`` is ``status.scheduledRuns`` (for ``spec.maxRuns``).
     ``origin`` is what QStash said about a retried message (:func:`needs_origin`), whose
     ``scheduleId`` must be one of ``schedule_ids``: this CronWorkflow's QStash schedule id, as
-    the cluster name makes it and as ``status.scheduleId`` records it.
+    the cluster name makes it and as ``status.scheduleId`` records it. ``ran`` are the ticks
+    the slot ledger records as run (:func:`slots.ran_ticks`): a late retry of one is a duplicate
+    even when its Job has been pruned and the history alone would say it never ran.
     """
     if message_id is not None:
         for job in jobs:
@@ -353,6 +356,7 @@ def plan_tick(
         origin is not None
         and last_schedule_time is not None
         and tick < last_schedule_time
+        and tick not in ran
         and never_ran(cw, jobs, tick, now=delivered_at, tolerance=tolerance)
     )
     if last_schedule_time is not None and tick <= last_schedule_time and not late_retry:

@@ -328,6 +328,24 @@ def parse_ledger(raw: Any) -> list[Slot]:
     return [slot for slot in (parse_slot(item) for item in raw) if slot is not None]
 
 
+_RAN: Final = frozenset(
+    {
+        vocabulary.FATE_SUCCEEDED,
+        vocabulary.FATE_FAILED,
+        vocabulary.FATE_RUNNING,
+        vocabulary.FATE_CAUGHT_UP,
+    }
+)
+
+
+def ran_ticks(raw: Any) -> frozenset[datetime]:
+    """The ticks ``status.recentSlots`` records as run: a Job was made for each, even if the
+    history limits have pruned it since (so a late retry of one must not run it again)."""
+    return frozenset(
+        slot.time for slot in parse_ledger(raw) if not slot.manual and slot.fate in _RAN
+    )
+
+
 def ledger_status(ledger: Sequence[Slot]) -> list[JsonDict]:
     return [slot.as_status() for slot in ledger]
 

@@ -53,6 +53,7 @@ from qstash_operator.domain import (
     naming,
     parameters,
     runs,
+    slots,
     vocabulary,
     window,
 )
@@ -225,6 +226,7 @@ class RunService:
                 runs_made=window.runs_made(status),
                 origin=origin,
                 schedule_ids=self._schedule_ids(cw, status),
+                ran=slots.ran_ticks(status.get("recentSlots")),
             )
             try:
                 return await self._execute(

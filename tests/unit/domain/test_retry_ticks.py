@@ -101,6 +101,7 @@ class Case:
     schedule_since: datetime | None = None
     jobs: tuple[JobView, ...] = ()
     first_attempt: bool = False
+    ran: tuple[datetime, ...] = ()  # ticks status.recentSlots records as run
     outcome: Outcome = Outcome.RUN
     tick: datetime | None = T
 
@@ -119,6 +120,16 @@ CASES = {
             job_for(T + MINUTE, succeeded=True, finished_at=T + MINUTE + timedelta(seconds=3)),
             job_for(T + 2 * MINUTE, active=True),
         ),
+    ),
+    "the history proves nothing ran, but the ledger says 10:00 was caught up (Job pruned)": Case(
+        origin(FIRED_AT_T),
+        last_schedule_time=T + 2 * MINUTE,
+        jobs=(
+            job_for(T + MINUTE, succeeded=True, finished_at=T + MINUTE + timedelta(seconds=3)),
+            job_for(T + 2 * MINUTE, active=True),
+        ),
+        ran=(T,),
+        outcome=Outcome.DUPLICATE_TICK,
     ),
     "a retry of 10:00 when 10:00's Job exists: a duplicate": Case(
         origin(FIRED_AT_T),
@@ -215,6 +226,7 @@ def plan(case: Case) -> runs.RunPlan:
         first_attempt=case.first_attempt,
         origin=case.origin,
         schedule_ids=(SCHEDULE_ID, "c.team-a.report-recorded"),
+        ran=case.ran,
     )
 
 
