@@ -196,10 +196,13 @@ class RunService:
         message_id: str | None,
         delivered_at: datetime,
         retried: int,
+        entry: str | None = None,
     ) -> RunResult:
         """A verified QStash delivery for ``namespace/name`` (uid from the schedule's body).
 
-        ``retried`` is ``Upstash-Retried``: the attempts QStash made before this one.
+        ``retried`` is ``Upstash-Retried``: the attempts QStash made before this one. ``entry``
+        is the ``spec.schedules`` entry whose schedule delivered (the body's; None: the single
+        ``spec.schedule``): its cron judges the tick, its schedule id must have made a retry.
         """
         started = time.perf_counter()
         origin: MessageOrigin | None = None
@@ -225,8 +228,9 @@ class RunService:
                 reserved=runs.reserved_names(status.get("active"), now=delivered_at),
                 runs_made=window.runs_made(status),
                 origin=origin,
-                schedule_ids=self._schedule_ids(cw, status),
+                schedule_ids=self._schedule_ids(cw, status, entry),
                 ran=slots.ran_ticks(status.get("recentSlots")),
+                entry=entry,
             )
             try:
                 return await self._execute(
@@ -408,16 +412,22 @@ class RunService:
 
     # -- steps -------------------------------------------------------------------------
 
-    def _schedule_ids(self, cw: CronWorkflow, status: JsonDict) -> frozenset[str]:
-        """The ids a retried message of ``cw`` may come from: the one this cluster's name makes,
-        and the one the operator recorded (so a webhook whose cluster name differs from the
-        operator's still places retries, rather than refusing every one)."""
+    def _schedule_ids(
+        self, cw: CronWorkflow, status: JsonDict, entry: str | None = None
+    ) -> frozenset[str]:
+        """The ids a retried message of ``cw``'s schedule ``entry`` may come from: the one this
+        cluster's name makes, and the one the operator recorded (so a webhook whose cluster name
+        differs from the operator's still places retries, rather than refusing every one)."""
         ids: set[str] = set()
         if self._cluster is not None:
-            ids.add(naming.schedule_id(self._cluster, cw.namespace, cw.name))
-        recorded = status.get("scheduleId")
-        if isinstance(recorded, str) and recorded:
-            ids.add(recorded)
+            ids.add(naming.schedule_id(self._cluster, cw.namespace, cw.name, entry))
+        recorded = [status.get("scheduleId")] if entry is None else []
+        recorded.extend(
+            item.get("scheduleId")
+            for item in status.get("schedules") or ()
+            if isinstance(item, dict) and item.get("name") == entry and entry is not None
+        )
+        ids.update(sid for sid in recorded if isinstance(sid, str) and sid)
         return frozenset(ids)
 
     async def _origin(self, message_id: str | None) -> MessageOrigin:
