@@ -76,7 +76,11 @@ def test_malformed_hashes_are_refused_naming_the_field(expression: str, words: l
 def test_the_same_object_resolves_the_same_after_delete_and_re_create() -> None:
     first = model.parse(body({"schedule": "H H * * *"}))
     again = model.parse(body({"schedule": "H H * * *"}) | {"status": {}})
-    assert first.spec.timetable.first.expression == again.spec.timetable.first.expression == "18 14 * * *"
+    assert (
+        first.spec.timetable.first.expression
+        == again.spec.timetable.first.expression
+        == "18 14 * * *"
+    )
 
 
 def test_the_parsed_spec_runs_the_resolution_and_remembers_what_was_written() -> None:
