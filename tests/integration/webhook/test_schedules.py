@@ -9,6 +9,7 @@ before 10:00 (``conftest.START``); every check reads what the API server and QSt
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from qstash import AsyncQStash
 from qstash_operator.adapters.operator_metrics import OperatorMetrics
 from qstash_operator.adapters.qstash_api import QStashSchedules
 from qstash_operator.domain import naming, vocabulary
+from qstash_operator.services.drift import DriftRepair
 from qstash_operator.services.reconcile import Reconciler
 from tests.integration.webhook.conftest import CLUSTER, DELIVERY_DELAY, Stack
 
@@ -204,3 +206,41 @@ async def test_schedule_to_schedules_and_an_entry_removed_keep_every_tick(
     assert names == [
         naming.job_name("moving", stack.first_tick + timedelta(minutes=m)) for m in range(7)
     ]
+
+
+async def test_drift_repair_recreates_a_missing_entry_and_deletes_only_watched_orphans(
+    stack: Stack, reconciler: Reconciler
+) -> None:
+    await stack.create_cronworkflow(
+        "drifting",
+        schedule=None,
+        schedules=[{"name": "a", "cron": "0 3 * * *"}, {"name": "b", "cron": "0 4 * * *"}],
+    )
+    await _cycle(stack, reconciler, "drifting", timer=False)
+    a, b = _entry_id(stack, "drifting", "a"), _entry_id(stack, "drifting", "b")
+    gone = _entry_id(stack, "drifting", "removed")  # an entry no spec has any more
+    elsewhere = naming.schedule_id(CLUSTER, "not-watched", "x", "y")
+    client = AsyncQStash(stack.qstash.token, base_url=stack.qstash.url, retry=False)
+    try:
+        await client.schedule.delete(b)
+        for stray in (gone, elsewhere):
+            await client.schedule.create(
+                destination=stack.destination, cron="0 5 * * *", body="{}", schedule_id=stray
+            )
+    finally:
+        await client.http._client.aclose()
+
+    settings = dataclasses.replace(stack.settings(), namespaces=(stack.namespace,))
+    assert settings.qstash.token is not None
+    qstash = QStashSchedules(token=settings.qstash.token.reveal(), base_url=settings.qstash.url)
+    try:
+        drift = DriftRepair(
+            settings=settings, kube=stack.kube, qstash=qstash, metrics=OperatorMetrics()
+        )
+        report = await drift.run_once(now=stack.clock())
+    finally:
+        await qstash.close()
+    assert report.recreated == (b,)
+    assert report.orphans_deleted == (gone,)
+    assert {a, b, elsewhere} <= await _schedule_ids(stack)
+    assert gone not in await _schedule_ids(stack)
