@@ -210,6 +210,68 @@ def build_cronjob(cw: CronWorkflow) -> JsonDict:
     }
 
 
+def marker_labels(cw: CronWorkflow, entry: str) -> dict[str, str]:
+    """Labels of an entry's CronJob and of the marker Jobs it makes. Not the selector labels:
+    a marker is no Job of the CronWorkflow (not in its history, its ledger or its concurrency)."""
+    return {
+        vocabulary.LABEL_MANAGED_BY: vocabulary.MANAGED_BY,
+        vocabulary.LABEL_TICK_MARKER: "true",
+        vocabulary.LABEL_MARKER_OF: cw.name,
+        vocabulary.LABEL_SCHEDULE_ENTRY: entry,
+    }
+
+
+def build_marker_cronjob(cw: CronWorkflow, entry: timetable.Entry) -> JsonDict:
+    """The CronJob of one ``spec.schedules`` entry on the CronJob backend.
+
+    Native CronJobs cannot share a Job name, so an entry's CronJob does not make the run's Job:
+    at each tick it makes a *marker*, a suspended Job (no pod ever starts) labelled as one, whose
+    ``batch.kubernetes.io/cronjob-scheduled-timestamp`` says the tick. The operator turns each
+    marker into the tick's Job through the delivery's run path (``services.runs``), then deletes
+    it. The marker's pod template is the CronWorkflow's own (already accepted by the dry run), so
+    admission policies that judge Jobs see nothing new; ``concurrencyPolicy`` is the run path's
+    to apply, so the CronJob always allows."""
+    assert entry.name is not None
+    spec = cw.spec
+    labels = marker_labels(cw, entry.name)
+    marker_spec: JsonDict = copy.deepcopy(cw.spec.job_template["spec"])
+    marker_spec["suspend"] = True
+    marker_spec.pop("ttlSecondsAfterFinished", None)
+    template = marker_spec.setdefault("template", {})
+    template.setdefault("metadata", {}).setdefault("labels", {})[vocabulary.LABEL_TICK_MARKER] = (
+        "true"
+    )
+    template.setdefault("spec", {}).setdefault("restartPolicy", "Never")
+    cronjob_spec: JsonDict = {
+        "schedule": entry.schedule.expression,
+        "timeZone": spec.timetable.time_zone,
+        "suspend": spec.suspend,
+        "concurrencyPolicy": "Allow",
+        "successfulJobsHistoryLimit": 1,
+        "failedJobsHistoryLimit": 1,
+        "jobTemplate": {
+            "metadata": {
+                "labels": labels,
+                "annotations": {vocabulary.ANNOTATION_MARKER_UID: cw.uid},
+            },
+            "spec": marker_spec,
+        },
+    }
+    if spec.starting_deadline_seconds is not None:
+        cronjob_spec["startingDeadlineSeconds"] = spec.starting_deadline_seconds
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {
+            "name": naming.entry_cronjob_name(cw.name, entry.name),
+            "namespace": cw.namespace,
+            "labels": labels,
+            "ownerReferences": [owner_reference(cw)],
+        },
+        "spec": cronjob_spec,
+    }
+
+
 @dataclasses.dataclass(frozen=True)
 class DesiredSchedule:
     """Everything one upsert sends to QStash, plus the pause state set by separate calls."""

@@ -218,6 +218,15 @@ class ReplaceCronJob:
 
 
 @dataclasses.dataclass(frozen=True)
+class PutCronJob:
+    """Create the CronJob, or replace it whole if it exists and ``owner_uid`` owns it (else
+    ``NotOwnedError``): an entry's marker CronJob, whose existence status does not track."""
+
+    manifest: JsonDict
+    owner_uid: str
+
+
+@dataclasses.dataclass(frozen=True)
 class DeleteCronJob:
     """Delete the CronJob if ``owner_uid`` owns it (that very object: a uid precondition); gone or
     someone else's counts as done. ``orphan`` keeps its Jobs (a handover adopts them)."""
@@ -252,6 +261,7 @@ Step: TypeAlias = (
     | DeleteSchedule
     | CreateCronJob
     | ReplaceCronJob
+    | PutCronJob
     | DeleteCronJob
     | AdoptJobs
     | PostEvent
@@ -682,17 +692,15 @@ def _delete_schedule(
     cannot be deleted, which a Warning says (``left_behind``: what happens to its deliveries)."""
     if backend is Backend.CRONJOB:
         name = naming.cronjob_name(cw.name)
-        adopt = AdoptJobs(
-            cw.namespace,
-            builders.label_selector(builders.selector_labels(cw)),
-            builders.owner_reference(cw),
+        markers = tuple(
+            step
+            for marker in entry_cronjobs(record.status, cw)
+            for step in (
+                DeleteCronJob(cw.namespace, marker, cw.uid, orphan=False),
+                _event("Normal", reason_cronjob, done(f"CronJob {marker}")),
+            )
         )
-        return (
-            adopt,
-            DeleteCronJob(cw.namespace, name, cw.uid, orphan=True),
-            adopt,
-            _event("Normal", reason_cronjob, done(f"CronJob {name}")),
-        )
+        return (*_delete_single_cronjob(cw, name, reason_cronjob, done), *markers)
     ids = qstash_ids(context.cluster_name, record.status, cw)
     if not context.has_qstash_token:
         return tuple(
@@ -880,19 +888,134 @@ def _sync_qstash(context: Context, record: _Record, cw: CronWorkflow) -> tuple[C
     )
 
 
+def _delete_single_cronjob(
+    cw: CronWorkflow, name: str, reason: str, done: Callable[[str], str]
+) -> tuple[Step, ...]:
+    """Delete the CronJob that made the run's Jobs itself, orphaning them between two adoptions
+    so that its Jobs (and one it makes in between) stay the CronWorkflow's."""
+    adopt = AdoptJobs(
+        cw.namespace,
+        builders.label_selector(builders.selector_labels(cw)),
+        builders.owner_reference(cw),
+    )
+    return (
+        adopt,
+        DeleteCronJob(cw.namespace, name, cw.uid, orphan=True),
+        adopt,
+        _event("Normal", reason, done(f"CronJob {name}")),
+    )
+
+
+def entry_cronjobs(status: Mapping[str, Any], cw: CronWorkflow | None) -> list[str]:
+    """Every marker CronJob the object may have: each ``spec.schedules`` entry's, then those
+    ``status.schedules`` records."""
+    names: list[str] = []
+    if cw is not None:
+        names.extend(
+            naming.entry_cronjob_name(cw.name, entry.name)
+            for entry in cw.spec.timetable.entries
+            if entry.name is not None
+        )
+    for item in status.get("schedules") or ():
+        recorded = item.get("cronJob") if isinstance(item, dict) else None
+        if isinstance(recorded, str) and recorded and recorded not in names:
+            names.append(recorded)
+    return names
+
+
+def _recorded_cronjobs(status: Mapping[str, Any]) -> list[str]:
+    return [
+        str(item["cronJob"])
+        for item in status.get("schedules") or ()
+        if isinstance(item, dict) and isinstance(item.get("cronJob"), str)
+    ]
+
+
+def _sync_marker_cronjobs(record: _Record, cw: CronWorkflow) -> tuple[Contribution, str]:
+    """``spec.schedules`` on the CronJob backend: one marker CronJob per entry
+    (:func:`builders.build_marker_cronjob`), put whole when what was applied differs; marker
+    CronJobs of entries gone are deleted with their markers, and a single ``spec.schedule``'s
+    CronJob left from before is deleted keeping its Jobs. A CronJob is live as soon as it
+    exists, so the new ones are made first and the old ones go in the same cycle."""
+    manifests = [builders.build_marker_cronjob(cw, entry) for entry in cw.spec.timetable.entries]
+    applied = fingerprint({"markers": manifests})
+    status = {"cronJobName": None, "scheduleId": None, "appliedScheduleHash": applied}
+    wanted = {str(manifest["metadata"]["name"]) for manifest in manifests}
+    retire: list[Step] = []
+    on_cronjob = Backend.CRONJOB in (record.backend, record.handover_from)
+    single = record.status.get("cronJobName")
+    if on_cronjob and isinstance(single, str) and single:
+        retire.extend(
+            _delete_single_cronjob(
+                cw,
+                single,
+                vocabulary.REASON_CRONJOB_DELETED,
+                lambda what: f"deleted {what}: spec.schedules replaced spec.schedule",
+            )
+        )
+    for gone in _recorded_cronjobs(record.status):
+        if gone not in wanted:
+            retire.append(DeleteCronJob(cw.namespace, gone, cw.uid, orphan=False))
+            retire.append(
+                _event(
+                    "Normal",
+                    vocabulary.REASON_CRONJOB_DELETED,
+                    f"deleted CronJob {gone}: its entry is no longer in spec.schedules",
+                )
+            )
+    if record.backend is Backend.CRONJOB and record.status.get("appliedScheduleHash") == applied:
+        return (
+            Contribution(steps=tuple(retire), status=status),
+            vocabulary.REASON_SCHEDULE_UP_TO_DATE,
+        )
+    steps: list[Step] = []
+    for manifest, entry in zip(manifests, cw.spec.timetable.entries, strict=True):
+        steps.append(PutCronJob(manifest, cw.uid))
+        steps.append(
+            _event(
+                "Normal",
+                vocabulary.REASON_CRONJOB_UPDATED,
+                f"CronJob {manifest['metadata']['name']} marks the ticks of entry {entry.name} "
+                f"({entry.schedule.expression!r} in {cw.spec.time_zone})"
+                + (" (suspended)" if cw.spec.suspend else ""),
+            )
+        )
+    return (
+        Contribution(steps=(*steps, *retire), status=status),
+        vocabulary.REASON_CRONJOB_UPDATED,
+    )
+
+
 def _sync_cronjob(learned: Learned, record: _Record, cw: CronWorkflow) -> tuple[Contribution, str]:
     """The CronJob, created or replaced when what was applied differs.
 
     Whether it exists is what status says (it is on the CronJob backend, or being handed over from
     it), unless this cycle learned otherwise; a wrong belief fails the step and is corrected by
-    :func:`after_failure`.
+    :func:`after_failure`. With ``spec.schedules``, :func:`_sync_marker_cronjobs` instead.
     """
+    if cw.spec.timetable.multiple:
+        return _sync_marker_cronjobs(record, cw)
     manifest = builders.build_cronjob(cw)
     applied = fingerprint(manifest)
     name = str(manifest["metadata"]["name"])
     status = {"cronJobName": name, "scheduleId": None, "appliedScheduleHash": applied}
+    markers_gone: tuple[Step, ...] = tuple(
+        step
+        for marker in _recorded_cronjobs(record.status)
+        for step in (
+            DeleteCronJob(cw.namespace, marker, cw.uid, orphan=False),
+            _event(
+                "Normal",
+                vocabulary.REASON_CRONJOB_DELETED,
+                f"deleted CronJob {marker}: spec.schedule replaced spec.schedules",
+            ),
+        )
+    )
     if record.backend is Backend.CRONJOB and record.status.get("appliedScheduleHash") == applied:
-        return Contribution(status=status), vocabulary.REASON_SCHEDULE_UP_TO_DATE
+        return (
+            Contribution(steps=markers_gone, status=status),
+            vocabulary.REASON_SCHEDULE_UP_TO_DATE,
+        )
     exists = learned.cronjob_exists
     if exists is None:
         exists = Backend.CRONJOB in (record.backend, record.handover_from)
@@ -904,7 +1027,7 @@ def _sync_cronjob(learned: Learned, record: _Record, cw: CronWorkflow) -> tuple[
         f"CronJob {name} runs {cw.spec.timetable.expression!r} in {cw.spec.time_zone}"
         + (" (suspended)" if cw.spec.suspend else ""),
     )
-    return Contribution(steps=(put, told), status=status), reason
+    return Contribution(steps=(put, told, *markers_gone), status=status), reason
 
 
 def _refusal(learned: Learned) -> Contribution:
@@ -1231,6 +1354,14 @@ def plan_finalize(body: Mapping[str, Any], context: Context, *, now: datetime) -
     meta = body.get("metadata") or {}
     namespace, name, uid = str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid"))
     steps: list[Step] = [DeleteCronJob(namespace, naming.cronjob_name(name), uid, orphan=False)]
+    try:
+        parsed: CronWorkflow | None = model.parse(body)
+    except InvalidSpecError:
+        parsed = None
+    steps.extend(
+        DeleteCronJob(namespace, marker, uid, orphan=False)
+        for marker in entry_cronjobs(body.get("status") or {}, parsed)
+    )
     if may_have_used_qstash(body.get("status") or {}):
         for schedule_id in known_schedule_ids(body, context.cluster_name):
             if context.has_qstash_token:
@@ -1329,7 +1460,7 @@ def _reconcile_failed(
             return again(cronjob_exists=True)
         case ReplaceCronJob(), NotFoundError() if inputs.learned.cronjob_exists is None:
             return again(cronjob_exists=False)
-        case ReplaceCronJob(manifest=manifest), NotOwnedError():
+        case ReplaceCronJob(manifest=manifest) | PutCronJob(manifest=manifest), NotOwnedError():
             name = manifest["metadata"]["name"]
             return _invalid(
                 inputs,
@@ -1341,7 +1472,7 @@ def _reconcile_failed(
                 ),
                 now=now,
             )
-        case CreateCronJob() | ReplaceCronJob(), ApiRejectedError():
+        case CreateCronJob() | ReplaceCronJob() | PutCronJob(), ApiRejectedError():
             return _invalid(
                 inputs,
                 record,

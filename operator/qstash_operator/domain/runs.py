@@ -471,6 +471,77 @@ def plan_catch_up(
     )
 
 
+def marker_tick(marker: JsonDict) -> datetime | None:
+    """The tick a CronJob's marker Job stands for: the CronJob controller's
+    ``batch.kubernetes.io/cronjob-scheduled-timestamp`` (RFC 3339 in the CronJob's zone)."""
+    annotations = (marker.get("metadata") or {}).get("annotations") or {}
+    stamp = parse_time(annotations.get(vocabulary.ANNOTATION_K8S_SCHEDULED_TIME))
+    return None if stamp is None or stamp.tzinfo is None else stamp.astimezone(UTC)
+
+
+def plan_marker(
+    cw: CronWorkflow,
+    *,
+    jobs: Sequence[JobView],
+    tick: datetime,
+    entry: str | None,
+    last_schedule_time: datetime | None,
+    schedule_since: datetime | None,
+    now: datetime,
+    tolerance: timedelta,
+    reserved: Sequence[str] = (),
+    runs_made: int = 0,
+    ran: Collection[datetime] = (),
+) -> RunPlan:
+    """A marker of entry ``entry``'s CronJob says its tick ``tick`` came (``spec.schedules`` on
+    the CronJob backend, :func:`builders.build_marker_cronjob`): decide it as a delivery of that
+    tick is decided, under the tick's Job name and with the winner's parameters.
+
+    The marker names its tick, so nothing is derived from its arrival; ``now`` (when the operator
+    looks, which may be long after, if it was down) is held to ``startingDeadlineSeconds`` like a
+    late delivery. A tick the current spec does not have (an entry edited or removed since the
+    marker was made) is ``NO_TICK``. Markers of two entries may be handled out of order, so a tick
+    before ``lastScheduleTime`` is a duplicate only when the ledger says it ran or the Job history
+    cannot prove it never ran (:func:`never_ran`), as for a late QStash retry."""
+    table = cw.spec.timetable
+    delivering = table.entry(entry)
+    if (delivering is None or not delivering.fires_at(tick)) and table.entry_for(tick) is None:
+        return RunPlan(
+            Outcome.NO_TICK,
+            tick=tick,
+            message=f"the tick {tick.isoformat()} is not one of the current spec.schedules",
+        )
+    name = naming.job_name(cw.name, tick)
+    if any(job.name == name for job in jobs):
+        return RunPlan(
+            Outcome.DUPLICATE_TICK, tick=tick, job_name=name, message=f"Job {name} already exists"
+        )
+    if last_schedule_time is not None and tick <= last_schedule_time:
+        proven_missing = (
+            tick < last_schedule_time
+            and tick not in ran
+            and never_ran(cw, jobs, tick, now=now, tolerance=tolerance)
+        )
+        if not proven_missing:
+            return RunPlan(
+                Outcome.DUPLICATE_TICK,
+                tick=tick,
+                job_name=name,
+                message=f"the tick {tick.isoformat()} already ran (lastScheduleTime "
+                f"{last_schedule_time.isoformat()})",
+            )
+    return _judge_tick(
+        cw,
+        jobs,
+        tick=tick,
+        name=name,
+        schedule_since=schedule_since,
+        now=now,
+        reserved=reserved,
+        runs_made=runs_made,
+    )
+
+
 SKIP_REASONS: Final = {
     Outcome.SKIPPED_SUSPENDED: vocabulary.SLOT_REASON_SUSPENDED,
     Outcome.SKIPPED_FORBID: vocabulary.SLOT_REASON_CONCURRENCY_FORBID,

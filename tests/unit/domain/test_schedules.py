@@ -17,7 +17,7 @@ import pytest
 from qstash_operator.domain import builders, drift, hashspread, model, naming, reconcile, runs
 from qstash_operator.domain.errors import InvalidSpecError, PermanentDeliveryError
 from qstash_operator.domain.runs import MessageOrigin, Outcome
-from tests.unit.domain.factories import body, cronworkflow
+from tests.unit.domain.factories import body, cronworkflow, job
 from tests.unit.domain.test_reconcile import PRODUCTION, merge, rendered
 from tests.unit.instants import JUST_AFTER_THE_HOUR, JUST_BEFORE_THE_HOUR, TOP_OF_THE_HOUR
 
@@ -485,7 +485,162 @@ def test_deletion_removes_every_entrys_schedule() -> None:
     plan = reconcile.plan_finalize(doomed, PRODUCTION, now=JUST_AFTER_THE_HOUR)
     assert rendered(plan) == (
         "delete CronJob report",
+        f"delete CronJob {naming.entry_cronjob_name('report', 'hourly')}",
+        f"delete CronJob {naming.entry_cronjob_name('report', 'late')}",
         f"delete schedule {SINGLE_ID}",
         f"delete schedule {HOURLY_ID}",
         f"delete schedule {LATE_ID}",
     )
+
+
+# -- the CronJob backend: marker CronJobs ----------------------------------------------------------
+
+DEVELOPMENT_CONTEXT: Final = reconcile.Context(
+    cluster_name="prod", qstash_problem="QSTASH_TOKEN is not set"
+)
+HOURLY_CRONJOB: Final = naming.entry_cronjob_name("report", "hourly")
+LATE_CRONJOB: Final = naming.entry_cronjob_name("report", "late")
+
+
+def on_cronjob(
+    spec: dict[str, Any], status: dict[str, Any], now: datetime
+) -> reconcile.ReconcilePlan:
+    plan = reconcile.plan(body(spec, status=status), DEVELOPMENT_CONTEXT, now=now)
+    assert plan.error is None, plan.error
+    return plan
+
+
+def puts(plan: reconcile.ReconcilePlan) -> list[dict[str, Any]]:
+    return [step.manifest for step in plan.steps if isinstance(step, reconcile.PutCronJob)]
+
+
+def test_each_entry_gets_a_marker_cronjob_making_suspended_marker_jobs() -> None:
+    plan = on_cronjob(HOURLY_AND_ONE_PAST, {}, JUST_BEFORE_THE_HOUR)
+    manifests = puts(plan)
+    assert [m["metadata"]["name"] for m in manifests] == [HOURLY_CRONJOB, LATE_CRONJOB]
+    hourly = manifests[0]["spec"]
+    assert (hourly["schedule"], hourly["timeZone"], hourly["concurrencyPolicy"]) == (
+        "0 * * * *",
+        "UTC",
+        "Allow",
+    )
+    template = hourly["jobTemplate"]
+    assert template["spec"]["suspend"] is True
+    labels = template["metadata"]["labels"]
+    assert labels["qstash-operator.dev/tick-marker"] == "true"
+    assert labels["qstash-operator.dev/schedule-entry"] == "hourly"
+    assert "qstash-operator.dev/cronworkflow" not in labels  # a marker is no Job of the CW
+    assert [s["cronJob"] for s in plan.status["schedules"]] == [HOURLY_CRONJOB, LATE_CRONJOB]
+    assert plan.status["cronJobName"] is None
+    again = on_cronjob(HOURLY_AND_ONE_PAST, merge({}, plan.status), JUST_AFTER_THE_HOUR)
+    assert puts(again) == []
+
+
+def test_on_the_cronjob_backend_switching_makes_the_new_cronjobs_before_deleting_the_old() -> None:
+    single = merge({}, on_cronjob({}, {}, JUST_BEFORE_THE_HOUR).status)
+    assert single["cronJobName"] == "report"
+    moved = on_cronjob(HOURLY_AND_ONE_PAST, single, JUST_AFTER_THE_HOUR)
+    assert rendered(moved)[1:] == (
+        f"put CronJob {HOURLY_CRONJOB}",
+        "Normal CronJobUpdated",
+        f"put CronJob {LATE_CRONJOB}",
+        "Normal CronJobUpdated",
+        "adopt Jobs",
+        "delete CronJob report orphaning its Jobs",
+        "adopt Jobs",
+        "Normal CronJobDeleted",
+    )
+    several_status = merge(single, moved.status)
+    only_hourly = dict(HOURLY_AND_ONE_PAST, schedules=HOURLY_AND_ONE_PAST["schedules"][:1])
+    fewer = on_cronjob(only_hourly, several_status, JUST_AFTER_ONE_PAST)
+    assert f"delete CronJob {LATE_CRONJOB}" in rendered(fewer)
+    back = on_cronjob({}, several_status, JUST_AFTER_ONE_PAST)
+    assert rendered(back)[1:] == (
+        "replace CronJob report",
+        "Normal CronJobUpdated",
+        f"delete CronJob {HOURLY_CRONJOB}",
+        "Normal CronJobDeleted",
+        f"delete CronJob {LATE_CRONJOB}",
+        "Normal CronJobDeleted",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Marker:
+    entry: str | None
+    tick: datetime
+    now: datetime
+    outcome: Outcome
+    last: datetime | None = None
+    spec: dict[str, Any] = dataclasses.field(default_factory=dict)
+    jobs: tuple[str, ...] = ()
+
+
+MARKERS = {
+    "a marker handled at once runs its tick": Marker(
+        "late", ONE_PAST, JUST_AFTER_ONE_PAST, Outcome.RUN
+    ),
+    "the other entry's marker of a shared tick finds the Job": Marker(
+        "sixhourly",
+        NOON,
+        NOON + timedelta(seconds=3),
+        Outcome.DUPLICATE_TICK,
+        spec=SHARED_TOP,
+        jobs=(naming.job_name("report", NOON),),
+    ),
+    "handled late, past startingDeadlineSeconds: skipped": Marker(
+        "late",
+        ONE_PAST,
+        ONE_PAST + timedelta(minutes=5),
+        Outcome.SKIPPED_DEADLINE,
+        spec={"startingDeadlineSeconds": 120},
+    ),
+    "handled late, within startingDeadlineSeconds: runs": Marker(
+        "late",
+        ONE_PAST,
+        ONE_PAST + timedelta(seconds=90),
+        Outcome.RUN,
+        spec={"startingDeadlineSeconds": 120},
+    ),
+    "out of order: 10:00 after 10:01 ran, never run, still runs": Marker(
+        "hourly", TOP_OF_THE_HOUR, JUST_AFTER_ONE_PAST, Outcome.RUN, last=ONE_PAST
+    ),
+    "a tick the spec no longer has": Marker(
+        "gone", TOP_OF_THE_HOUR + timedelta(minutes=7), JUST_AFTER_ONE_PAST, Outcome.NO_TICK
+    ),
+    "suspended": Marker(
+        "late", ONE_PAST, JUST_AFTER_ONE_PAST, Outcome.SKIPPED_SUSPENDED, spec={"suspend": True}
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MARKERS.values()), ids=list(MARKERS))
+def test_a_marker_is_judged_as_a_delivery_of_its_tick(case: Marker) -> None:
+    base = SHARED_TOP if case.spec is SHARED_TOP else {**HOURLY_AND_ONE_PAST, **case.spec}
+    cw = several(base)
+
+    plan = runs.plan_marker(
+        cw,
+        jobs=[job(name) for name in case.jobs],
+        tick=case.tick,
+        entry=case.entry,
+        last_schedule_time=case.last,
+        schedule_since=None,
+        now=case.now,
+        tolerance=timedelta(seconds=10),
+    )
+    assert plan.outcome is case.outcome, plan.message
+    if case.outcome is Outcome.RUN:
+        assert plan.job_name == naming.job_name("report", case.tick)
+
+
+def test_the_marker_tick_is_the_cronjob_controllers_annotation() -> None:
+    marker = {
+        "metadata": {
+            "annotations": {
+                "batch.kubernetes.io/cronjob-scheduled-timestamp": "2026-06-01T12:01:00+02:00"
+            }
+        }
+    }
+    assert runs.marker_tick(marker) == ONE_PAST
+    assert runs.marker_tick({"metadata": {}}) is None
