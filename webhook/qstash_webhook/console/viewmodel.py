@@ -676,7 +676,7 @@ def row_json(parsed: Parsed, jobs: Sequence[JobRow] | None, now: datetime) -> Js
         "namespace": parsed.namespace,
         "name": parsed.name,
         "href": f"#/cronworkflows/{parsed.namespace}/{parsed.name}",
-        "schedule": str(spec.get("schedule", ""))
+        "schedule": str(spec.get("schedule") or "")
         or f"{len(spec.get('schedules') or [])} schedules",
         "scheduleWords": schedule_words,
         "timeZone": str(spec.get("timeZone") or "UTC"),
