@@ -3,7 +3,9 @@
 The real operator process, the real CronJob controller (wall clock: a test waits for two
 minute boundaries at most) and kwok's node. Three entries: ``even`` and ``also-even`` fire at
 every even minute (one Job, ``even``'s parameters: it is listed first), ``odd`` at every odd
-minute (its own parameters).
+minute (its own parameters). Then ``spec.schedules`` moves back to one ``spec.schedule``: the
+native CronJob is made first and the marker CronJobs go in the same reconcile, so every minute
+keeps exactly one Job across the switch.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def _env(job: dict[str, object]) -> dict[str, str]:
 def test_entries_run_through_markers_one_job_per_tick_with_the_winners_parameters(
     stack: Stack,
 ) -> None:
-    stack.operator(qstash=False)
+    operator, _ = stack.operator(qstash=False)
     manifest = cronworkflow(
         "multi",
         {"parameters": DECLARED, "schedules": ENTRIES, "successfulJobsHistoryLimit": 10},
@@ -75,8 +77,31 @@ def test_entries_run_through_markers_one_job_per_tick_with_the_winners_parameter
     body = stack.get("cronworkflow", "multi") or {}
     assert body["status"]["lastScheduleTime"]
 
-    stack.plane.kubectl("delete", "qcwf", "multi", "-n", stack.namespace, "--timeout=30s")
+    # Back to one schedule: the native CronJob makes the Jobs itself, under the same names.
+    single = cronworkflow("multi", {"schedule": "* * * * *", "successfulJobsHistoryLimit": 10})
+    stack.apply(single)
+    wait(lambda: stack.get("cronjob", "multi") is not None, what="the native CronJob")
     wait(
         lambda: all(stack.get("cronjob", name) is None for name in expected),
-        what="the marker CronJobs to go with the CronWorkflow",
+        what="the marker CronJobs to go",
     )
+
+    def made_by_the_native_cronjob() -> bool:
+        return any(
+            ref.get("kind") == "CronJob"
+            for job in stack.list("jobs", f"{MANAGED}=multi")
+            for ref in job["metadata"].get("ownerReferences") or []
+        )
+
+    wait(made_by_the_native_cronjob, timeout=120, what="a Job of the native CronJob")
+    unix_minutes = sorted(
+        int(job["metadata"]["name"].rsplit("-", 1)[1])
+        for job in stack.list("jobs", f"{MANAGED}=multi")
+    )
+    # One Job per minute from the first marker-made one through the switch: none twice, none lost.
+    assert unix_minutes == list(range(unix_minutes[0], unix_minutes[-1] + 1)), unix_minutes
+    assert not stack.list("jobs", MARKERS)
+    assert "Traceback" not in operator.output()
+
+    stack.plane.kubectl("delete", "qcwf", "multi", "-n", stack.namespace, "--timeout=30s")
+    wait(lambda: stack.get("cronjob", "multi") is None, what="the CronJob to go with it")
