@@ -20,6 +20,8 @@ from qstash_devstack.stack import Stack, wait
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MANAGED = "qstash-operator.dev/cronworkflow"
 SUSPENDED = {"quarterly-cleanup", "reindex"}
+SEVERAL = "warehouse-export"  # spec.schedules: an id (or a marker CronJob) per entry
+ENTRIES = ("weekdays", "sunday", "sample")
 
 
 def names() -> list[str]:
@@ -42,6 +44,7 @@ def test_there_is_an_example_for_each_promise_of_the_readme() -> None:
         "nightly-vacuum",
         "launch-reminders",
         "export-orders",
+        "warehouse-export",
     }
 
 
@@ -69,6 +72,10 @@ def test_each_example_is_accepted_and_runs_on_its_backend(stack: Stack, backend:
     assert campaign["nextScheduleTime"].endswith(":00:00Z")  # inside its window: a next run
     assert "scheduledRuns" not in campaign  # nothing ran yet
 
+    several = (stack.get("cronworkflow", SEVERAL) or {})["status"]
+    assert several["resolvedSchedule"].startswith("weekdays: 0 6 * * 1-5; sunday: 0 9 * * 0; ")
+    assert len(several["schedules"]) == len(ENTRIES)
+
     vacuum = spread(stack.namespace, "nightly-vacuum")
     resolved = (stack.get("cronworkflow", "nightly-vacuum") or {})["status"]["resolvedSchedule"]
     assert resolved == vacuum
@@ -80,7 +87,10 @@ def test_each_example_is_accepted_and_runs_on_its_backend(stack: Stack, backend:
             for s in client.schedule.list()
             if s.schedule_id.startswith(f"{stack.cluster_name}.")
         }
-        assert set(schedules) == set(names())
+        assert set(schedules) == (set(names()) - {SEVERAL}) | {
+            f"{SEVERAL}_{entry}" for entry in ENTRIES
+        }
+        assert schedules[f"{SEVERAL}_sunday"].cron == "CRON_TZ=Europe/Berlin 0 9 * * 0"
         nightly = schedules["nightly-report"]
         assert nightly.cron == "CRON_TZ=Europe/Berlin 30 6 * * *"
         assert nightly.retries == 3
@@ -94,8 +104,18 @@ def test_each_example_is_accepted_and_runs_on_its_backend(stack: Stack, backend:
             "Forbid"
         )
         suspended = {
-            name for name in names() if (stack.get("cronjob", name) or {})["spec"]["suspend"]
+            name
+            for name in names()
+            if name != SEVERAL and (stack.get("cronjob", name) or {})["spec"]["suspend"]
         }
+        markers = (stack.get("cronworkflow", SEVERAL) or {})["status"]["schedules"]
+        assert [item["name"] for item in markers] == list(ENTRIES)
+        sunday = stack.get("cronjob", markers[1]["cronJob"]) or {}
+        assert (sunday["spec"]["schedule"], sunday["spec"]["timeZone"]) == (
+            "0 9 * * 0",
+            "Europe/Berlin",
+        )
+        assert sunday["spec"]["jobTemplate"]["spec"]["suspend"] is True
         assert suspended == SUSPENDED
         assert (stack.get("cronjob", "nightly-vacuum") or {})["spec"]["schedule"] == vacuum
         export = (stack.get("cronjob", "export-orders") or {})["spec"]["jobTemplate"]["spec"]

@@ -69,6 +69,8 @@ class Target:
     namespace: str
     name: str
     uid: str
+    entry: str | None = None
+    """The ``spec.schedules`` entry whose QStash schedule delivered (absent: ``spec.schedule``)."""
 
     @property
     def key(self) -> str:
@@ -80,7 +82,8 @@ def _malformed(problem: str) -> PermanentDeliveryError:
 
 
 def parse_target(body: bytes) -> Target:
-    """The body ``{"namespace","name","uid"}`` (``builders.delivery_body``); extra keys ignored.
+    """The body ``{"namespace","name","uid"}`` plus ``"entry"`` for an entry of
+    ``spec.schedules`` (``builders.delivery_body``); extra keys ignored.
 
     Raises :class:`PermanentDeliveryError`: the body was verified, so QStash will send exactly
     these bytes on every retry, and they will never name a CronWorkflow.
@@ -105,7 +108,12 @@ def parse_target(body: bytes) -> Target:
             # on the API server (which answers 500 for "..", and QStash would retry for days).
             raise _malformed(f"has a {key!r} that no Kubernetes object can have")
         values[key] = value
-    return Target(**values)
+    entry = data.get("entry")
+    if entry is not None and (
+        not isinstance(entry, str) or len(entry) > MAX_NAMESPACE or not _DNS_LABEL.fullmatch(entry)
+    ):
+        raise _malformed("has an 'entry' that no spec.schedules entry can have")
+    return Target(**values, entry=entry)
 
 
 def parse_retried(value: str | None) -> int | None:
@@ -220,6 +228,8 @@ async def deliver(request: web.Request) -> web.StreamResponse:
         response, result = errors.for_delivery(exc)
         return finish(response, result, logging.WARNING, reason=exc.reason)
     fields["cronworkflow"] = target.key
+    if target.entry is not None:
+        fields["entry"] = target.entry
 
     try:
         run = await app[typedefs.runs_key].run_delivery(
@@ -229,6 +239,7 @@ async def deliver(request: web.Request) -> web.StreamResponse:
             message_id=message_id,
             delivered_at=now,
             retried=attempts_before,
+            entry=target.entry,
         )
     except QStashOperatorError as exc:
         response, result = errors.for_delivery(exc)

@@ -40,7 +40,7 @@ def plan_audit(
     schedule_since = slots.parse_time(status.get("scheduleSince"))
     ledger = slots.build_ledger(
         slots.LedgerInputs(
-            schedule=cw.spec.schedule,
+            schedule=cw.spec.timetable,
             cronworkflow_uid=cw.uid,
             previous=parsed,
             jobs=jobs,

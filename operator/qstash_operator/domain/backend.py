@@ -22,7 +22,7 @@ import dataclasses
 from datetime import datetime, timedelta
 from typing import Final
 
-from qstash_operator.domain import cron, vocabulary
+from qstash_operator.domain import cron, timetable, vocabulary
 from qstash_operator.domain.model import Backend, BackendChoice
 
 QSTASH_LOAD_GRACE: Final = timedelta(seconds=60)
@@ -92,8 +92,11 @@ def decide(
     )
 
 
-def handover_deadline(schedule: cron.Schedule, *, now: datetime, to: Backend) -> datetime:
-    """When the old backend may be removed after switching to ``to`` (rule in the docstring)."""
+def handover_deadline(
+    schedule: cron.Schedule | timetable.Timetable, *, now: datetime, to: Backend
+) -> datetime:
+    """When the old backend may be removed after switching to ``to`` (rule in the docstring).
+    For several schedules the shared tick is the union's: the first tick of any entry."""
     grace = QSTASH_LOAD_GRACE if to is Backend.QSTASH else timedelta(0)
-    shared_tick = cron.next_tick(schedule, now + grace - timedelta(microseconds=1))
+    shared_tick = timetable.of(schedule).next_tick(now + grace - timedelta(microseconds=1))
     return shared_tick + SETTLE

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Final
 
-from qstash_operator.domain import cron, naming
+from qstash_operator.domain import naming
 from qstash_operator.domain.errors import InvalidSpecError
 from qstash_operator.domain.model import ConcurrencyPolicy, CronWorkflow
 
@@ -65,7 +65,7 @@ def slots(cw: CronWorkflow, start: datetime, end: datetime, *, now: datetime) ->
             reason=REASON_INVALID_RANGE,
         )
     found: list[datetime] = []
-    for tick in cron.ticks_after(cw.spec.schedule, start - _SECOND):
+    for tick in cw.spec.timetable.ticks_after(start - _SECOND):
         if tick > end:
             break
         if len(found) == MAX_SLOTS:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from qstash_operator.domain import naming, parameters, vocabulary
+from qstash_operator.domain import naming, parameters, timetable, vocabulary
 from qstash_operator.domain.model import Backend, CronWorkflow, JsonDict
 
 WEBHOOK_PATH: Final = "/api/qstash/webhook"
@@ -130,7 +130,7 @@ def build_job(
     if scheduled_time is not None:
         annotations[vocabulary.ANNOTATION_SCHEDULED_TIME] = rfc3339(scheduled_time)
         # The CronJob controller's annotation, in the CronWorkflow's zone as it writes it.
-        local = scheduled_time.astimezone(cw.spec.schedule.zone)
+        local = scheduled_time.astimezone(cw.spec.timetable.zone)
         annotations[vocabulary.ANNOTATION_K8S_SCHEDULED_TIME] = local.isoformat()
     if message_id is not None:
         annotations[vocabulary.ANNOTATION_MESSAGE_ID] = message_id
@@ -153,6 +153,13 @@ def build_job(
         annotations[vocabulary.ANNOTATION_CATCH_UP] = "true"
     if attempt is not None:  # the QStash delivery attempt that made it (1: the first)
         annotations[vocabulary.ANNOTATION_ATTEMPT] = str(attempt)
+    if scheduled_time is not None and cw.spec.timetable.multiple and values is None:
+        # A scheduled run of spec.schedules: the winning entry's parameters, whichever entry's
+        # delivery (or marker) made the Job (timetable module docstring).
+        winner = cw.spec.timetable.entry_for(scheduled_time)
+        if winner is not None and winner.name is not None:
+            annotations[vocabulary.ANNOTATION_SCHEDULE_ENTRY] = winner.name
+        values = cw.spec.timetable.values_for(cw.spec.parameters, scheduled_time)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -174,8 +181,8 @@ def build_cronjob(cw: CronWorkflow) -> JsonDict:
     _, annotations = _template_metadata(cw)
     annotations[vocabulary.ANNOTATION_BACKEND] = Backend.CRONJOB.value
     cronjob_spec: JsonDict = {
-        "schedule": spec.schedule.expression,
-        "timeZone": spec.schedule.time_zone,
+        "schedule": spec.timetable.first.expression,
+        "timeZone": spec.timetable.time_zone,
         "suspend": spec.suspend,
         "concurrencyPolicy": spec.concurrency_policy.value,
         "successfulJobsHistoryLimit": spec.successful_jobs_history_limit,
@@ -203,6 +210,68 @@ def build_cronjob(cw: CronWorkflow) -> JsonDict:
     }
 
 
+def marker_labels(cw: CronWorkflow, entry: str) -> dict[str, str]:
+    """Labels of an entry's CronJob and of the marker Jobs it makes. Not the selector labels:
+    a marker is no Job of the CronWorkflow (not in its history, its ledger or its concurrency)."""
+    return {
+        vocabulary.LABEL_MANAGED_BY: vocabulary.MANAGED_BY,
+        vocabulary.LABEL_TICK_MARKER: "true",
+        vocabulary.LABEL_MARKER_OF: cw.name,
+        vocabulary.LABEL_SCHEDULE_ENTRY: entry,
+    }
+
+
+def build_marker_cronjob(cw: CronWorkflow, entry: timetable.Entry) -> JsonDict:
+    """The CronJob of one ``spec.schedules`` entry on the CronJob backend.
+
+    Native CronJobs cannot share a Job name, so an entry's CronJob does not make the run's Job:
+    at each tick it makes a *marker*, a suspended Job (no pod ever starts) labelled as one, whose
+    ``batch.kubernetes.io/cronjob-scheduled-timestamp`` says the tick. The operator turns each
+    marker into the tick's Job through the delivery's run path (``services.runs``), then deletes
+    it. The marker's pod template is the CronWorkflow's own (already accepted by the dry run), so
+    admission policies that judge Jobs see nothing new; ``concurrencyPolicy`` is the run path's
+    to apply, so the CronJob always allows."""
+    assert entry.name is not None
+    spec = cw.spec
+    labels = marker_labels(cw, entry.name)
+    marker_spec: JsonDict = copy.deepcopy(cw.spec.job_template["spec"])
+    marker_spec["suspend"] = True
+    marker_spec.pop("ttlSecondsAfterFinished", None)
+    template = marker_spec.setdefault("template", {})
+    template.setdefault("metadata", {}).setdefault("labels", {})[vocabulary.LABEL_TICK_MARKER] = (
+        "true"
+    )
+    template.setdefault("spec", {}).setdefault("restartPolicy", "Never")
+    cronjob_spec: JsonDict = {
+        "schedule": entry.schedule.expression,
+        "timeZone": spec.timetable.time_zone,
+        "suspend": spec.suspend,
+        "concurrencyPolicy": "Allow",
+        "successfulJobsHistoryLimit": 1,
+        "failedJobsHistoryLimit": 1,
+        "jobTemplate": {
+            "metadata": {
+                "labels": labels,
+                "annotations": {vocabulary.ANNOTATION_MARKER_UID: cw.uid},
+            },
+            "spec": marker_spec,
+        },
+    }
+    if spec.starting_deadline_seconds is not None:
+        cronjob_spec["startingDeadlineSeconds"] = spec.starting_deadline_seconds
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {
+            "name": naming.entry_cronjob_name(cw.name, entry.name),
+            "namespace": cw.namespace,
+            "labels": labels,
+            "ownerReferences": [owner_reference(cw)],
+        },
+        "spec": cronjob_spec,
+    }
+
+
 @dataclasses.dataclass(frozen=True)
 class DesiredSchedule:
     """Everything one upsert sends to QStash, plus the pause state set by separate calls."""
@@ -223,25 +292,54 @@ class DesiredSchedule:
         return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
-def delivery_body(cw: CronWorkflow) -> str:
-    """The schedule's body: which CronWorkflow a delivery is for. Compact, key-sorted JSON."""
-    return json.dumps(
-        {"namespace": cw.namespace, "name": cw.name, "uid": cw.uid},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+def delivery_body(cw: CronWorkflow, entry: str | None = None) -> str:
+    """The schedule's body: which CronWorkflow a delivery is for, and for an entry of
+    ``spec.schedules`` which entry (absent: the single ``spec.schedule``). Compact, key-sorted
+    JSON."""
+    fields = {"namespace": cw.namespace, "name": cw.name, "uid": cw.uid}
+    if entry is not None:
+        fields["entry"] = entry
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
 
 def webhook_destination(public_url: str) -> str:
     return public_url.rstrip("/") + WEBHOOK_PATH
 
 
+def build_schedules(
+    cw: CronWorkflow, *, cluster: str, public_url: str
+) -> tuple[DesiredSchedule, ...]:
+    """One QStash schedule per timetable entry, in list order: ``<cluster>.<ns>.<name>`` for a
+    single ``spec.schedule``, ``<cluster>.<ns>.<name>_<entry>`` for each ``spec.schedules``
+    entry (its body names the entry)."""
+    return tuple(
+        _desired(cw, entry, cluster=cluster, public_url=public_url)
+        for entry in cw.spec.timetable.entries
+    )
+
+
+def schedules_fingerprint(desired: tuple[DesiredSchedule, ...]) -> str:
+    """``status.appliedScheduleHash`` of a set of schedules: one schedule's own fingerprint (so
+    a single ``spec.schedule`` keeps the hash it was applied with), else a hash over each."""
+    if len(desired) == 1:
+        return desired[0].fingerprint()
+    joined = ",".join(item.fingerprint() for item in desired)
+    return "sha256:" + hashlib.sha256(joined.encode()).hexdigest()[:32]
+
+
 def build_schedule(cw: CronWorkflow, *, cluster: str, public_url: str) -> DesiredSchedule:
+    """The QStash schedule of a single ``spec.schedule`` (the first entry's for several)."""
+    return _desired(cw, cw.spec.timetable.entries[0], cluster=cluster, public_url=public_url)
+
+
+def _desired(
+    cw: CronWorkflow, entry: timetable.Entry, *, cluster: str, public_url: str
+) -> DesiredSchedule:
     return DesiredSchedule(
-        schedule_id=naming.schedule_id(cluster, cw.namespace, cw.name),
+        schedule_id=naming.schedule_id(cluster, cw.namespace, cw.name, entry.name),
         destination=webhook_destination(public_url),
-        cron=cw.spec.schedule.qstash_cron(),
-        body=delivery_body(cw),
+        cron=entry.schedule.qstash_cron(),
+        body=delivery_body(cw, entry.name),
         retries=cw.spec.qstash.retries,
         retry_delay=cw.spec.qstash.retry_delay,
         timeout=cw.spec.qstash.timeout,

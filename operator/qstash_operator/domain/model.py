@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
-from qstash_operator.domain import cron, hashspread, naming, parameters, slots
+from qstash_operator.domain import cron, hashspread, naming, parameters, slots, timetable
 from qstash_operator.domain.errors import InvalidSpecError
 from qstash_operator.domain.vocabulary import REASON_INVALID_JOB_TEMPLATE
 
@@ -64,7 +64,7 @@ class QStashOptions:
 
 @dataclasses.dataclass(frozen=True)
 class CronWorkflowSpec:
-    schedule: cron.Schedule
+    timetable: timetable.Timetable  # spec.schedule, or the entries of spec.schedules
     suspend: bool
     concurrency_policy: ConcurrencyPolicy
     starting_deadline_seconds: int | None
@@ -81,7 +81,7 @@ class CronWorkflowSpec:
 
     @property
     def time_zone(self) -> str:
-        return self.schedule.time_zone
+        return self.timetable.time_zone
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,15 +217,11 @@ def parse_spec(spec: Mapping[str, Any], *, key: str = "") -> CronWorkflowSpec:
     returned ``schedule.expression`` is what the backends run, ``schedule.original`` what the
     user wrote.
     """
-    schedule_text = spec.get("schedule")
-    if not isinstance(schedule_text, str):
-        raise InvalidSpecError(
-            "spec.schedule", "is required", 'Write five cron fields, e.g. "0 3 * * *".'
-        )
     time_zone = _get(spec, "timeZone", "UTC")
     if not isinstance(time_zone, str):
         raise InvalidSpecError("spec.timeZone", "must be a string", "Use an IANA name such as UTC.")
-    schedule = _schedule(schedule_text, time_zone, key)
+    declared = parameters.parse(spec.get("parameters"))
+    table = parse_timetable(spec, time_zone, key, declared)
     deadline = spec.get("startingDeadlineSeconds")
     if deadline is not None:
         deadline = _int(deadline, "spec.startingDeadlineSeconds", minimum=0)
@@ -239,7 +235,7 @@ def parse_spec(spec: Mapping[str, Any], *, key: str = "") -> CronWorkflowSpec:
         raise InvalidSpecError("spec.suspend", "must be true or false", "Set true or false.")
     active_from, active_until, max_runs = parse_limits(spec)
     return CronWorkflowSpec(
-        schedule=schedule,
+        timetable=table,
         suspend=suspend,
         concurrency_policy=_enum(
             ConcurrencyPolicy, _get(spec, "concurrencyPolicy", "Allow"), "spec.concurrencyPolicy"
@@ -261,16 +257,105 @@ def parse_spec(spec: Mapping[str, Any], *, key: str = "") -> CronWorkflowSpec:
         active_from=active_from,
         active_until=active_until,
         max_runs=max_runs,
-        parameters=parameters.parse(spec.get("parameters")),
+        parameters=declared,
         slot_options=slots.parse_options(spec, starting_deadline_seconds=deadline),
     )
 
 
-def _schedule(text: str, time_zone: str, key: str) -> cron.Schedule:
-    resolved = hashspread.resolve(text, key)
+def _schedule(text: str, time_zone: str, key: str, field: str = "spec.schedule") -> cron.Schedule:
+    resolved = hashspread.resolve(text, key, field=field)
     if resolved == text:
-        return cron.parse(text, time_zone)
-    return dataclasses.replace(cron.parse(resolved, time_zone), original=text)
+        return cron.parse(text, time_zone, field=field)
+    return dataclasses.replace(cron.parse(resolved, time_zone, field=field), original=text)
+
+
+def entry_key(key: str, entry: str) -> str:
+    """What hash-spread ``H`` of a ``spec.schedules`` entry derives from: ``<ns>/<name>/<entry>``
+    (the single ``spec.schedule`` keeps ``<ns>/<name>``, so existing objects do not move)."""
+    return f"{key}/{entry}"
+
+
+def parse_timetable(
+    spec: Mapping[str, Any],
+    time_zone: str,
+    key: str,
+    declared: tuple[parameters.Parameter, ...] = (),
+) -> timetable.Timetable:
+    """``spec.schedule`` or ``spec.schedules`` (exactly one of them) as a :class:`Timetable`.
+
+    Each entry of ``spec.schedules`` has a DNS-label ``name`` (unique), a ``cron`` (read as
+    ``spec.schedule`` is, hash-spread from :func:`entry_key`) and ``parameters``: values for
+    the declared ``spec.parameters``, checked as a manual run's overrides are.
+    """
+    single = spec.get("schedule")
+    several = spec.get("schedules")
+    if single is not None and several is not None:
+        raise InvalidSpecError(
+            "spec.schedules",
+            "is set together with spec.schedule",
+            "Keep one of them: spec.schedule for one cron, spec.schedules for several.",
+        )
+    if several is None:
+        if not isinstance(single, str):
+            raise InvalidSpecError(
+                "spec.schedule",
+                "is required",
+                'Write five cron fields, e.g. "0 3 * * *" (or list several in spec.schedules).',
+            )
+        return timetable.Timetable.single(_schedule(single, time_zone, key))
+    if not isinstance(several, list) or not several:
+        raise InvalidSpecError(
+            "spec.schedules",
+            "must be a non-empty list",
+            'List entries such as {name: nightly, cron: "0 3 * * *"}.',
+        )
+    if len(several) > timetable.MAX_ENTRIES:
+        raise InvalidSpecError(
+            "spec.schedules",
+            f"has {len(several)} entries",
+            f"Use at most {timetable.MAX_ENTRIES} (or several CronWorkflows).",
+        )
+    entries: list[timetable.Entry] = []
+    for index, raw in enumerate(several):
+        where = f"spec.schedules[{index}]"
+        if not isinstance(raw, Mapping):
+            raise InvalidSpecError(where, "must be an object", "Give name, cron and parameters.")
+        name = raw.get("name")
+        if (
+            not isinstance(name, str)
+            or len(name) > timetable.MAX_ENTRY_NAME
+            or not _DNS_LABEL.match(name)
+        ):
+            raise InvalidSpecError(
+                f"{where}.name",
+                f"{name!r} is not a DNS label of at most {timetable.MAX_ENTRY_NAME} characters",
+                "Use lowercase a-z, 0-9 and '-', starting and ending with a letter or digit.",
+            )
+        if any(entry.name == name for entry in entries):
+            raise InvalidSpecError(
+                f"{where}.name", f"{name!r} names two entries", "Give each entry its own name."
+            )
+        text = raw.get("cron")
+        if not isinstance(text, str):
+            raise InvalidSpecError(
+                f"{where}.cron", "is required", 'Write five cron fields, e.g. "0 3 * * *".'
+            )
+        schedule = _schedule(text, time_zone, entry_key(key, name), field=f"{where}.cron")
+        given = raw.get("parameters") or {}
+        if not isinstance(given, Mapping):
+            raise InvalidSpecError(
+                f"{where}.parameters",
+                "must be an object of parameter values",
+                'Write e.g. {"mode": "full"}.',
+            )
+        try:
+            chosen = parameters.values(declared, given)
+        except InvalidSpecError as exc:
+            raise InvalidSpecError(
+                f"{where}.{exc.field}", exc.problem, exc.fix, reason=exc.reason
+            ) from None
+        entries.append(timetable.Entry(name, schedule, {n: chosen[n] for n in given}))
+    return timetable.Timetable(tuple(entries))
 
 
 def validate_name(name: str) -> None:

@@ -33,9 +33,22 @@ def valid_cluster_name(cluster: str) -> bool:
     return bool(_CLUSTER_NAME.match(cluster))
 
 
-def schedule_id(cluster: str, namespace: str, name: str) -> ScheduleId:
-    """``<cluster>.<namespace>.<name>``: stable, unique per cluster, QStash-legal."""
+ENTRY_SEPARATOR: Final = "_"
+"""Between a CronWorkflow's name and a ``spec.schedules`` entry's name in a schedule id. Not a
+dot: CronWorkflow names may hold dots, so ``a.b`` and ``a`` with entry ``b`` would collide. An
+underscore is legal in QStash ids and impossible in Kubernetes names and DNS-label entries, so
+the id parses back unambiguously."""
+
+
+def schedule_id(cluster: str, namespace: str, name: str, entry: str | None = None) -> ScheduleId:
+    """``<cluster>.<namespace>.<name>`` (one ``spec.schedule``) or
+    ``<cluster>.<namespace>.<name>_<entry>`` (an entry of ``spec.schedules``): stable, unique per
+    cluster, QStash-legal."""
     sid = f"{cluster}.{namespace}.{name}"
+    if entry is not None:
+        if not entry or ENTRY_SEPARATOR in entry or "." in entry:
+            raise ValueError(f"{entry!r} is not a schedule entry name")
+        sid += ENTRY_SEPARATOR + entry
     if not valid_cluster_name(cluster) or not _SCHEDULE_ID_CHARS.match(sid):
         raise ValueError(
             f"cannot build a QStash schedule id from {cluster!r}/{namespace!r}/{name!r}"
@@ -48,17 +61,27 @@ class ScheduleOwner:
     cluster: str
     namespace: str
     name: str
+    entry: str | None = None
+    """The ``spec.schedules`` entry; None for a single ``spec.schedule``."""
 
 
 def parse_schedule_id(sid: str) -> ScheduleOwner | None:
     """The inverse of :func:`schedule_id`; None for ids this project did not make.
 
     Namespaces and cluster names hold no dots, CronWorkflow names may: split on the first two.
+    Neither namespaces nor names hold ``_``, so one in the rest separates the entry.
     """
     parts = sid.split(".", 2)
     if len(parts) != 3 or not all(parts) or not valid_cluster_name(parts[0]):
         return None
-    return ScheduleOwner(cluster=parts[0], namespace=parts[1], name=parts[2])
+    if ENTRY_SEPARATOR in parts[1]:
+        return None
+    name, sep, entry = parts[2].partition(ENTRY_SEPARATOR)
+    if sep and (not name or not entry or ENTRY_SEPARATOR in entry or "." in entry):
+        return None
+    return ScheduleOwner(
+        cluster=parts[0], namespace=parts[1], name=name, entry=entry if sep else None
+    )
 
 
 def schedule_id_prefix(cluster: str) -> str:
@@ -102,3 +125,17 @@ def manual_job_name(cronworkflow: str, seed: str) -> JobName:
 def cronjob_name(cronworkflow: str) -> str:
     """The fallback CronJob is named like its CronWorkflow, so its Jobs get the same names."""
     return cronworkflow
+
+
+MAX_CRONJOB_NAME: Final = 52
+"""The CronJob API's own limit (its controller appends 11 characters to name Jobs)."""
+
+
+def entry_cronjob_name(cronworkflow: str, entry: str) -> str:
+    """The CronJob of one ``spec.schedules`` entry: ``<name>-<entry>-<5-char hash>``, the base
+    cut so the whole fits 52. The hash keeps cut names apart (``a-b`` + ``c`` vs ``a`` +
+    ``b-c`` too). It makes suspended marker Jobs, never the run's Job (that is named for the
+    tick, ``<name>-<unix minutes>``, by the operator)."""
+    suffix = "-" + short_id(f"{cronworkflow}/{entry}")
+    base = f"{cronworkflow}-{entry}"[: MAX_CRONJOB_NAME - len(suffix)].rstrip("-.")
+    return base + suffix

@@ -218,6 +218,15 @@ class ReplaceCronJob:
 
 
 @dataclasses.dataclass(frozen=True)
+class PutCronJob:
+    """Create the CronJob, or replace it whole if it exists and ``owner_uid`` owns it (else
+    ``NotOwnedError``): an entry's marker CronJob, whose existence status does not track."""
+
+    manifest: JsonDict
+    owner_uid: str
+
+
+@dataclasses.dataclass(frozen=True)
 class DeleteCronJob:
     """Delete the CronJob if ``owner_uid`` owns it (that very object: a uid precondition); gone or
     someone else's counts as done. ``orphan`` keeps its Jobs (a handover adopts them)."""
@@ -252,6 +261,7 @@ Step: TypeAlias = (
     | DeleteSchedule
     | CreateCronJob
     | ReplaceCronJob
+    | PutCronJob
     | DeleteCronJob
     | AdoptJobs
     | PostEvent
@@ -380,7 +390,7 @@ def _event(type_: EventType, reason: str, message: str) -> PostEvent:
 def _next_time(cw: CronWorkflow, status: JsonDict, now: datetime) -> str | None:
     """After now and after the recorded tick: an early delivery may have run the coming tick."""
     following = next_schedule_time(
-        cw.spec.schedule,
+        cw.spec.timetable,
         suspended=cw.spec.suspend,
         last_schedule_time=parse_time(status.get("lastScheduleTime")),
         now=now,
@@ -428,7 +438,7 @@ def _daylight_saving_due(
         day = date.fromisoformat(str(shown.get("date")))
     except ValueError:
         return True
-    return day < now.astimezone(cw.spec.schedule.zone).date()
+    return day < now.astimezone(cw.spec.timetable.zone).date()
 
 
 def _notices(
@@ -444,7 +454,7 @@ def _notices(
     """
     if not _daylight_saving_due(cw, status, now, reconcile=reconcile):
         return Contribution()
-    days = cron.daylight_saving_days(cw.spec.schedule, now)
+    days = cw.spec.timetable.daylight_saving_days(now)
     shown = days[0].as_status() if days else None
     fields: JsonDict = {}
     if shown != status.get("daylightSaving"):
@@ -513,23 +523,28 @@ def _apply(
         sync, synced_reason = _sync_cronjob(inputs.learned, record, cw)
     refusal = _refusal(inputs.learned)
     handover = _handover(inputs.context, record, cw, decision, now=now)
+    if target is Backend.QSTASH:
+        handover = _combine(handover, _retiring(inputs.context, record, cw, now=now))
     notices = _notices(cw, record.status, now, reconcile=True)
     edge = Contribution(
         requeue_after=None if state.switch_at is None else (state.switch_at - now).total_seconds()
     )
     parts = _combine(Contribution(steps=check), sync, refusal, handover, notices, edge)
 
-    applied_schedule = cw.spec.schedule.qstash_cron()
+    applied_schedule = cw.spec.timetable.applied()
     status: JsonDict = dict(parts.status)
     status.update(
         backend=target.value,
         appliedSchedule=applied_schedule,
-        resolvedSchedule=cw.spec.schedule.expression,
+        resolvedSchedule=cw.spec.timetable.expression,
         nextScheduleTime=_next_time(cw, record.status, now),
     )
     if window.limited(cw.spec) and not user_suspended:
         following = window.first_tick(cw.spec, now)
         status["nextScheduleTime"] = None if following is None else rfc3339(following)
+    status["schedules"] = entries_status(
+        cw, record.status, now=now, backend=target, cluster=inputs.context.cluster_name
+    )
     if record.status.get("appliedSchedule") != applied_schedule or not record.status.get(
         "scheduleSince"
     ):
@@ -606,7 +621,7 @@ def _completed(
         {b for b in (record.backend, record.handover_from) if b is not None} if applied else set()
     )
     for backend in sorted(live, key=lambda b: b.value):
-        steps.extend(_remove(inputs.context, cw, backend, state.message))
+        steps.extend(_remove(inputs.context, record, cw, backend, state.message))
     previous = conditions.find(record.status.get("conditions"), vocabulary.CONDITION_READY)
     if live or previous is None or previous.get("reason") != vocabulary.REASON_COMPLETED:
         steps.append(_event("Normal", vocabulary.REASON_COMPLETED, state.message))
@@ -617,7 +632,9 @@ def _completed(
         "appliedSchedule": None,
         "nextScheduleTime": None,
         "handover": None,
-        "resolvedSchedule": cw.spec.schedule.expression,
+        "retiring": None,
+        "schedules": None,
+        "resolvedSchedule": cw.spec.timetable.expression,
     }
     updates = [
         Condition(
@@ -641,11 +658,14 @@ def _completed(
     )
 
 
-def _remove(context: Context, cw: CronWorkflow, backend: Backend, why: str) -> tuple[Step, ...]:
+def _remove(
+    context: Context, record: _Record, cw: CronWorkflow, backend: Backend, why: str
+) -> tuple[Step, ...]:
     """Delete ``backend``'s schedule for good (a CronJob's Jobs are adopted first, as in a
     handover, so their history survives it)."""
     return _delete_schedule(
         context,
+        record,
         cw,
         backend,
         reason_cronjob=vocabulary.REASON_CRONJOB_DELETED,
@@ -657,6 +677,7 @@ def _remove(context: Context, cw: CronWorkflow, backend: Backend, why: str) -> t
 
 def _delete_schedule(
     context: Context,
+    record: _Record,
     cw: CronWorkflow,
     backend: Backend,
     *,
@@ -671,52 +692,177 @@ def _delete_schedule(
     cannot be deleted, which a Warning says (``left_behind``: what happens to its deliveries)."""
     if backend is Backend.CRONJOB:
         name = naming.cronjob_name(cw.name)
-        adopt = AdoptJobs(
-            cw.namespace,
-            builders.label_selector(builders.selector_labels(cw)),
-            builders.owner_reference(cw),
+        markers = tuple(
+            step
+            for marker in entry_cronjobs(record.status, cw)
+            for step in (
+                DeleteCronJob(cw.namespace, marker, cw.uid, orphan=False),
+                _event("Normal", reason_cronjob, done(f"CronJob {marker}")),
+            )
         )
-        return (
-            adopt,
-            DeleteCronJob(cw.namespace, name, cw.uid, orphan=True),
-            adopt,
-            _event("Normal", reason_cronjob, done(f"CronJob {name}")),
-        )
-    schedule_id = naming.schedule_id(context.cluster_name, cw.namespace, cw.name)
+        return (*_delete_single_cronjob(cw, name, reason_cronjob, done), *markers)
+    ids = qstash_ids(context.cluster_name, record.status, cw)
     if not context.has_qstash_token:
-        return (
+        return tuple(
             _event(
                 "Warning",
                 vocabulary.REASON_QSTASH_SCHEDULE_LEFT_BEHIND,
                 f"QStash schedule {schedule_id} could not be deleted: QSTASH_TOKEN is not set. "
                 f"{left_behind}; delete it in the QStash console.",
-            ),
+            )
+            for schedule_id in ids
         )
-    return (
-        DeleteSchedule(schedule_id),
-        _event("Normal", reason_qstash, done(f"QStash schedule {schedule_id}")),
+    steps: list[Step] = []
+    for schedule_id in ids:
+        steps.append(DeleteSchedule(schedule_id))
+        steps.append(_event("Normal", reason_qstash, done(f"QStash schedule {schedule_id}")))
+    return tuple(steps)
+
+
+def _recorded_ids(status: Mapping[str, Any]) -> list[str]:
+    """The QStash schedule ids status says were applied: ``scheduleId`` (one schedule) and each
+    ``schedules[].scheduleId`` (several), then those still being retired."""
+    found: list[str] = []
+    candidates: list[Any] = [status.get("scheduleId")]
+    candidates.extend(
+        item.get("scheduleId") for item in status.get("schedules") or () if isinstance(item, dict)
     )
+    candidates.extend((status.get("retiring") or {}).get("scheduleIds") or ())
+    for candidate in candidates:
+        if isinstance(candidate, str) and candidate and candidate not in found:
+            found.append(candidate)
+    return found
+
+
+def desired_ids(cluster: str, cw: CronWorkflow) -> list[str]:
+    """One QStash schedule id per timetable entry, in list order."""
+    return [
+        naming.schedule_id(cluster, cw.namespace, cw.name, entry.name)
+        for entry in cw.spec.timetable.entries
+    ]
+
+
+def qstash_ids(cluster: str, status: Mapping[str, Any], cw: CronWorkflow) -> list[str]:
+    """Every QStash schedule the object may have: the spec's, then those status records."""
+    ids = desired_ids(cluster, cw)
+    return ids + [sid for sid in _recorded_ids(status) if sid not in ids]
+
+
+def _retiring(
+    context: Context, record: _Record, cw: CronWorkflow, *, now: datetime
+) -> Contribution:
+    """QStash schedules applied before but no longer in the spec (an entry removed or renamed,
+    ``spec.schedule`` moved to ``spec.schedules`` or back) stay live until the first tick of the
+    new set after QStash's load grace has passed (``status.retiring``), so no tick falls between
+    the old schedules going and the new ones firing; the Job name keeps an overlap from running a
+    tick twice. Then the refresh deletes them (:func:`_retire_entries`). Suspended: at once."""
+    wanted = set(desired_ids(context.cluster_name, cw))
+    previous = record.status.get("retiring") or {}
+    leftover = [sid for sid in _recorded_ids(record.status) if sid not in wanted]
+    if not leftover:
+        return Contribution(status={"retiring": None}) if previous else Contribution()
+    if cw.spec.suspend:
+        return Contribution(steps=_retire_entries(context, leftover), status={"retiring": None})
+    before = [sid for sid in previous.get("scheduleIds") or () if isinstance(sid, str)]
+    remove_after = parse_time(previous.get("removeAfter"))
+    if remove_after is None or set(leftover) - set(before):
+        remove_after = backend_rules.handover_deadline(
+            cw.spec.timetable, now=now, to=Backend.QSTASH
+        )
+    retiring = {"scheduleIds": leftover, "removeAfter": rfc3339(remove_after)}
+    return Contribution(
+        status={"retiring": retiring} if retiring != previous else {},
+        requeue_after=max((remove_after - now).total_seconds(), 0.0),
+    )
+
+
+def _retire_entries(context: Context, ids: Sequence[str]) -> tuple[Step, ...]:
+    """Delete QStash schedules the spec no longer has, each with its Normal event."""
+    steps: list[Step] = []
+    for schedule_id in ids:
+        if not context.has_qstash_token:
+            steps.append(
+                _event(
+                    "Warning",
+                    vocabulary.REASON_QSTASH_SCHEDULE_LEFT_BEHIND,
+                    f"QStash schedule {schedule_id} could not be deleted: QSTASH_TOKEN is not "
+                    "set. Its deliveries are deduplicated by Job name; delete it in the QStash "
+                    "console.",
+                )
+            )
+            continue
+        steps.append(DeleteSchedule(schedule_id))
+        steps.append(
+            _event(
+                "Normal",
+                vocabulary.REASON_SCHEDULE_DELETED,
+                f"deleted QStash schedule {schedule_id}: no longer in the spec",
+            )
+        )
+    return tuple(steps)
+
+
+def entries_status(
+    cw: CronWorkflow,
+    status: Mapping[str, Any],
+    *,
+    now: datetime,
+    backend: Backend | None,
+    cluster: str,
+) -> list[JsonDict] | None:
+    """``status.schedules``: per entry of ``spec.schedules`` its name, resolved cron, QStash
+    schedule id or CronJob, and next tick (None for a single ``spec.schedule``)."""
+    table = cw.spec.timetable
+    if not table.multiple:
+        return None
+    last = parse_time(status.get("lastScheduleTime"))
+    after = now if last is None else max(now, last)
+    runs_left = cw.spec.max_runs is None or window.runs_made(status) < cw.spec.max_runs
+    out: list[JsonDict] = []
+    for entry in table.entries:
+        assert entry.name is not None
+        item: JsonDict = {"name": entry.name, "resolvedSchedule": entry.schedule.expression}
+        if backend is Backend.QSTASH:
+            item["scheduleId"] = naming.schedule_id(cluster, cw.namespace, cw.name, entry.name)
+        elif backend is Backend.CRONJOB:
+            item["cronJob"] = naming.entry_cronjob_name(cw.name, entry.name)
+        following = None
+        if not cw.spec.suspend and runs_left:
+            start = after
+            if cw.spec.active_from is not None and start < cw.spec.active_from:
+                start = cw.spec.active_from - timedelta(seconds=1)
+            following = cron.next_tick(entry.schedule, start)
+            if cw.spec.active_until is not None and following >= cw.spec.active_until:
+                following = None
+        item["nextScheduleTime"] = None if following is None else rfc3339(following)
+        out.append(item)
+    return out
 
 
 def _sync_qstash(context: Context, record: _Record, cw: CronWorkflow) -> tuple[Contribution, str]:
-    """The QStash schedule, upserted (and its pause state set) when what was applied differs."""
+    """The QStash schedules (one per timetable entry), upserted (and their pause state set)
+    when what was applied differs."""
     assert context.public_url is not None, "QStash is only chosen when WEBHOOK_PUBLIC_URL is set"
-    desired = builders.build_schedule(
+    every = builders.build_schedules(
         cw, cluster=context.cluster_name, public_url=context.public_url
     )
-    applied = desired.fingerprint()
+    desired = every[0]
+    applied = builders.schedules_fingerprint(every)
     status = {
-        "scheduleId": desired.schedule_id,
+        "scheduleId": None if cw.spec.timetable.multiple else desired.schedule_id,
         "cronJobName": None,
         "appliedScheduleHash": applied,
     }
     if record.backend is Backend.QSTASH and record.status.get("appliedScheduleHash") == applied:
         return Contribution(status=status), vocabulary.REASON_SCHEDULE_UP_TO_DATE
-    upserted = _event(
-        "Normal",
-        vocabulary.REASON_SCHEDULE_UPSERTED,
-        f"QStash schedule {desired.schedule_id} set to {desired.cron!r}"
-        + (" (paused)" if desired.paused else ""),
+    upserted = tuple(
+        _event(
+            "Normal",
+            vocabulary.REASON_SCHEDULE_UPSERTED,
+            f"QStash schedule {item.schedule_id} set to {item.cron!r}"
+            + (" (paused)" if item.paused else ""),
+        )
+        for item in every
     )
     previously_refused = conditions.find(
         record.status.get("conditions"), vocabulary.CONDITION_DESTINATION_ACCEPTED
@@ -731,14 +877,112 @@ def _sync_qstash(context: Context, record: _Record, cw: CronWorkflow) -> tuple[C
                 f"QStash accepted the destination {desired.destination} again",
             ),
         )
-    steps = (
-        UpsertSchedule(desired),
-        PauseSchedule(desired.schedule_id, desired.paused),
-        upserted,
+    steps: tuple[Step, ...] = tuple(
+        step
+        for item, told in zip(every, upserted, strict=True)
+        for step in (UpsertSchedule(item), PauseSchedule(item.schedule_id, item.paused), told)
     )
     return (
         Contribution(steps=steps, status=status, conditions=accepted),
         vocabulary.REASON_SCHEDULE_UPSERTED,
+    )
+
+
+def _delete_single_cronjob(
+    cw: CronWorkflow, name: str, reason: str, done: Callable[[str], str]
+) -> tuple[Step, ...]:
+    """Delete the CronJob that made the run's Jobs itself, orphaning them between two adoptions
+    so that its Jobs (and one it makes in between) stay the CronWorkflow's."""
+    adopt = AdoptJobs(
+        cw.namespace,
+        builders.label_selector(builders.selector_labels(cw)),
+        builders.owner_reference(cw),
+    )
+    return (
+        adopt,
+        DeleteCronJob(cw.namespace, name, cw.uid, orphan=True),
+        adopt,
+        _event("Normal", reason, done(f"CronJob {name}")),
+    )
+
+
+def entry_cronjobs(status: Mapping[str, Any], cw: CronWorkflow | None) -> list[str]:
+    """Every marker CronJob the object may have: each ``spec.schedules`` entry's, then those
+    ``status.schedules`` records."""
+    names: list[str] = []
+    if cw is not None:
+        names.extend(
+            naming.entry_cronjob_name(cw.name, entry.name)
+            for entry in cw.spec.timetable.entries
+            if entry.name is not None
+        )
+    for item in status.get("schedules") or ():
+        recorded = item.get("cronJob") if isinstance(item, dict) else None
+        if isinstance(recorded, str) and recorded and recorded not in names:
+            names.append(recorded)
+    return names
+
+
+def _recorded_cronjobs(status: Mapping[str, Any]) -> list[str]:
+    return [
+        str(item["cronJob"])
+        for item in status.get("schedules") or ()
+        if isinstance(item, dict) and isinstance(item.get("cronJob"), str)
+    ]
+
+
+def _sync_marker_cronjobs(record: _Record, cw: CronWorkflow) -> tuple[Contribution, str]:
+    """``spec.schedules`` on the CronJob backend: one marker CronJob per entry
+    (:func:`builders.build_marker_cronjob`), put whole when what was applied differs; marker
+    CronJobs of entries gone are deleted with their markers, and a single ``spec.schedule``'s
+    CronJob left from before is deleted keeping its Jobs. A CronJob is live as soon as it
+    exists, so the new ones are made first and the old ones go in the same cycle."""
+    manifests = [builders.build_marker_cronjob(cw, entry) for entry in cw.spec.timetable.entries]
+    applied = fingerprint({"markers": manifests})
+    status = {"cronJobName": None, "scheduleId": None, "appliedScheduleHash": applied}
+    wanted = {str(manifest["metadata"]["name"]) for manifest in manifests}
+    retire: list[Step] = []
+    on_cronjob = Backend.CRONJOB in (record.backend, record.handover_from)
+    single = record.status.get("cronJobName")
+    if on_cronjob and isinstance(single, str) and single:
+        retire.extend(
+            _delete_single_cronjob(
+                cw,
+                single,
+                vocabulary.REASON_CRONJOB_DELETED,
+                lambda what: f"deleted {what}: spec.schedules replaced spec.schedule",
+            )
+        )
+    for gone in _recorded_cronjobs(record.status):
+        if gone not in wanted:
+            retire.append(DeleteCronJob(cw.namespace, gone, cw.uid, orphan=False))
+            retire.append(
+                _event(
+                    "Normal",
+                    vocabulary.REASON_CRONJOB_DELETED,
+                    f"deleted CronJob {gone}: its entry is no longer in spec.schedules",
+                )
+            )
+    if record.backend is Backend.CRONJOB and record.status.get("appliedScheduleHash") == applied:
+        return (
+            Contribution(steps=tuple(retire), status=status),
+            vocabulary.REASON_SCHEDULE_UP_TO_DATE,
+        )
+    steps: list[Step] = []
+    for manifest, entry in zip(manifests, cw.spec.timetable.entries, strict=True):
+        steps.append(PutCronJob(manifest, cw.uid))
+        steps.append(
+            _event(
+                "Normal",
+                vocabulary.REASON_CRONJOB_UPDATED,
+                f"CronJob {manifest['metadata']['name']} marks the ticks of entry {entry.name} "
+                f"({entry.schedule.expression!r} in {cw.spec.time_zone})"
+                + (" (suspended)" if cw.spec.suspend else ""),
+            )
+        )
+    return (
+        Contribution(steps=(*steps, *retire), status=status),
+        vocabulary.REASON_CRONJOB_UPDATED,
     )
 
 
@@ -747,14 +991,31 @@ def _sync_cronjob(learned: Learned, record: _Record, cw: CronWorkflow) -> tuple[
 
     Whether it exists is what status says (it is on the CronJob backend, or being handed over from
     it), unless this cycle learned otherwise; a wrong belief fails the step and is corrected by
-    :func:`after_failure`.
+    :func:`after_failure`. With ``spec.schedules``, :func:`_sync_marker_cronjobs` instead.
     """
+    if cw.spec.timetable.multiple:
+        return _sync_marker_cronjobs(record, cw)
     manifest = builders.build_cronjob(cw)
     applied = fingerprint(manifest)
     name = str(manifest["metadata"]["name"])
     status = {"cronJobName": name, "scheduleId": None, "appliedScheduleHash": applied}
+    markers_gone: tuple[Step, ...] = tuple(
+        step
+        for marker in _recorded_cronjobs(record.status)
+        for step in (
+            DeleteCronJob(cw.namespace, marker, cw.uid, orphan=False),
+            _event(
+                "Normal",
+                vocabulary.REASON_CRONJOB_DELETED,
+                f"deleted CronJob {marker}: spec.schedule replaced spec.schedules",
+            ),
+        )
+    )
     if record.backend is Backend.CRONJOB and record.status.get("appliedScheduleHash") == applied:
-        return Contribution(status=status), vocabulary.REASON_SCHEDULE_UP_TO_DATE
+        return (
+            Contribution(steps=markers_gone, status=status),
+            vocabulary.REASON_SCHEDULE_UP_TO_DATE,
+        )
     exists = learned.cronjob_exists
     if exists is None:
         exists = Backend.CRONJOB in (record.backend, record.handover_from)
@@ -763,10 +1024,10 @@ def _sync_cronjob(learned: Learned, record: _Record, cw: CronWorkflow) -> tuple[
     told = _event(
         "Normal",
         reason,
-        f"CronJob {name} runs {cw.spec.schedule.expression!r} in {cw.spec.time_zone}"
+        f"CronJob {name} runs {cw.spec.timetable.expression!r} in {cw.spec.time_zone}"
         + (" (suspended)" if cw.spec.suspend else ""),
     )
-    return Contribution(steps=(put, told), status=status), reason
+    return Contribution(steps=(put, told, *markers_gone), status=status), reason
 
 
 def _refusal(learned: Learned) -> Contribution:
@@ -800,7 +1061,7 @@ def _handover(
     assert target is not None
     current = record.backend
     if current is not None and current is not target:
-        remove_after = backend_rules.handover_deadline(cw.spec.schedule, now=now, to=target)
+        remove_after = backend_rules.handover_deadline(cw.spec.timetable, now=now, to=target)
         changed = _event(
             "Normal",
             vocabulary.REASON_BACKEND_CHANGED,
@@ -810,7 +1071,7 @@ def _handover(
         )
         if cw.spec.suspend:  # nothing fires while suspended: nothing to hand over
             return Contribution(
-                steps=(*_retire(context, cw, current), changed),
+                steps=(*_retire(context, record, cw, current), changed),
                 status={"handover": None},
                 switch_to=target,
             )
@@ -832,10 +1093,11 @@ def _handover(
     return Contribution()
 
 
-def _retire(context: Context, cw: CronWorkflow, old: Backend) -> tuple[Step, ...]:
+def _retire(context: Context, record: _Record, cw: CronWorkflow, old: Backend) -> tuple[Step, ...]:
     """Delete the previous backend's schedule after a handover."""
     return _delete_schedule(
         context,
+        record,
         cw,
         old,
         reason_cronjob=vocabulary.REASON_HANDOVER_COMPLETE,
@@ -965,13 +1227,24 @@ def plan_refresh(body: Mapping[str, Any], context: Context, *, now: datetime) ->
     if _window_moved(cw, record, now):
         return plan(body, context, now=now)
     retire = Contribution()
+    retiring = record.status.get("retiring") or {}
+    retire_entries_at = parse_time(retiring.get("removeAfter"))
+    if retire_entries_at is not None and retire_entries_at <= now:
+        ids = [sid for sid in retiring.get("scheduleIds") or () if isinstance(sid, str)]
+        retire = Contribution(steps=_retire_entries(context, ids), status={"retiring": None})
+    elif retire_entries_at is not None:
+        retire = Contribution(requeue_after=(retire_entries_at - now).total_seconds())
     if record.remove_after is not None and record.remove_after <= now:
         if record.handover_from is not None:
-            retire = Contribution(
-                steps=_retire(context, cw, record.handover_from), status={"handover": None}
+            retire = _combine(
+                retire,
+                Contribution(
+                    steps=_retire(context, record, cw, record.handover_from),
+                    status={"handover": None},
+                ),
             )
-        else:
-            retire = Contribution(status={"handover": None})  # nothing we know how to retire
+        else:  # nothing we know how to retire
+            retire = _combine(retire, Contribution(status={"handover": None}))
     elif record.remove_after is not None:
         return ReconcilePlan(
             purpose=Purpose.REFRESH,
@@ -984,6 +1257,11 @@ def plan_refresh(body: Mapping[str, Any], context: Context, *, now: datetime) ->
         if record.status.get("nextScheduleTime") != next_time
         else Contribution()
     )
+    entries = entries_status(
+        cw, record.status, now=now, backend=record.backend, cluster=context.cluster_name
+    )
+    if entries is not None and entries != record.status.get("schedules"):
+        current = _combine(current, Contribution(status={"schedules": entries}))
     parts = _combine(retire, current, _notices(cw, record.status, now, reconcile=False))
     status = dict(parts.status)
     if parts.conditions:
@@ -1049,6 +1327,22 @@ def give_up_at(body: Mapping[str, Any], context: Context, *, now: datetime) -> d
     return asked + context.finalizer_timeout
 
 
+def known_schedule_ids(body: Mapping[str, Any], cluster: str) -> list[str]:
+    """Every QStash schedule a CronWorkflow being deleted may have: the single id, each entry's
+    of ``spec.schedules`` (read leniently: the spec may be invalid), and those status records."""
+    meta = body.get("metadata") or {}
+    namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+    ids: list[str] = [naming.schedule_id(cluster, namespace, name)]
+    for raw in (body.get("spec") or {}).get("schedules") or ():
+        entry = raw.get("name") if isinstance(raw, Mapping) else None
+        try:
+            ids.append(naming.schedule_id(cluster, namespace, name, str(entry)))
+        except ValueError:
+            continue  # not an entry name this project could have used
+    ids.extend(_recorded_ids(body.get("status") or {}))
+    return list(dict.fromkeys(ids))
+
+
 def plan_finalize(body: Mapping[str, Any], context: Context, *, now: datetime) -> ReconcilePlan:
     """Remove the CronWorkflow's schedule from every backend it may be on.
 
@@ -1060,11 +1354,19 @@ def plan_finalize(body: Mapping[str, Any], context: Context, *, now: datetime) -
     meta = body.get("metadata") or {}
     namespace, name, uid = str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid"))
     steps: list[Step] = [DeleteCronJob(namespace, naming.cronjob_name(name), uid, orphan=False)]
+    try:
+        parsed: CronWorkflow | None = model.parse(body)
+    except InvalidSpecError:
+        parsed = None
+    steps.extend(
+        DeleteCronJob(namespace, marker, uid, orphan=False)
+        for marker in entry_cronjobs(body.get("status") or {}, parsed)
+    )
     if may_have_used_qstash(body.get("status") or {}):
-        schedule_id = naming.schedule_id(context.cluster_name, namespace, name)
-        if context.has_qstash_token:
-            steps.append(DeleteSchedule(schedule_id))
-        else:
+        for schedule_id in known_schedule_ids(body, context.cluster_name):
+            if context.has_qstash_token:
+                steps.append(DeleteSchedule(schedule_id))
+                continue
             steps.append(
                 _event(
                     "Warning",
@@ -1158,7 +1460,7 @@ def _reconcile_failed(
             return again(cronjob_exists=True)
         case ReplaceCronJob(), NotFoundError() if inputs.learned.cronjob_exists is None:
             return again(cronjob_exists=False)
-        case ReplaceCronJob(manifest=manifest), NotOwnedError():
+        case ReplaceCronJob(manifest=manifest) | PutCronJob(manifest=manifest), NotOwnedError():
             name = manifest["metadata"]["name"]
             return _invalid(
                 inputs,
@@ -1170,7 +1472,7 @@ def _reconcile_failed(
                 ),
                 now=now,
             )
-        case CreateCronJob() | ReplaceCronJob(), ApiRejectedError():
+        case CreateCronJob() | ReplaceCronJob() | PutCronJob(), ApiRejectedError():
             return _invalid(
                 inputs,
                 record,

@@ -40,7 +40,16 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from qstash_operator.domain import builders, cron, idempotency, naming, slots, vocabulary, window
+from qstash_operator.domain import (
+    builders,
+    cron,
+    idempotency,
+    naming,
+    slots,
+    timetable,
+    vocabulary,
+    window,
+)
 from qstash_operator.domain.errors import (
     IdempotencyConflictError,
     PermanentDeliveryError,
@@ -313,6 +322,7 @@ def plan_tick(
     origin: MessageOrigin | None = None,
     schedule_ids: Collection[str] = (),
     ran: Collection[datetime] = (),
+    entry: str | None = None,
 ) -> RunPlan:
     """Decide what a QStash delivery at ``delivered_at`` does (rules in the module docstring).
 
@@ -323,6 +333,12 @@ def plan_tick(
     the cluster name makes it and as ``status.scheduleId`` records it. ``ran`` are the ticks
     the slot ledger records as run (:func:`slots.ran_ticks`): a late retry of one is a duplicate
     even when its Job has been pruned and the history alone would say it never ran.
+
+    ``entry`` is the ``spec.schedules`` entry whose schedule delivered (the body's ``entry``;
+    None: the single ``spec.schedule``). The tick is judged against that entry's own cron; the
+    Job is the tick's (``<name>-<unix minutes>``, the winning entry's parameters, whichever
+    entry delivered). A delivery of an entry the spec no longer has (one being retired after
+    an edit) is judged against the union of the current entries.
     """
     if message_id is not None:
         for job in jobs:
@@ -332,9 +348,13 @@ def plan_tick(
                     job_name=job.name,
                     message=f"message {message_id} already ran as Job {job.name}",
                 )
+    delivering = cw.spec.timetable.entry(entry)
+    judged = (
+        cw.spec.timetable if delivering is None else timetable.Timetable.single(delivering.schedule)
+    )
     if origin is None:
-        tick = cron.tick_for_delivery(
-            cw.spec.schedule, delivered_at, early_tolerance=tolerance, first_attempt=first_attempt
+        tick = judged.tick_for_delivery(
+            delivered_at, early_tolerance=tolerance, first_attempt=first_attempt
         )
     else:
         if origin.schedule_id is None or origin.schedule_id not in schedule_ids:
@@ -344,7 +364,9 @@ def plan_tick(
                 f"QStash says message {message_id} was made by schedule {origin.schedule_id!r}, "
                 f"not by the schedule of CronWorkflow {cw.key} ({expected})",
             )
-        tick = cron.tick_for_message(cw.spec.schedule, origin.created_at, clock_tolerance=tolerance)
+        tick = judged.tick_for_delivery(
+            origin.created_at, early_tolerance=tolerance, first_attempt=True
+        )
     if tick is None:
         return RunPlan(Outcome.NO_TICK, message="the schedule has no tick before this delivery")
     name = naming.job_name(cw.name, tick)
@@ -437,6 +459,77 @@ def plan_catch_up(
         return RunPlan(
             Outcome.DUPLICATE_TICK, tick=tick, job_name=name, message=f"Job {name} already exists"
         )
+    return _judge_tick(
+        cw,
+        jobs,
+        tick=tick,
+        name=name,
+        schedule_since=schedule_since,
+        now=now,
+        reserved=reserved,
+        runs_made=runs_made,
+    )
+
+
+def marker_tick(marker: JsonDict) -> datetime | None:
+    """The tick a CronJob's marker Job stands for: the CronJob controller's
+    ``batch.kubernetes.io/cronjob-scheduled-timestamp`` (RFC 3339 in the CronJob's zone)."""
+    annotations = (marker.get("metadata") or {}).get("annotations") or {}
+    stamp = parse_time(annotations.get(vocabulary.ANNOTATION_K8S_SCHEDULED_TIME))
+    return None if stamp is None or stamp.tzinfo is None else stamp.astimezone(UTC)
+
+
+def plan_marker(
+    cw: CronWorkflow,
+    *,
+    jobs: Sequence[JobView],
+    tick: datetime,
+    entry: str | None,
+    last_schedule_time: datetime | None,
+    schedule_since: datetime | None,
+    now: datetime,
+    tolerance: timedelta,
+    reserved: Sequence[str] = (),
+    runs_made: int = 0,
+    ran: Collection[datetime] = (),
+) -> RunPlan:
+    """A marker of entry ``entry``'s CronJob says its tick ``tick`` came (``spec.schedules`` on
+    the CronJob backend, :func:`builders.build_marker_cronjob`): decide it as a delivery of that
+    tick is decided, under the tick's Job name and with the winner's parameters.
+
+    The marker names its tick, so nothing is derived from its arrival; ``now`` (when the operator
+    looks, which may be long after, if it was down) is held to ``startingDeadlineSeconds`` like a
+    late delivery. A tick the current spec does not have (an entry edited or removed since the
+    marker was made) is ``NO_TICK``. Markers of two entries may be handled out of order, so a tick
+    before ``lastScheduleTime`` is a duplicate only when the ledger says it ran or the Job history
+    cannot prove it never ran (:func:`never_ran`), as for a late QStash retry."""
+    table = cw.spec.timetable
+    delivering = table.entry(entry)
+    if (delivering is None or not delivering.fires_at(tick)) and table.entry_for(tick) is None:
+        return RunPlan(
+            Outcome.NO_TICK,
+            tick=tick,
+            message=f"the tick {tick.isoformat()} is not one of the current spec.schedules",
+        )
+    name = naming.job_name(cw.name, tick)
+    if any(job.name == name for job in jobs):
+        return RunPlan(
+            Outcome.DUPLICATE_TICK, tick=tick, job_name=name, message=f"Job {name} already exists"
+        )
+    if last_schedule_time is not None and tick <= last_schedule_time:
+        proven_missing = (
+            tick < last_schedule_time
+            and tick not in ran
+            and never_ran(cw, jobs, tick, now=now, tolerance=tolerance)
+        )
+        if not proven_missing:
+            return RunPlan(
+                Outcome.DUPLICATE_TICK,
+                tick=tick,
+                job_name=name,
+                message=f"the tick {tick.isoformat()} already ran (lastScheduleTime "
+                f"{last_schedule_time.isoformat()})",
+            )
     return _judge_tick(
         cw,
         jobs,
@@ -599,7 +692,7 @@ def active_status(
 
 
 def next_schedule_time(
-    schedule: cron.Schedule,
+    schedule: cron.Schedule | timetable.Timetable,
     *,
     suspended: bool,
     last_schedule_time: datetime | None,
@@ -613,7 +706,7 @@ def next_schedule_time(
     if suspended:
         return None
     after = now if last_schedule_time is None else max(now, last_schedule_time)
-    return cron.next_tick(schedule, after)
+    return timetable.of(schedule).next_tick(after)
 
 
 def _schedule_times(cw: CronWorkflow, status: JsonDict, tick: datetime, now: datetime) -> JsonDict:
@@ -624,7 +717,7 @@ def _schedule_times(cw: CronWorkflow, status: JsonDict, tick: datetime, now: dat
         return {}
     runs = window.runs_made(status) + 1
     following = next_schedule_time(
-        cw.spec.schedule, suspended=cw.spec.suspend, last_schedule_time=tick, now=now
+        cw.spec.timetable, suspended=cw.spec.suspend, last_schedule_time=tick, now=now
     )
     if window.limited(cw.spec) and following is not None:
         exhausted = cw.spec.max_runs is not None and runs >= cw.spec.max_runs

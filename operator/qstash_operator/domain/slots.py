@@ -37,7 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from qstash_operator.domain import cron, vocabulary
+from qstash_operator.domain import cron, timetable, vocabulary
 from qstash_operator.domain.errors import InvalidSpecError
 
 JsonDict = dict[str, Any]
@@ -431,7 +431,7 @@ def suspensions_after(raw: Any, *, suspended: bool, now: datetime) -> list[JsonD
 
 
 def expected_ticks(
-    schedule: cron.Schedule,
+    schedule: cron.Schedule | timetable.Timetable,
     *,
     since: datetime,
     through: datetime,
@@ -446,16 +446,12 @@ def expected_ticks(
     """
     if through < since:
         return []
+    table = timetable.of(schedule)
     start = since if newest_known is None or newest_known < since else newest_known
     span = through - start
-    if (
-        newest_known is not None
-        and span <= schedule.shortest_interval * FORWARD_WALK_FACTOR * limit
-    ):
+    if newest_known is not None and span <= table.shortest_interval * FORWARD_WALK_FACTOR * limit:
         found: list[datetime] = []
-        for tick in cron.ticks_after(
-            schedule, newest_known if newest_known >= since else since - _MICRO
-        ):
+        for tick in table.ticks_after(newest_known if newest_known >= since else since - _MICRO):
             if tick > through:
                 break
             found.append(tick)
@@ -463,7 +459,7 @@ def expected_ticks(
     backwards: list[datetime] = []
     at = through
     while len(backwards) < limit:
-        latest = cron.latest_tick(schedule, at)
+        latest = table.latest_tick(at)
         if (
             latest is None
             or latest < since
@@ -483,7 +479,7 @@ _MICRO: Final = timedelta(microseconds=1)
 
 @dataclasses.dataclass(frozen=True)
 class LedgerInputs:
-    schedule: cron.Schedule
+    schedule: cron.Schedule | timetable.Timetable
     cronworkflow_uid: str
     previous: Sequence[Slot]
     jobs: Sequence[SlotJob]

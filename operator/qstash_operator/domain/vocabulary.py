@@ -151,6 +151,11 @@ REASON_CAUGHT_UP: Final = "CaughtUp"  # Normal event: the catch-up policy ran a 
 
 ANNOTATION_CATCH_UP: Final = PREFIX + "catch-up"  # on a Job: "true" when catch-up made it
 ANNOTATION_ATTEMPT: Final = PREFIX + "attempt"  # on a Job: the QStash delivery attempt (1 = first)
+ANNOTATION_SCHEDULE_ENTRY: Final = PREFIX + "schedule-entry"  # on a Job: the winning entry's name
+LABEL_SCHEDULE_ENTRY: Final = PREFIX + "schedule-entry"  # on an entry's CronJob and its markers
+LABEL_TICK_MARKER: Final = PREFIX + "tick-marker"  # "true" on a CronJob's suspended marker Job
+LABEL_MARKER_OF: Final = PREFIX + "marker-of"  # on an entry CronJob and its markers: the CW's name
+ANNOTATION_MARKER_UID: Final = PREFIX + "marker-of-uid"  # on markers: the CronWorkflow's uid
 
 # Freshness (spec.freshness): the Fresh condition
 CONDITION_FRESH: Final = "Fresh"

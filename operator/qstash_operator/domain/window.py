@@ -33,7 +33,6 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from qstash_operator.domain import cron
 from qstash_operator.domain.model import CronWorkflow, CronWorkflowSpec
 
 RUNS_FIELD: Final = "scheduledRuns"
@@ -114,7 +113,7 @@ def phase(spec: CronWorkflowSpec, runs: int, now: datetime) -> WindowState:
         )
     start = spec.active_from
     if start is not None and now < start:
-        last_before = cron.latest_tick(spec.schedule, start - _SECOND)
+        last_before = spec.timetable.latest_tick(start - _SECOND)
         switch_on = None if last_before is None else last_before + _SECOND
         backend_on = switch_on is None or now >= switch_on
         return WindowState(
@@ -130,7 +129,7 @@ def first_tick(spec: CronWorkflowSpec, after: datetime) -> datetime | None:
     """The next tick after ``after`` that the window lets run (None: none will)."""
     if spec.active_from is not None and after < spec.active_from:
         after = spec.active_from - _SECOND
-    tick = cron.next_tick(spec.schedule, after)
+    tick = spec.timetable.next_tick(after)
     if spec.active_until is not None and tick >= spec.active_until:
         return None
     return tick
@@ -140,7 +139,7 @@ def next_ticks(spec: CronWorkflowSpec, now: datetime, count: int, runs: int = 0)
     """The next ``count`` ticks that will run: inside the window, and no more than the runs
     ``spec.maxRuns`` leaves (what ``qstash-operator next`` lists)."""
     if not limited(spec):
-        return cron.next_ticks(spec.schedule, now, count)
+        return spec.timetable.next_ticks(now, count)
     if spec.max_runs is not None:
         count = min(count, max(spec.max_runs - runs, 0))
     found: list[datetime] = []

@@ -234,6 +234,22 @@ def build_registry(*, audit_seconds: float = AUDIT_SECONDS) -> kopf.OperatorRegi
         services = _services(memo)
         services.mirror.job_changed_soon(dict(body), clock=services.clock)
 
+    markers = {**managed, vocabulary.LABEL_TICK_MARKER: "true"}
+
+    @kopf.on.resume("batch", "v1", "jobs", id="tick_marker", labels=markers, registry=registry)
+    @kopf.on.create("batch", "v1", "jobs", id="tick_marker", labels=markers, registry=registry)
+    async def tick_marker(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+        """A marker Job of an entry's CronJob (``spec.schedules`` on the CronJob backend): the
+        tick it names becomes the tick's Job (``services.runs.run_marker``), then the marker
+        goes. Markers made while the operator was down are found on resume."""
+        services = _services(memo)
+        try:
+            await services.runs.run_marker(marker=dict(body), now=services.clock())
+        except TransientError as exc:
+            raise kopf.TemporaryError(str(exc), delay=_backoff(exc, retry)) from exc
+        except QStashOperatorError as exc:  # e.g. the API server refused the Job itself
+            raise kopf.PermanentError(str(exc)) from exc
+
     @kopf.on.event("batch", "v1", "cronjobs", id="cronjob_event", labels=managed, registry=registry)
     async def cronjob_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         services = _services(memo)

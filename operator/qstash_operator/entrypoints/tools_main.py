@@ -141,7 +141,7 @@ def _daylight_saving(
     if not ticks:
         return []
     horizon = max(ticks[-1] - now, timedelta(0)) + timedelta(days=1)
-    days = cron.daylight_saving_days(cw.spec.schedule, now, horizon)
+    days = cw.spec.timetable.daylight_saving_days(now, horizon)
     return [day for day in days if day.first_instant <= ticks[-1]]
 
 
@@ -149,7 +149,7 @@ def _marks(
     cw: model.CronWorkflow, ticks: list[datetime], days: list[cron.DaylightSavingDay]
 ) -> dict[datetime, str]:
     """Tick -> the message of the repeat (or extra run) it belongs to."""
-    zone = cw.spec.schedule.zone
+    zone = cw.spec.timetable.zone
     by_time = {
         (day.date, moment): day.message
         for day in days
@@ -165,12 +165,29 @@ def _marks(
     return marks
 
 
+def _firing(cw: model.CronWorkflow, tick: datetime) -> list[str]:
+    """The entries of ``spec.schedules`` that fire at ``tick``, in list order (the winner first)."""
+    return [
+        entry.name
+        for entry in cw.spec.timetable.entries
+        if entry.name is not None and entry.fires_at(tick)
+    ]
+
+
+def _entries_word(cw: model.CronWorkflow, tick: datetime) -> str:
+    """``[nightly]``, or ``[nightly wins; also: weekly]`` when entries share the tick."""
+    firing = _firing(cw, tick)
+    if len(firing) <= 1:
+        return f"[{''.join(firing)}]"
+    return f"[{firing[0]} wins; also: {', '.join(firing[1:])}]"
+
+
 def format_next(cw: model.CronWorkflow, now: datetime, count: int, runs: int = 0) -> list[str]:
     """The next ``count`` ticks, one line each, local time then UTC; clock-change days marked:
     a skipped run gets a line of its own, a tick that repeats (or is extra) says so. Only ticks
     that will run: inside ``activeFrom``/``activeUntil``, within what ``maxRuns`` leaves after
     ``runs`` (``status.scheduledRuns``)."""
-    zone = cw.spec.schedule.zone
+    zone = cw.spec.timetable.zone
     ticks = window.next_ticks(cw.spec, now, count, runs)
     days = _daylight_saving(cw, now, ticks)
     marks = _marks(cw, ticks, days)
@@ -187,6 +204,8 @@ def format_next(cw: model.CronWorkflow, now: datetime, count: int, runs: int = 0
             f"{local.strftime('%Y-%m-%d %H:%M %Z')} ({cw.spec.time_zone})   "
             f"{tick.strftime('%Y-%m-%dT%H:%M:%SZ')} (UTC)"
         )
+        if cw.spec.timetable.multiple:
+            line += f"   {_entries_word(cw, tick)}"
         if tick in marks:
             line += f"   {marks[tick]}"
         lines.append(line)
@@ -195,7 +214,7 @@ def format_next(cw: model.CronWorkflow, now: datetime, count: int, runs: int = 0
 
 def next_json(cw: model.CronWorkflow, now: datetime, count: int, runs: int = 0) -> dict[str, Any]:
     """``next -o json``: the ticks, each with its clock-change note, and the days crossed."""
-    zone = cw.spec.schedule.zone
+    zone = cw.spec.timetable.zone
     ticks = window.next_ticks(cw.spec, now, count, runs)
     days = _daylight_saving(cw, now, ticks)
     marks = _marks(cw, ticks, days)
@@ -205,11 +224,21 @@ def next_json(cw: model.CronWorkflow, now: datetime, count: int, runs: int = 0) 
             "utc": tick.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "local": tick.astimezone(zone).isoformat(),
         }
+        if cw.spec.timetable.multiple:
+            firing = _firing(cw, tick)
+            entry["entries"] = firing  # type: ignore[assignment]
+            entry["winner"] = firing[0] if firing else None  # type: ignore[assignment]
         if tick in marks:
             entry["daylightSaving"] = marks[tick]
         listed.append(entry)
+    schedules = [
+        {"name": e.name, "cron": e.schedule.original, "resolvedSchedule": e.schedule.expression}
+        for e in cw.spec.timetable.entries
+        if e.name is not None
+    ]
     return {
         "cronWorkflow": cw.key,
+        "schedules": schedules or None,
         "timeZone": cw.spec.time_zone,
         "suspended": cw.spec.suspend,
         "next": listed,
@@ -240,8 +269,15 @@ async def _next(args: argparse.Namespace, now: datetime) -> int:
         return 0
     if cw.spec.suspend:
         print(f"# {namespace}/{name} is suspended: these ticks will not run until it is resumed")
-    if cw.spec.schedule.expression != cw.spec.schedule.original:
-        print(f"# {cw.spec.schedule.original!r} resolves to {cw.spec.schedule.expression!r}")
+    for entry in cw.spec.timetable.entries:
+        schedule = entry.schedule
+        label = f"{entry.name}: " if entry.name is not None else ""
+        if schedule.expression != schedule.original:
+            print(f"# {label}{schedule.original!r} resolves to {schedule.expression!r}")
+        elif entry.name is not None:
+            print(f"# {label}{schedule.expression!r}")
+    if cw.spec.timetable.multiple:
+        print("# a tick two entries share runs once, with the first listed entry's parameters")
     if window.limited(cw.spec):
         print(f"# only ticks the window and maxRuns allow ({runs} scheduled runs made so far)")
     for line in format_next(cw, now, args.count, runs):

@@ -92,13 +92,13 @@ def summarize(body: JsonDict, *, now: datetime) -> Summary:
         state = STATE_SUSPENDED if cw.spec.suspend else STATE_ACTIVE
         # After the last run as well as after now: an early delivery ran the coming tick.
         next_run = runs.next_schedule_time(
-            cw.spec.schedule, suspended=cw.spec.suspend, last_schedule_time=last_run, now=now
+            cw.spec.timetable, suspended=cw.spec.suspend, last_schedule_time=last_run, now=now
         )
     return Summary(
         namespace=str(meta.get("namespace", "")),
         name=str(meta.get("name", "")),
         uid=str(meta.get("uid", "")),
-        schedule=str(spec.get("schedule", "")),
+        schedule=_schedule_words(spec),
         time_zone=str(spec.get("timeZone") or "UTC"),
         state=state,
         backend=status.get("backend") or None,
@@ -291,3 +291,11 @@ class CatalogService:
         )
         drift = find_drift(summaries, ours, cluster=self._cluster, namespaces=self._namespaces)
         return BackendHealth(qstash, by_backend, by_state, drift=drift)
+
+
+def _schedule_words(spec: Mapping[str, Any]) -> str:
+    """``spec.schedule`` as written, or ``N schedules`` for ``spec.schedules``."""
+    several = spec.get("schedules")
+    if isinstance(several, list) and spec.get("schedule") is None:
+        return f"{len(several)} schedules" if len(several) != 1 else "1 schedule"
+    return str(spec.get("schedule", ""))

@@ -31,6 +31,7 @@ from qstash_operator.adapters.operator_metrics import OperatorMetrics
 from qstash_operator.adapters.qstash_api import ObservedSchedule, QStashSchedules
 from qstash_operator.domain import builders, model, naming, vocabulary, window
 from qstash_operator.domain import drift as drift_rules
+from qstash_operator.domain import reconcile as reconcile_rules
 from qstash_operator.domain.errors import InvalidSpecError, QStashOperatorError
 from qstash_operator.domain.model import Backend, JsonDict
 from qstash_operator.settings import Settings
@@ -74,33 +75,39 @@ class DriftRepair:
         for body in bodies:
             status = body.get("status") or {}
             meta = body.get("metadata") or {}
-            sid: str = naming.schedule_id(
-                self._settings.cluster_name, meta["namespace"], meta["name"]
-            )
+            # Every id the object may have: the single one, each spec.schedules entry's, and
+            # those status records (applied, or being retired after an edit).
+            owned = reconcile_rules.known_schedule_ids(body, self._settings.cluster_name)
             on_qstash = status.get("backend") == Backend.QSTASH.value
             retiring_qstash = (status.get("handover") or {}).get("from") == Backend.QSTASH.value
             if retiring_qstash or meta.get("deletionTimestamp"):
-                keep.add(sid)  # the handover or the finalizer owns it
+                keep.update(owned)  # the handover or the finalizer owns them
                 continue
             if not on_qstash:
                 continue
-            keep.add(sid)
             try:
                 cw = model.parse(body)
             except InvalidSpecError:
+                keep.update(owned)
                 continue  # reconcile reports it; nothing to repair toward
+            retiring = (status.get("retiring") or {}).get("scheduleIds") or ()
+            keep.update(sid for sid in retiring if isinstance(sid, str))
             cw = window.as_applied(cw, status, now)  # paused while waiting for its window
-            desired = builders.build_schedule(
+            every = builders.build_schedules(
                 cw, cluster=self._settings.cluster_name, public_url=self._public_url()
             )
-            if status.get("appliedScheduleHash") != desired.fingerprint():
-                continue  # a reconcile is due (or running) and will apply the spec itself
-            current = observed.get(sid)
-            differences = ["missing"] if current is None else current.differs_from(desired)
-            if not differences:
+            keep.update(desired.schedule_id for desired in every)
+            if status.get("appliedScheduleHash") != builders.schedules_fingerprint(every):
+                keep.update(owned)  # a reconcile is due (or running) and applies the spec itself
                 continue
-            await self._repair(body, desired, current, differences, now=now)
-            (recreated if current is None else updated).append(sid)
+            for desired in every:
+                sid = desired.schedule_id
+                current = observed.get(sid)
+                differences = ["missing"] if current is None else current.differs_from(desired)
+                if not differences:
+                    continue
+                await self._repair(body, desired, current, differences, now=now)
+                (recreated if current is None else updated).append(sid)
 
         orphans = drift_rules.orphans(
             observed,

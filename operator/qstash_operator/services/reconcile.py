@@ -40,6 +40,7 @@ from qstash_operator.domain.reconcile import (
     DeleteSchedule,
     PauseSchedule,
     PostEvent,
+    PutCronJob,
     ReconcilePlan,
     ReplaceCronJob,
     Step,
@@ -161,6 +162,11 @@ class Reconciler:
                 await self._kube.create_cronjob(manifest)
             case ReplaceCronJob(manifest=manifest, owner_uid=owner_uid):
                 await self._replace_cronjob(manifest, owner_uid)
+            case PutCronJob(manifest=manifest, owner_uid=owner_uid):
+                try:
+                    await self._replace_cronjob(manifest, owner_uid)
+                except NotFoundError:
+                    await self._kube.create_cronjob(manifest)
             case DeleteCronJob():
                 await self._delete_cronjob(step)
             case AdoptJobs():

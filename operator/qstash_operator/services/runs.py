@@ -64,8 +64,10 @@ from qstash_operator.domain.errors import (
     InvalidSpecError,
     NotFoundError,
     PermanentDeliveryError,
+    QStashOperatorError,
     QStashUnavailableError,
     QuotaExceededError,
+    TransientError,
 )
 from qstash_operator.domain.model import Backend, CronWorkflow, JsonDict
 from qstash_operator.domain.runs import JobView, MessageOrigin, Outcome, RunPlan
@@ -196,10 +198,13 @@ class RunService:
         message_id: str | None,
         delivered_at: datetime,
         retried: int,
+        entry: str | None = None,
     ) -> RunResult:
         """A verified QStash delivery for ``namespace/name`` (uid from the schedule's body).
 
-        ``retried`` is ``Upstash-Retried``: the attempts QStash made before this one.
+        ``retried`` is ``Upstash-Retried``: the attempts QStash made before this one. ``entry``
+        is the ``spec.schedules`` entry whose schedule delivered (the body's; None: the single
+        ``spec.schedule``): its cron judges the tick, its schedule id must have made a retry.
         """
         started = time.perf_counter()
         origin: MessageOrigin | None = None
@@ -225,8 +230,9 @@ class RunService:
                 reserved=runs.reserved_names(status.get("active"), now=delivered_at),
                 runs_made=window.runs_made(status),
                 origin=origin,
-                schedule_ids=self._schedule_ids(cw, status),
+                schedule_ids=self._schedule_ids(cw, status, entry),
                 ran=slots.ran_ticks(status.get("recentSlots")),
+                entry=entry,
             )
             try:
                 return await self._execute(
@@ -406,18 +412,92 @@ class RunService:
                 logger.info("catch-up of %s/%s lost a race; deciding again", namespace, name)
         raise ConflictError(f"{namespace}/{name}: too many concurrent writers", retry_after=1.0)
 
+    async def run_marker(self, *, marker: JsonDict, now: datetime) -> RunResult:
+        """A marker Job of an entry's CronJob (``spec.schedules`` on the CronJob backend): run its
+        tick through the delivery's rules (``domain.runs.plan_marker``), then delete the marker,
+        whatever became of the tick. A CronWorkflow gone, recreated or invalid deletes it too; a
+        transient failure raises and keeps it, so the caller's retry finds it again."""
+        meta = marker.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        namespace = str(meta.get("namespace", ""))
+        name = str(labels.get(vocabulary.LABEL_MARKER_OF, ""))
+        entry = labels.get(vocabulary.LABEL_SCHEDULE_ENTRY)
+        uid = (meta.get("annotations") or {}).get(vocabulary.ANNOTATION_MARKER_UID)
+        tick = runs.marker_tick(marker)
+        started = time.perf_counter()
+        try:
+            if tick is None or not name:
+                raise PermanentDeliveryError(
+                    vocabulary.REASON_INVALID_SPEC,
+                    f"marker Job {meta.get('name')} names no CronWorkflow or no scheduled time",
+                )
+            for _ in range(MAX_RESERVATION_ATTEMPTS):
+                body = await self._load(namespace, name, uid if isinstance(uid, str) else None)
+                cw = self._parse(body)
+                jobs = await self._jobs(cw)
+                status = body.get("status") or {}
+                plan = runs.plan_marker(
+                    cw,
+                    jobs=jobs,
+                    tick=tick,
+                    entry=entry if isinstance(entry, str) else None,
+                    last_schedule_time=runs.parse_time(status.get("lastScheduleTime")),
+                    schedule_since=runs.parse_time(status.get("scheduleSince")),
+                    now=now,
+                    tolerance=self._tolerance,
+                    reserved=runs.reserved_names(status.get("active"), now=now),
+                    runs_made=window.runs_made(status),
+                    ran=slots.ran_ticks(status.get("recentSlots")),
+                )
+                try:
+                    result = await self._execute(
+                        body,
+                        cw,
+                        jobs,
+                        plan,
+                        now=now,
+                        message_id=None,
+                        requested_by=None,
+                        started=started,
+                    )
+                except ConflictError:
+                    logger.info("marker of %s/%s lost a race; deciding again", namespace, name)
+                    continue
+                break
+            else:
+                raise ConflictError(
+                    f"{namespace}/{name}: too many concurrent writers", retry_after=1.0
+                )
+        except PermanentDeliveryError as exc:
+            logger.info("dropping marker Job %s: %s", meta.get("name"), exc)
+            await self._kube.delete_job(namespace, str(meta.get("name", "")))
+            return RunResult(Outcome.NO_TICK, None, tick, str(exc), namespace, name)
+        except TransientError:
+            raise  # the marker stays for the retry
+        except QStashOperatorError:  # refused for good (the Job itself): do not retry forever
+            await self._kube.delete_job(namespace, str(meta.get("name", "")))
+            raise
+        await self._kube.delete_job(namespace, str(meta.get("name", "")))
+        return result
+
     # -- steps -------------------------------------------------------------------------
 
-    def _schedule_ids(self, cw: CronWorkflow, status: JsonDict) -> frozenset[str]:
-        """The ids a retried message of ``cw`` may come from: the one this cluster's name makes,
-        and the one the operator recorded (so a webhook whose cluster name differs from the
-        operator's still places retries, rather than refusing every one)."""
+    def _schedule_ids(
+        self, cw: CronWorkflow, status: JsonDict, entry: str | None = None
+    ) -> frozenset[str]:
+        """The ids a retried message of ``cw``'s schedule ``entry`` may come from: the one this
+        cluster's name makes, and the one the operator recorded (so a webhook whose cluster name
+        differs from the operator's still places retries, rather than refusing every one)."""
         ids: set[str] = set()
         if self._cluster is not None:
-            ids.add(naming.schedule_id(self._cluster, cw.namespace, cw.name))
-        recorded = status.get("scheduleId")
-        if isinstance(recorded, str) and recorded:
-            ids.add(recorded)
+            ids.add(naming.schedule_id(self._cluster, cw.namespace, cw.name, entry))
+        recorded = [status.get("scheduleId")] if entry is None else []
+        recorded.extend(
+            item.get("scheduleId")
+            for item in status.get("schedules") or ()
+            if isinstance(item, dict) and item.get("name") == entry and entry is not None
+        )
+        ids.update(sid for sid in recorded if isinstance(sid, str) and sid)
         return frozenset(ids)
 
     async def _origin(self, message_id: str | None) -> MessageOrigin:

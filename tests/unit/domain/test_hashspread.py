@@ -76,14 +76,18 @@ def test_malformed_hashes_are_refused_naming_the_field(expression: str, words: l
 def test_the_same_object_resolves_the_same_after_delete_and_re_create() -> None:
     first = model.parse(body({"schedule": "H H * * *"}))
     again = model.parse(body({"schedule": "H H * * *"}) | {"status": {}})
-    assert first.spec.schedule.expression == again.spec.schedule.expression == "18 14 * * *"
+    assert (
+        first.spec.timetable.first.expression
+        == again.spec.timetable.first.expression
+        == "18 14 * * *"
+    )
 
 
 def test_the_parsed_spec_runs_the_resolution_and_remembers_what_was_written() -> None:
     schedule = model.parse(body({"schedule": "H/15 * * * *", "timeZone": "Europe/Berlin"}))
-    assert schedule.spec.schedule.expression == "3-59/15 * * * *"
-    assert schedule.spec.schedule.original == "H/15 * * * *"
-    assert schedule.spec.schedule.qstash_cron() == "CRON_TZ=Europe/Berlin 3-59/15 * * * *"
+    assert schedule.spec.timetable.first.expression == "3-59/15 * * * *"
+    assert schedule.spec.timetable.first.original == "H/15 * * * *"
+    assert schedule.spec.timetable.first.qstash_cron() == "CRON_TZ=Europe/Berlin 3-59/15 * * * *"
 
 
 def test_other_names_spread_over_the_hour() -> None:

@@ -43,7 +43,7 @@ def test_every_field_is_read() -> None:
         )
     )
     spec = cw.spec
-    assert spec.schedule.qstash_cron() == "CRON_TZ=Asia/Tokyo 0 0 * * *"
+    assert spec.timetable.first.qstash_cron() == "CRON_TZ=Asia/Tokyo 0 0 * * *"
     assert spec.suspend is True
     assert spec.concurrency_policy is model.ConcurrencyPolicy.FORBID
     assert spec.starting_deadline_seconds == 120

@@ -42,6 +42,7 @@ from qstash_operator.domain.reconcile import (
     Event,
     PauseSchedule,
     PostEvent,
+    PutCronJob,
     ReconcilePlan,
     ReplaceCronJob,
     Step,
@@ -91,6 +92,8 @@ def render(step: Step) -> str:
             return f"create CronJob {manifest['metadata']['name']}"
         case ReplaceCronJob(manifest=manifest):
             return f"replace CronJob {manifest['metadata']['name']}"
+        case PutCronJob(manifest=manifest):
+            return f"put CronJob {manifest['metadata']['name']}"
         case DeleteCronJob(name=name, orphan=orphan):
             return f"delete CronJob {name}" + (" orphaning its Jobs" if orphan else "")
         case AdoptJobs():

@@ -72,3 +72,30 @@ def test_next_lists_only_the_ticks_the_window_and_max_runs_allow() -> None:
     three_made = [e["utc"] for e in tools_main.next_json(cw, now, 10, runs=3)["next"]]
     assert three_made == ["2027-01-01T11:00:00Z", "2027-01-01T12:00:00Z"]
     assert tools_main.next_json(cw, now, 10, runs=5)["next"] == []
+
+
+SEVERAL = {
+    "schedule": None,
+    "schedules": [
+        {"name": "hourly", "cron": "0 * * * *"},
+        {"name": "sixhourly", "cron": "0 */6 * * *"},
+        {"name": "late", "cron": "30 11 * * *"},
+    ],
+}
+
+
+def test_next_with_several_schedules_names_the_entries_and_the_winner() -> None:
+    cw = cronworkflow(SEVERAL)
+    lines = tools_main.format_next(cw, datetime(2026, 6, 1, 10, 30, tzinfo=UTC), 3)
+    assert lines == [
+        "2026-06-01 11:00 UTC (UTC)   2026-06-01T11:00:00Z (UTC)   [hourly]",
+        "2026-06-01 11:30 UTC (UTC)   2026-06-01T11:30:00Z (UTC)   [late]",
+        "2026-06-01 12:00 UTC (UTC)   2026-06-01T12:00:00Z (UTC)   [hourly wins; also: sixhourly]",
+    ]
+    answer = tools_main.next_json(cw, datetime(2026, 6, 1, 10, 30, tzinfo=UTC), 3)
+    assert [(t["entries"], t["winner"]) for t in answer["next"]] == [
+        (["hourly"], "hourly"),
+        (["late"], "late"),
+        (["hourly", "sixhourly"], "hourly"),
+    ]
+    assert [s["name"] for s in answer["schedules"]] == ["hourly", "sixhourly", "late"]

@@ -510,6 +510,24 @@ def test_a_row_shows_the_next_run_only_when_one_will_come(
     assert (row["nextRun"] or {}).get("utc") == next_run
 
 
+def test_a_row_of_several_schedules_says_how_many_and_the_next_run_is_the_unions() -> None:
+    spec = {
+        "schedule": None,
+        "schedules": [
+            {"name": "late", "cron": "30 * * * *"},
+            {"name": "top", "cron": "0 * * * *"},
+        ],
+    }
+    row = vm.row_json(vm.Parsed.of(factories.body(spec)), [], TOP_OF_THE_HOUR)
+    assert row["schedule"] == "2 schedules"
+    assert row["scheduleWords"].startswith("2 schedules: late ")
+    assert row["nextRun"]["utc"] == "2026-11-28 10:30:00 UTC"
+    words = vm.spec_in_words(factories.cronworkflow(spec), running=None)
+    assert words[0].startswith("late: ")
+    assert words[1].startswith("top: ")
+    assert "first listed schedule's parameters" in words[2]
+
+
 # -- permissions ------------------------------------------------------------------------------
 
 NO_PATCH = vm.Permission(False, "alice may not patch (no rule)")

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from cron_descriptor import ExpressionDescriptor, Options
 
-from qstash_operator.domain import cron, model, runs, vocabulary
+from qstash_operator.domain import cron, model, runs, timetable, vocabulary
 from qstash_operator.domain.errors import InvalidSpecError
 from qstash_operator.domain.model import ConcurrencyPolicy, JsonDict
 
@@ -179,11 +179,17 @@ _CONCURRENCY_WORDS: Final = {
 def spec_in_words(cw: model.CronWorkflow, *, running: str | None) -> list[str]:
     """The spec as sentences, most important first. ``running`` is ``status.backend``."""
     spec = cw.spec
-    zone = spec.schedule.time_zone
+    zone = spec.timetable.time_zone
     sentences = [
-        f"{describe_schedule(spec.schedule.expression)}, {zone} time "
-        f"(cron {spec.schedule.original!r})."
+        (f"{entry.name}: " if entry.name is not None else "")
+        + f"{describe_schedule(entry.schedule.expression)}, {zone} time "
+        f"(cron {entry.schedule.original!r})."
+        for entry in spec.timetable.entries
     ]
+    if spec.timetable.multiple:
+        sentences.append(
+            "A tick two schedules share runs once, with the first listed schedule's parameters."
+        )
     if spec.suspend:
         sentences.append("Suspended: no tick runs until it is activated; Run now still works.")
     sentences.append(_CONCURRENCY_WORDS[spec.concurrency_policy])
@@ -221,7 +227,7 @@ def spec_in_words(cw: model.CronWorkflow, *, running: str | None) -> list[str]:
 
 
 def daylight_saving_marks(
-    schedule: cron.Schedule, now: datetime, ticks: Sequence[datetime]
+    schedule: cron.Schedule | timetable.Timetable, now: datetime, ticks: Sequence[datetime]
 ) -> dict[datetime, str]:
     """A note for each of ``ticks`` that a clock change concerns, from the cron model's
     :func:`~qstash_operator.domain.cron.daylight_saving_days`: a repeated (or extra) run carries
@@ -231,33 +237,35 @@ def daylight_saving_marks(
         return {}
     notes: dict[datetime, list[str]] = {}
     horizon = ticks[-1] - now + timedelta(days=1)
-    for day in cron.daylight_saving_days(schedule, now, horizon=horizon):
+    for day in timetable.of(schedule).daylight_saving_days(now, horizon=horizon):
         if day.effect is cron.DaylightSavingEffect.SKIP:
             after = next((tick for tick in ticks if tick > day.first_instant), None)
             if after is not None:
                 notes.setdefault(after, []).append(f"before this run, {day.message}")
             continue
         for tick in ticks:
-            local = tick.astimezone(schedule.zone)
+            local = tick.astimezone(timetable.of(schedule).zone)
             if local.date() == day.date and local.time().replace(second=0) in day.times:
                 notes.setdefault(tick, []).append(day.message)
     return {tick: "; ".join(messages) for tick, messages in notes.items()}
 
 
-def next_daylight_saving(schedule: cron.Schedule, now: datetime) -> str:
+def next_daylight_saving(schedule: cron.Schedule | timetable.Timetable, now: datetime) -> str:
     """The next day a clock change makes the schedule skip, repeat or add a run, in words."""
-    day = cron.next_daylight_saving_day(schedule, now)
+    day = timetable.of(schedule).next_daylight_saving_day(now)
     if day is None:
         days = cron.DAYLIGHT_SAVING_HORIZON.days
         return f"No clock change skips or repeats a run in the next {days} days."
     return f"Next daylight-saving effect: {day.message}."
 
 
-def fire_times(schedule: cron.Schedule, now: datetime, *, count: int = FIRE_TIMES) -> list[Json]:
+def fire_times(
+    schedule: cron.Schedule | timetable.Timetable, now: datetime, *, count: int = FIRE_TIMES
+) -> list[Json]:
     """The next ``count`` fire times after ``now``, each in the zone and in UTC, with a note on
     those a daylight-saving change concerns."""
     zone = schedule.zone
-    ticks = cron.next_ticks(schedule, now, count)
+    ticks = timetable.of(schedule).next_ticks(now, count)
     notes = daylight_saving_marks(schedule, now, ticks)
     return [{**moment(tick, zone, now), "mark": notes.get(tick)} for tick in ticks]
 
@@ -379,13 +387,17 @@ def ledger_slots(status: Mapping[str, Any]) -> list[Slot] | None:
 
 
 def recent_ticks(
-    schedule: cron.Schedule, now: datetime, *, since: datetime | None, count: int
+    schedule: cron.Schedule | timetable.Timetable,
+    now: datetime,
+    *,
+    since: datetime | None,
+    count: int,
 ) -> list[datetime]:
     """The latest ``count`` ticks at or before ``now`` and not before ``since``, oldest first."""
     ticks: list[datetime] = []
     at = now
     while len(ticks) < count:
-        tick = cron.latest_tick(schedule, at)
+        tick = timetable.of(schedule).latest_tick(at)
         if tick is None or (since is not None and tick < since):
             break
         ticks.append(tick)
@@ -394,7 +406,7 @@ def recent_ticks(
 
 
 def job_slots(
-    schedule: cron.Schedule | None,
+    schedule: cron.Schedule | timetable.Timetable | None,
     jobs: Sequence[JobRow],
     now: datetime,
     *,
@@ -626,6 +638,15 @@ class Parsed:
         return max(known) if known else None
 
 
+def _schedule_words(cw: model.CronWorkflow) -> str:
+    table = cw.spec.timetable
+    if not table.multiple:
+        return describe_schedule(table.first.expression)
+    return f"{len(table.entries)} schedules: " + "; ".join(
+        f"{entry.name} {describe_schedule(entry.schedule.expression)}" for entry in table.entries
+    )
+
+
 def row_json(parsed: Parsed, jobs: Sequence[JobRow] | None, now: datetime) -> Json:
     """One CronWorkflow as the list shows it."""
     spec = parsed.body.get("spec") or {}
@@ -633,7 +654,7 @@ def row_json(parsed: Parsed, jobs: Sequence[JobRow] | None, now: datetime) -> Js
     status = parsed.status
     next_run = None
     if parsed.cw is not None and not parsed.cw.spec.suspend:
-        next_run = moment(cron.next_tick(parsed.cw.spec.schedule, now), zone, now)
+        next_run = moment(parsed.cw.spec.timetable.next_tick(now), zone, now)
     latest = last_run(status, jobs)
     last = None
     if latest is not None:
@@ -644,9 +665,7 @@ def row_json(parsed: Parsed, jobs: Sequence[JobRow] | None, now: datetime) -> Js
             "outcomeWords": OUTCOME_WORDS[outcome] if job or outcome != NO_JOB else "unknown",
             "job": job,
         }
-    schedule_words = (
-        describe_schedule(parsed.cw.spec.schedule.expression) if parsed.cw is not None else None
-    )
+    schedule_words = _schedule_words(parsed.cw) if parsed.cw is not None else None
     ready = condition(status, vocabulary.CONDITION_READY) or {
         "type": vocabulary.CONDITION_READY,
         "status": "Unknown",
@@ -657,7 +676,8 @@ def row_json(parsed: Parsed, jobs: Sequence[JobRow] | None, now: datetime) -> Js
         "namespace": parsed.namespace,
         "name": parsed.name,
         "href": f"#/cronworkflows/{parsed.namespace}/{parsed.name}",
-        "schedule": str(spec.get("schedule", "")),
+        "schedule": str(spec.get("schedule") or "")
+        or f"{len(spec.get('schedules') or [])} schedules",
         "scheduleWords": schedule_words,
         "timeZone": str(spec.get("timeZone") or "UTC"),
         "backend": status.get("backend") or None,
@@ -703,8 +723,8 @@ def detail_json(inputs: DetailInputs, *, user: str, now: datetime) -> Json:
     cw = parsed.cw
     if cw is not None:
         words = spec_in_words(cw, running=parsed.status.get("backend") or None)
-        fires = fire_times(cw.spec.schedule, now)
-        daylight_saving = next_daylight_saving(cw.spec.schedule, now)
+        fires = fire_times(cw.spec.timetable, now)
+        daylight_saving = next_daylight_saving(cw.spec.timetable, now)
     else:
         words = [f"The spec is invalid: {parsed.problem}"]
         fires = []
@@ -713,7 +733,7 @@ def detail_json(inputs: DetailInputs, *, user: str, now: datetime) -> Json:
     if ledger is not None:
         timeline: Json | None = timeline_json(ledger, source="ledger", zone=zone, now=now)
     elif rows is not None:
-        slots = job_slots(cw.spec.schedule if cw else None, rows, now, since=parsed.since)
+        slots = job_slots(cw.spec.timetable if cw else None, rows, now, since=parsed.since)
         timeline = timeline_json(slots, source="jobs", zone=zone, now=now)
     else:
         timeline = None
