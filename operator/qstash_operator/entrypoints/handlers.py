@@ -24,11 +24,11 @@ import kopf
 from qstash_operator.adapters.kube import Kube
 from qstash_operator.adapters.operator_metrics import OperatorMetrics
 from qstash_operator.adapters.qstash_api import QStashSchedules
-from qstash_operator.domain import parameters, slots, vocabulary
+from qstash_operator.domain import parameters, vocabulary
 from qstash_operator.domain.errors import QStashOperatorError, TransientError
 from qstash_operator.domain.retry import retry_delay
 from qstash_operator.services.drift import DriftRepair
-from qstash_operator.services.observe import StatusMirror
+from qstash_operator.services.observe import IndexedJob, StatusMirror, indexed_job
 from qstash_operator.services.reconcile import Reconciler, Result
 from qstash_operator.services.runs import RunService
 from qstash_operator.services.slots import SlotAudit
@@ -205,15 +205,15 @@ def build_registry(*, audit_seconds: float = AUDIT_SECONDS) -> kopf.OperatorRegi
     managed = {vocabulary.LABEL_MANAGED_BY: vocabulary.MANAGED_BY}
 
     @kopf.index("batch", "v1", "jobs", id="slot_jobs", labels=managed, registry=registry)
-    def slot_jobs(
+    async def slot_jobs(
         body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
-    ) -> dict[tuple[str, str], slots.SlotJob] | None:
-        """Every Job of ours by (namespace, CronWorkflow), kept by kopf from its Job watch: the
-        slot audit reads it instead of listing Jobs per CronWorkflow."""
+    ) -> dict[tuple[str, str], IndexedJob] | None:
+        """Every Job of ours by (namespace, CronWorkflow), kept by kopf from its Job watch, as
+        the few fields the slot audit and the status mirror read instead of listing Jobs."""
         owner = labels.get(vocabulary.LABEL_CRONWORKFLOW)
         if not namespace or not owner:
             return None
-        return {(namespace, owner): slots.slot_job(dict(body))}
+        return {(namespace, owner): indexed_job(dict(body))}
 
     @kopf.timer(*RESOURCE, id="slot_audit", interval=audit_seconds, registry=registry)
     async def slot_audit(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
@@ -221,18 +221,31 @@ def build_registry(*, audit_seconds: float = AUDIT_SECONDS) -> kopf.OperatorRegi
         services = _services(memo)
         if services.audit is None:
             return
-        index: kopf.Index[tuple[str, str], slots.SlotJob] = kwargs["slot_jobs"]
+        index: kopf.Index[tuple[str, str], IndexedJob] = kwargs["slot_jobs"]
         key = (str(body.meta.get("namespace")), str(body.meta.get("name")))
-        jobs = list(index.get(key, ()))
+        jobs = [entry.slot for entry in index.get(key, ())]
         try:
             await services.audit.audit(dict(body), jobs, now=services.clock())
         except TransientError as exc:
             logger.info("slot audit of %s/%s deferred: %s", *key, exc)
 
     @kopf.on.event("batch", "v1", "jobs", id="job_event", labels=managed, registry=registry)
-    async def job_event(body: kopf.Body, memo: kopf.Memo, type: str | None, **_: Any) -> None:
+    async def job_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
         services = _services(memo)
+        services.mirror.use_index(kwargs["slot_jobs"])
         services.mirror.job_changed_soon(dict(body), clock=services.clock)
+
+    @kopf.on.event(*RESOURCE, id="cronworkflow_event", registry=registry)
+    async def cronworkflow_event(
+        body: kopf.Body, memo: kopf.Memo, type: str | None, **_: Any
+    ) -> None:
+        """The mirror holds the latest copy its watch delivered (references, no copy): it decides
+        from it instead of reading the CronWorkflow for every Job event."""
+        services = _services(memo)
+        services.mirror.cronworkflow_seen(
+            dict(body), deleted=type == "DELETED", clock=services.clock
+        )
+        services.metrics.mirror_cached.set(services.mirror.cached)
 
     @kopf.on.event("batch", "v1", "cronjobs", id="cronjob_event", labels=managed, registry=registry)
     async def cronjob_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
