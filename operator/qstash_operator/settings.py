@@ -179,6 +179,16 @@ class Settings:
     slot_audit_seconds: float = 30.0
     """The slot audit's period per CronWorkflow. It reads the operator's watch caches and writes
     only what changed, so a shorter period costs CPU, not API requests."""
+    mirror_delay_seconds: float = 2.0
+    """How long the operator gathers a CronWorkflow's Job events before one status mirror pass
+    (``services.observe``)."""
+    mirror_record_grace_seconds: float = 10.0
+    """How long a Job a QStash delivery made is left for the webhook to record before the
+    operator's mirror records it itself (the repair after a webhook died between its Job create
+    and its status write takes this long)."""
+    mirror_cache_max_cronworkflows: int = 50_000
+    """CronWorkflows whose latest watched copy the mirror holds (references into what kopf keeps
+    anyway); past it, the least recently seen are read from the API server when mirrored."""
     missed_grace_seconds: float = 90.0
     """A slot with no run this long after its tick reads Missed: QStash may take up to 60 s to
     load a schedule and its first attempt some seconds more; the CronJob controller checks every
@@ -373,6 +383,11 @@ class Settings:
             pod_name=text("POD_NAME") or text("HOSTNAME") or "qstash-operator",
             slot_audit_seconds=number("QSTASH_OPERATOR_SLOT_AUDIT_SECONDS", 30.0, 1.0),
             missed_grace_seconds=number("QSTASH_OPERATOR_MISSED_GRACE_SECONDS", 90.0, 0.0),
+            mirror_delay_seconds=number("QSTASH_OPERATOR_MIRROR_DELAY", 2.0, 0.0),
+            mirror_record_grace_seconds=number("QSTASH_OPERATOR_MIRROR_RECORD_GRACE", 10.0, 0.0),
+            mirror_cache_max_cronworkflows=whole(
+                "QSTASH_OPERATOR_MIRROR_CACHE_MAX_CRONWORKFLOWS", 50_000, 1
+            ),
         )
         if settings.backend is BackendChoice.QSTASH and (problem := settings.qstash_problem()):
             raise SettingsError(

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from qstash_operator.adapters.kube import _error
+from qstash_operator.adapters.kube import _error, proxy_configured
 from qstash_operator.domain.errors import (
     AdmissionDeniedError,
     ApiRejectedError,
@@ -157,3 +157,18 @@ def test_transient_403s_say_what_they_are(body: bytes, reason: str, retry_after:
     error = _error("POST", f"/apis/batch/v1/namespaces/{NS}/jobs", 403, body)
     assert getattr(error, "reason", None) == reason
     assert getattr(error, "retry_after", None) == retry_after
+
+
+@pytest.mark.parametrize(
+    ("env", "trusted"),
+    [
+        pytest.param({}, False, id="no proxy: no netrc or proxy lookups per request"),
+        pytest.param({"HTTPS_PROXY": "http://proxy:3128"}, True, id="a proxy"),
+        pytest.param({"https_proxy": "http://proxy:3128"}, True, id="a proxy, lower case"),
+        pytest.param({"HTTPS_PROXY": ""}, False, id="set but empty"),
+    ],
+)
+def test_the_client_trusts_the_environment_only_for_a_proxy(
+    env: dict[str, str], trusted: bool
+) -> None:
+    assert proxy_configured(env) is trusted

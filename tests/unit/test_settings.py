@@ -40,6 +40,27 @@ def test_the_worker_limit(raw: str | None, limit: int) -> None:
     assert Settings.from_env(env).worker_limit == limit
 
 
+def test_the_mirror_settings_default_and_parse() -> None:
+    defaults = Settings.from_env({})
+    assert (
+        defaults.mirror_delay_seconds,
+        defaults.mirror_record_grace_seconds,
+        defaults.mirror_cache_max_cronworkflows,
+    ) == (2.0, 10.0, 50_000)
+    chosen = Settings.from_env(
+        {
+            "QSTASH_OPERATOR_MIRROR_DELAY": "0.5",
+            "QSTASH_OPERATOR_MIRROR_RECORD_GRACE": "30",
+            "QSTASH_OPERATOR_MIRROR_CACHE_MAX_CRONWORKFLOWS": "20000",
+        }
+    )
+    assert (
+        chosen.mirror_delay_seconds,
+        chosen.mirror_record_grace_seconds,
+        chosen.mirror_cache_max_cronworkflows,
+    ) == (0.5, 30.0, 20_000)
+
+
 @pytest.mark.parametrize(
     ("raw", "enabled"),
     [
@@ -145,6 +166,21 @@ def test_secrets_never_print() -> None:
             id="flag not a boolean",
         ),
         pytest.param({"QSTASH_WEBHOOK_UI": "off"}, "QSTASH_WEBHOOK_UI", id="console flag"),
+        pytest.param(
+            {"QSTASH_OPERATOR_MIRROR_DELAY": "-1"},
+            "QSTASH_OPERATOR_MIRROR_DELAY",
+            id="a mirror delay in the past",
+        ),
+        pytest.param(
+            {"QSTASH_OPERATOR_MIRROR_RECORD_GRACE": "soon"},
+            "QSTASH_OPERATOR_MIRROR_RECORD_GRACE",
+            id="a record grace not a number",
+        ),
+        pytest.param(
+            {"QSTASH_OPERATOR_MIRROR_CACHE_MAX_CRONWORKFLOWS": "0"},
+            "QSTASH_OPERATOR_MIRROR_CACHE_MAX_CRONWORKFLOWS",
+            id="a mirror cache of nothing",
+        ),
     ],
 )
 def test_bad_settings_name_the_variable_and_the_fix(env: dict[str, str], variable: str) -> None:

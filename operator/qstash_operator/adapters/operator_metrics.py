@@ -91,5 +91,12 @@ class OperatorMetrics:
             registry=self.registry,
         )
 
+        self.mirror_cached = Gauge(
+            "qstash_operator_mirror_cached_cronworkflows",
+            "CronWorkflows whose latest watched copy the status mirror holds (bounded by "
+            "QSTASH_OPERATOR_MIRROR_CACHE_MAX_CRONWORKFLOWS).",
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

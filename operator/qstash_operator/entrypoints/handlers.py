@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
@@ -24,11 +25,11 @@ import kopf
 from qstash_operator.adapters.kube import Kube
 from qstash_operator.adapters.operator_metrics import OperatorMetrics
 from qstash_operator.adapters.qstash_api import QStashSchedules
-from qstash_operator.domain import parameters, slots, vocabulary
+from qstash_operator.domain import parameters, vocabulary
 from qstash_operator.domain.errors import QStashOperatorError, TransientError
 from qstash_operator.domain.retry import retry_delay
 from qstash_operator.services.drift import DriftRepair
-from qstash_operator.services.observe import StatusMirror
+from qstash_operator.services.observe import IndexedJob, StatusMirror, indexed_job
 from qstash_operator.services.reconcile import Reconciler, Result
 from qstash_operator.services.runs import RunService
 from qstash_operator.services.slots import SlotAudit
@@ -46,6 +47,9 @@ WORKER_IDLE_SECONDS: Final = 1.0
 limit of 50, kopf's default 5 s made a 1,000-object cold start take 102 s instead of 28 s (a
 one-off sweep of the bench's cold start; the figures are in the commit that set this)."""
 RUN_NOW: Final = {vocabulary.ANNOTATION_RUN_NOW: kopf.PRESENT}
+DUE_FRACTION: Final = 0.9
+"""A periodic job sharing the timer counts as due once 90 % of its period has passed: kopf's
+timer fires slightly late or early, and an exact comparison would skip every other tick."""
 AUDIT_SECONDS: Final = 30.0
 """The slot audit's default period (``Settings.slot_audit_seconds``)."""
 
@@ -75,6 +79,21 @@ def _backoff(exc: TransientError, retry: int) -> float:
     """The domain's retry delay (growing for outages and rate limits, spread so objects that
     failed together do not retry together), with this retry's random draw."""
     return retry_delay(exc, retry, random.random())  # noqa: S311  # spreading load, not a secret
+
+
+def _due(memo: Any, field: str, period: float, moment: float, *, tick: float) -> bool:
+    """Whether a periodic job of one object, on a timer firing every ``tick`` seconds, is due at
+    ``moment`` (monotonic); remembered in the object's memo when it is. The timer's first firing
+    comes ``tick`` after kopf first saw the object, so each job first runs ``period`` after
+    that, as it would on a timer of its own."""
+    last: float | None = getattr(memo, field, None)
+    if last is None:
+        last = moment - tick
+    if moment - last < period * DUE_FRACTION:
+        setattr(memo, field, last)
+        return False
+    setattr(memo, field, moment)
+    return True
 
 
 def _raise_for(result: Result, retry: int) -> None:
@@ -148,14 +167,33 @@ def build_registry(*, audit_seconds: float = AUDIT_SECONDS) -> kopf.OperatorRegi
         if services.audit is not None:
             services.audit.forget(str(body.meta.get("namespace")), str(body.meta.get("name")))
 
-    @kopf.timer(*RESOURCE, id="refresh", interval=REFRESH_SECONDS, registry=registry)
-    async def refresh(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    tick = min(REFRESH_SECONDS, audit_seconds)
+
+    @kopf.timer(*RESOURCE, id="refresh", interval=tick, registry=registry)
+    async def refresh(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
+        """One timer per CronWorkflow for two periodic jobs (a kopf timer is a task per object:
+        at 10,000 objects a second timer was 10,000 more tasks): every ``REFRESH_SECONDS`` the
+        nextScheduleTime is recomputed and a due handover finished; every ``audit_seconds``
+        the slot audit runs (``services.slots``), from the watch caches, no list. ``memo`` is
+        kopf's per-object copy, so it remembers when each last ran for this object."""
         services = _services(memo)
-        result = await services.reconciler.refresh(dict(body), now=services.clock())
-        if result.status:
-            patch.status.update(result.status)
-        if isinstance(result.error, TransientError):
-            logger.warning("refresh of %s failed: %s", body.meta.get("name"), result.error)
+        moment = time.monotonic()
+        if _due(memo, "refreshed_at", REFRESH_SECONDS, moment, tick=tick):
+            result = await services.reconciler.refresh(dict(body), now=services.clock())
+            if result.status:
+                patch.status.update(result.status)
+            if isinstance(result.error, TransientError):
+                logger.warning("refresh of %s failed: %s", body.meta.get("name"), result.error)
+        if services.audit is not None and _due(
+            memo, "audited_at", audit_seconds, moment, tick=tick
+        ):
+            index: kopf.Index[tuple[str, str], IndexedJob] = kwargs["slot_jobs"]
+            key = (str(body.meta.get("namespace")), str(body.meta.get("name")))
+            jobs = [entry.slot for entry in index.get(key, ())]
+            try:
+                await services.audit.audit(dict(body), jobs, now=services.clock())
+            except TransientError as exc:
+                logger.info("slot audit of %s/%s deferred: %s", *key, exc)
 
     @kopf.on.resume(*RESOURCE, id="run_now", annotations=RUN_NOW, registry=registry)
     @kopf.on.create(*RESOURCE, id="run_now", annotations=RUN_NOW, registry=registry)
@@ -205,33 +243,20 @@ def build_registry(*, audit_seconds: float = AUDIT_SECONDS) -> kopf.OperatorRegi
     managed = {vocabulary.LABEL_MANAGED_BY: vocabulary.MANAGED_BY}
 
     @kopf.index("batch", "v1", "jobs", id="slot_jobs", labels=managed, registry=registry)
-    def slot_jobs(
+    async def slot_jobs(
         body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
-    ) -> dict[tuple[str, str], slots.SlotJob] | None:
-        """Every Job of ours by (namespace, CronWorkflow), kept by kopf from its Job watch: the
-        slot audit reads it instead of listing Jobs per CronWorkflow."""
+    ) -> dict[tuple[str, str], IndexedJob] | None:
+        """Every Job of ours by (namespace, CronWorkflow), kept by kopf from its Job watch, as
+        the few fields the slot audit and the status mirror read instead of listing Jobs."""
         owner = labels.get(vocabulary.LABEL_CRONWORKFLOW)
         if not namespace or not owner:
             return None
-        return {(namespace, owner): slots.slot_job(dict(body))}
-
-    @kopf.timer(*RESOURCE, id="slot_audit", interval=audit_seconds, registry=registry)
-    async def slot_audit(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-        """Every slot accounted for (``services.slots``): from the watch caches, no list."""
-        services = _services(memo)
-        if services.audit is None:
-            return
-        index: kopf.Index[tuple[str, str], slots.SlotJob] = kwargs["slot_jobs"]
-        key = (str(body.meta.get("namespace")), str(body.meta.get("name")))
-        jobs = list(index.get(key, ()))
-        try:
-            await services.audit.audit(dict(body), jobs, now=services.clock())
-        except TransientError as exc:
-            logger.info("slot audit of %s/%s deferred: %s", *key, exc)
+        return {(namespace, owner): indexed_job(dict(body))}
 
     @kopf.on.event("batch", "v1", "jobs", id="job_event", labels=managed, registry=registry)
-    async def job_event(body: kopf.Body, memo: kopf.Memo, type: str | None, **_: Any) -> None:
+    async def job_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
         services = _services(memo)
+        services.mirror.use_index(kwargs["slot_jobs"])
         services.mirror.job_changed_soon(dict(body), clock=services.clock)
 
     markers = {**managed, vocabulary.LABEL_TICK_MARKER: "true"}
@@ -249,6 +274,18 @@ def build_registry(*, audit_seconds: float = AUDIT_SECONDS) -> kopf.OperatorRegi
             raise kopf.TemporaryError(str(exc), delay=_backoff(exc, retry)) from exc
         except QStashOperatorError as exc:  # e.g. the API server refused the Job itself
             raise kopf.PermanentError(str(exc)) from exc
+
+    @kopf.on.event(*RESOURCE, id="cronworkflow_event", registry=registry)
+    async def cronworkflow_event(
+        body: kopf.Body, memo: kopf.Memo, type: str | None, **_: Any
+    ) -> None:
+        """The mirror holds the latest copy its watch delivered (references, no copy): it decides
+        from it instead of reading the CronWorkflow for every Job event."""
+        services = _services(memo)
+        services.mirror.cronworkflow_seen(
+            dict(body), deleted=type == "DELETED", clock=services.clock
+        )
+        services.metrics.mirror_cached.set(services.mirror.cached)
 
     @kopf.on.event("batch", "v1", "cronjobs", id="cronjob_event", labels=managed, registry=registry)
     async def cronjob_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:

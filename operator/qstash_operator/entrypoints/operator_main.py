@@ -157,7 +157,12 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
             if qstash is not None and settings.qstash_problem() is None
             else None
         ),
-        mirror=StatusMirror(kube),
+        mirror=StatusMirror(
+            kube,
+            delay=settings.mirror_delay_seconds,
+            record_grace=settings.mirror_record_grace_seconds,
+            cache_max=settings.mirror_cache_max_cronworkflows,
+        ),
         runs=runs,
         metrics=metrics,
         clock=lambda: datetime.now(UTC),

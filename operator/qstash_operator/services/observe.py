@@ -18,25 +18,39 @@ The mirror also carries ``lastScheduleTime`` forward to the latest tick a live J
 CronJob's): the webhook records a run after answering (``services.deferred_status``), and a
 webhook that dies in between leaves a Job whose record is repaired here.
 
+What it reads (the operator's path, :meth:`StatusMirror.job_changed_soon`): nothing, in the
+common case. The Jobs come from the operator's Job index (:func:`indexed_job`, kept by kopf from
+its Job watch), the CronWorkflow from the latest copy its own watch delivered
+(:meth:`StatusMirror.cronworkflow_seen`: references into the event kopf already holds, bounded);
+only a CronWorkflow it holds no copy of is read (GET), and Jobs are listed only when the status
+names a Job the index does not have (the index lags, or the Job is gone). It writes only when the
+decision differs from the status it holds, conditionally on that copy's resourceVersion, so a
+copy that is behind costs a 409 and a read, never a wrong write. A copy behind in the other
+direction (it already looks right, but a write since made it wrong) is caught by the watch: a
+CronWorkflow event arriving soon after a pass that wrote nothing is mirrored once more.
+
+Gathering: a CronWorkflow is mirrored ``delay`` seconds after the first of its Job events, once
+for all of them, a few CronWorkflows at a time. And a Job the webhook made for a tick is the
+webhook's to record (``services.deferred_status``, about a second later): while such a Job is
+younger than ``record_grace`` seconds, a pass that finds it unrecorded writes nothing and looks
+again when the grace is over (by when the webhook's record has arrived by the watch, and there is
+nothing to write), so the two writers do not both write, or conflict, for every delivery. A
+webhook that died before recording is repaired once the grace is over.
+
 An event that changes nothing the status is made of is not mirrored: the mirror remembers, per
 Job uid, the state it last mirrored (active, succeeded, failed, finished at), and a Job event
-with the same state (the job controller marking a Job suspended, a label edit) costs no API call.
-At a minute boundary that halves the operator's reads (each new Job gets two events: its creation
-and the job controller's first status write). The first event of each Job after a restart is
-always mirrored, and a state is remembered only once its mirror pass succeeded.
-
-The operator's Job events go through :meth:`StatusMirror.job_changed_soon`: the CronWorkflow is
-mirrored ``delay`` seconds after the first of its Job events, once for all of them (one read of
-it, one list of its Jobs), a few CronWorkflows at a time. At a minute boundary that keeps the
-mirror's reads out of the way of the webhook's Job creates, and by then the webhook's own record
-has usually landed, so the mirror finds nothing to write.
+with the same state (the job controller marking a Job suspended, a label edit) costs nothing.
+The first event of each Job after a restart is always mirrored, and a state is remembered only
+once its mirror pass succeeded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Final
 
@@ -58,10 +72,74 @@ forgotten one is mirrored once more on its next event, nothing worse)."""
 MIRROR_DELAY_SECONDS: Final = 2.0
 """How long a CronWorkflow's Job events are gathered before one mirror pass: past the webhook's
 status delay (1 s), so its record is usually there already."""
+RECORD_GRACE_SECONDS: Final = 10.0
+"""How long a Job the webhook made for a tick is left for the webhook to record before the
+mirror records it itself (``Settings.mirror_record_grace_seconds``)."""
+RECHECK_SECONDS: Final = 1.0
+"""After a pass that wrote nothing from a held copy, a CronWorkflow event within the gathering
+delay plus this long is mirrored again (the copy may have been behind a write)."""
 MIRROR_CONCURRENCY: Final = 8
 """Gathered mirror passes running at once."""
+CACHED_CRONWORKFLOWS: Final = 50_000
+"""CronWorkflows whose latest watched copy the mirror holds (``Settings.mirror_cache_max``)."""
 
 _State = tuple[bool, bool, bool, datetime | None]
+Key = tuple[str, str]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IndexedJob:
+    """One Job of ours as the operator's Job index keeps it: what the mirror and the slot audit
+    read, instead of listing Jobs (a few hundred bytes, not the Job's body)."""
+
+    view: runs.JobView
+    slot: slots.SlotJob
+    tick: datetime | None
+    """Its ``scheduled-time`` annotation: the tick it was made for."""
+
+
+def indexed_job(job: JsonDict) -> IndexedJob:
+    annotations = (job.get("metadata") or {}).get("annotations") or {}
+    return IndexedJob(
+        view=runs.job_view(job),
+        slot=slots.slot_job(job),
+        tick=runs.parse_time(annotations.get(vocabulary.ANNOTATION_SCHEDULED_TIME)),
+    )
+
+
+JobIndex = Mapping[Key, Collection[IndexedJob]]
+"""The operator's Job index (``kopf.Index``): the Jobs of ours by (namespace, CronWorkflow)."""
+
+
+@dataclasses.dataclass
+class _Gathered:
+    events: list[JsonDict]
+    due: float
+
+
+def _slim(body: JsonDict) -> JsonDict:
+    """What the mirror decides from: references into the watched body (nothing copied), without
+    its managed fields."""
+    meta = body.get("metadata") or {}
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {
+            key: meta[key]
+            for key in (
+                "name",
+                "namespace",
+                "uid",
+                "resourceVersion",
+                "generation",
+                "labels",
+                "annotations",
+            )
+            if key in meta
+        },
+        "spec": body.get("spec"),
+        "status": body.get("status"),
+    }
 
 
 class StatusMirror:
@@ -70,14 +148,57 @@ class StatusMirror:
         kube: Kube,
         *,
         delay: float = MIRROR_DELAY_SECONDS,
+        record_grace: float = RECORD_GRACE_SECONDS,
         concurrency: int = MIRROR_CONCURRENCY,
+        cache_max: int = CACHED_CRONWORKFLOWS,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._kube = kube
         self._mirrored: cachetools.LRUCache[str, _State] = cachetools.LRUCache(MIRRORED_JOBS)
+        self._first_seen: cachetools.LRUCache[str, float] = cachetools.LRUCache(MIRRORED_JOBS)
         self._delay = delay
+        self._grace = record_grace
         self._slots = asyncio.Semaphore(concurrency)
-        self._gathered: dict[tuple[str, str], list[JsonDict]] = {}
+        self._gathered: dict[Key, _Gathered] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._bodies: cachetools.LRUCache[Key, JsonDict] = cachetools.LRUCache(cache_max)
+        self._recheck: dict[Key, float] = {}
+        """CronWorkflows a pass decided from a held copy and wrote nothing for: a watch event of
+        theirs until the given (monotonic) time is mirrored once more."""
+        self._index: JobIndex | None = None
+        self._monotonic = monotonic
+        self._sleep = sleep
+
+    # -- inputs --------------------------------------------------------------------------
+
+    def use_index(self, index: JobIndex) -> None:
+        """Read Jobs from the operator's Job index from now on (kopf hands it to handlers)."""
+        self._index = index
+
+    @property
+    def cached(self) -> int:
+        """CronWorkflows whose watched copy is held."""
+        return len(self._bodies)
+
+    def cronworkflow_seen(
+        self, body: JsonDict, *, deleted: bool, clock: Callable[[], datetime]
+    ) -> None:
+        """A CronWorkflow event from the operator's watch: hold the copy (or drop it)."""
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        if deleted:
+            self._bodies.pop(key, None)
+            self._recheck.pop(key, None)
+            return
+        self._bodies[key] = _slim(body)
+        until = self._recheck.pop(key, None)
+        if until is not None and self._monotonic() < until:
+            self._gather(key, None, clock)
+        if len(self._recheck) > 4 * MIRROR_CONCURRENCY:
+            now = self._monotonic()
+            for stale in [k for k, t in self._recheck.items() if t <= now]:
+                del self._recheck[stale]
 
     def job_changed_soon(self, job: JsonDict, *, clock: Callable[[], datetime]) -> None:
         """Mirror ``job``'s CronWorkflow ``delay`` seconds from the first event gathered for it
@@ -87,29 +208,52 @@ class StatusMirror:
         namespace = meta.get("namespace")
         if not namespace or not name or self._unchanged(job):
             return
-        key = (str(namespace), str(name))
-        gathered = self._gathered.get(key)
-        if gathered is not None:
-            gathered.append(job)
-            return
-        self._gathered[key] = [job]
-        task = asyncio.ensure_future(self._mirror_gathered(key, clock))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        uid = str(meta.get("uid") or "")
+        if uid and uid not in self._first_seen:
+            self._first_seen[uid] = self._monotonic()
+        self._gather((str(namespace), str(name)), job, clock)
 
-    async def _mirror_gathered(self, key: tuple[str, str], clock: Callable[[], datetime]) -> None:
-        await asyncio.sleep(self._delay)
-        async with self._slots:
-            jobs = self._gathered.pop(key, [])
-            if not jobs:
+    def _gather(self, key: Key, job: JsonDict | None, clock: Callable[[], datetime]) -> None:
+        gathered = self._gathered.get(key)
+        if gathered is None:
+            gathered = self._gathered[key] = _Gathered([], self._monotonic() + self._delay)
+            task = asyncio.ensure_future(self._mirror_gathered(key, clock))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if job is not None:
+            gathered.events.append(job)
+
+    # -- the gathered pass ---------------------------------------------------------------
+
+    async def _mirror_gathered(self, key: Key, clock: Callable[[], datetime]) -> None:
+        while True:
+            gathered = self._gathered.get(key)
+            if gathered is None:
                 return
-            try:
-                await self.job_changed(jobs[-1], now=clock(), force=True)
-            except QStashOperatorError as exc:  # the next event of its Jobs mirrors it again
-                logger.info("status mirror for %s/%s deferred: %s", *key, exc)
-                return
-            for job in jobs[:-1]:
+            wait = gathered.due - self._monotonic()
+            if wait > 0:
+                await self._sleep(wait)
+                continue
+            async with self._slots:
+                gathered = self._gathered.pop(key, None)
+                if gathered is None:
+                    return
+                try:
+                    held = await self._mirror(key, now=clock())
+                except QStashOperatorError as exc:  # the next event of its Jobs mirrors it again
+                    logger.info("status mirror for %s/%s deferred: %s", *key, exc)
+                    return
+            if held is not None:  # a young Job left for the webhook to record: look again
+                newer = self._gathered.get(key)
+                if newer is not None:  # events came during the pass; their own task looks
+                    newer.events[:0] = gathered.events
+                    return
+                gathered.due = held
+                self._gathered[key] = gathered
+                continue
+            for job in gathered.events:
                 self._remember(job)
+            return
 
     def _state(self, job: JsonDict) -> tuple[str, _State]:
         view = runs.job_view(job)
@@ -124,11 +268,51 @@ class StatusMirror:
         if uid:
             self._mirrored[uid] = state
 
+    def _indexed(self, cw: model.CronWorkflow) -> list[IndexedJob] | None:
+        if self._index is None:
+            return None
+        return [
+            entry
+            for entry in self._index.get((cw.namespace, cw.name), ())
+            if entry.slot.cronworkflow_uid == cw.uid
+        ]
+
+    def _young_until(self, jobs: Iterable[IndexedJob]) -> float | None:
+        """Until when (monotonic) a still active Job among ``jobs`` that a QStash delivery made
+        (a tick's Job carrying its message id: the webhook records those after answering) is
+        the webhook's to record; None when there is none."""
+        latest: float | None = None
+        for job in jobs:
+            view = job.view
+            if not view.active or view.trigger != vocabulary.TRIGGER_SCHEDULE:
+                continue
+            seen = self._first_seen.get(view.uid) if view.message_id else None
+            if seen is not None and seen + self._grace > self._monotonic():
+                until = seen + self._grace
+                latest = until if latest is None else max(latest, until)
+        return latest
+
+    async def _mirror(self, key: Key, *, now: datetime) -> float | None:
+        """One pass over one CronWorkflow from what is held; returns when to look again if a
+        young Job was left for the webhook to record, else None."""
+        body = self._bodies.get(key)
+        held: list[float] = []
+        try:
+            written = await self._write(key, body, now=now, hold=held)
+        except NotFoundError:
+            self._bodies.pop(key, None)
+            return None
+        if held:
+            return held[0]
+        if written is None and body is not None:
+            self._recheck[key] = self._monotonic() + self._delay + RECHECK_SECONDS
+        return None
+
     async def job_changed(
         self, job: JsonDict, *, now: datetime, force: bool = False
     ) -> JsonDict | None:
         """A Job of ours changed; returns the status patch written (None: nothing to write, or
-        an event that changed nothing mirrored, unless ``force``)."""
+        an event that changed nothing mirrored, unless ``force``). Reads the CronWorkflow."""
         labels = (job.get("metadata") or {}).get("labels") or {}
         namespace = (job.get("metadata") or {}).get("namespace")
         name = labels.get(vocabulary.LABEL_CRONWORKFLOW)
@@ -136,16 +320,36 @@ class StatusMirror:
             return None
         if not force and self._unchanged(job):
             return None
+        try:
+            written = await self._write((str(namespace), str(name)), None, now=now, hold=None)
+        except NotFoundError:
+            return None  # the CronWorkflow is gone; garbage collection takes its Jobs
+        self._remember(job)
+        return written
 
-        async def decide(body: JsonDict, attempt: int) -> JsonDict | None:
+    async def _write(
+        self, key: Key, body: JsonDict | None, *, now: datetime, hold: list[float] | None
+    ) -> JsonDict | None:
+        """Decide from ``body`` (read when None) and the Jobs, write only what changed.
+
+        With ``hold``, a pass that would write while a webhook-made Job is young writes nothing
+        and appends when to look again."""
+        namespace, name = key
+
+        async def decide(current: JsonDict, attempt: int) -> JsonDict | None:
             try:
-                cw = model.parse(body)
+                cw = model.parse(current)
             except InvalidSpecError:
                 return None
-            selector = builders.label_selector(builders.selector_labels(cw))
-            raw = await self._kube.list_jobs(namespace, selector)
-            jobs = [runs.job_view(item) for item in raw]
-            if attempt == 0:  # prune once per event; a retry only re-reads
+            status = current.get("status") or {}
+            entries = self._indexed(cw)
+            if entries is None or _names_unknown(status, entries):
+                selector = builders.label_selector(builders.selector_labels(cw))
+                entries = [
+                    indexed_job(item) for item in await self._kube.list_jobs(namespace, selector)
+                ]
+            jobs = [entry.view for entry in entries]
+            if attempt == 0:  # prune once per pass; a retry only re-reads
                 doomed = runs.history_to_prune(
                     jobs,
                     successful_limit=cw.spec.successful_jobs_history_limit,
@@ -154,32 +358,31 @@ class StatusMirror:
                 )
                 for doomed_job in doomed:
                     await self._kube.delete_job(namespace, doomed_job)
-                jobs = [view for view in jobs if view.name not in doomed]
-            status = body.get("status") or {}
+                entries = [entry for entry in entries if entry.view.name not in doomed]
+                jobs = [entry.view for entry in entries]
             patch = runs.status_after_jobs_changed(status, jobs, namespace, now=now)
             # The ledger follows the Jobs at once (the audit does too, every period).
-            live = {view.name for view in jobs}
             ledger = slots.ledger_status(
                 slots.with_jobs(
                     slots.parse_ledger(status.get("recentSlots")),
-                    [slots.slot_job(item) for item in raw if item["metadata"]["name"] in live],
+                    [entry.slot for entry in entries],
                     cronworkflow_uid=cw.uid,
                     limit=cw.spec.slot_options.history_limit,
                 )
             )
             if ledger != (status.get("recentSlots") or []):
                 patch["recentSlots"] = ledger
-            latest = _latest_tick(raw)
+            latest = max((e.tick for e in entries if e.tick is not None), default=None)
             if latest is not None:
                 patch.update(runs.status_after_cronjob_ran(cw, status, scheduled=latest, now=now))
+            if patch and hold is not None and attempt == 0:
+                until = self._young_until(entries)
+                if until is not None:
+                    hold.append(until)
+                    return None
             return patch
 
-        try:
-            written = await write_status(self._kube, namespace, name, decide)
-        except NotFoundError:
-            return None  # the CronWorkflow is gone; garbage collection takes its Jobs
-        self._remember(job)
-        return written
+        return await write_status(self._kube, namespace, name, decide, body=body)
 
     async def cronjob_changed(self, cronjob: JsonDict, *, now: datetime) -> JsonDict | None:
         """The fallback CronJob's controller scheduled a Job: carry lastScheduleTime over."""
@@ -205,14 +408,16 @@ class StatusMirror:
             return None
 
 
-def _latest_tick(jobs: list[JsonDict]) -> datetime | None:
-    """The latest tick a Job was made for (its ``scheduled-time`` annotation)."""
-    ticks = [
-        runs.parse_time(
-            ((job.get("metadata") or {}).get("annotations") or {}).get(
-                vocabulary.ANNOTATION_SCHEDULED_TIME
-            )
-        )
-        for job in jobs
-    ]
-    return max((tick for tick in ticks if tick is not None), default=None)
+def _names_unknown(status: JsonDict, entries: Iterable[IndexedJob]) -> bool:
+    """``status.active`` names a Job (not a reservation) the index does not have: the index is
+    behind, or the Job is gone; either way the Jobs are listed rather than trusted."""
+    known = {entry.view.name for entry in entries}
+    for entry in status.get("active") or ():
+        if not isinstance(entry, dict):
+            continue
+        uid = entry.get("uid", "")
+        if isinstance(uid, str) and uid.startswith(runs.RESERVATION_PREFIX):
+            continue
+        if entry.get("name") not in known:
+            return True
+    return False

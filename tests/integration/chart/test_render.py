@@ -21,6 +21,7 @@ from tests.integration.chart.support import (
     find,
     helm,
     one,
+    parse,
     render,
     values_file,
 )
@@ -565,3 +566,76 @@ def test_the_console_is_served_and_published_as_asked(
     assert env_of(webhook)["QSTASH_WEBHOOK_UI"] == ui_env
     [rule] = one(manifests, "Ingress")["spec"]["rules"]
     assert [path["path"] for path in rule["http"]["paths"]] == published
+
+
+def test_the_hot_path_and_mirror_settings_reach_their_processes(
+    bin_dir: Path, tmp_path: Path
+) -> None:
+    """The webhook's caches and status delay, and the operator's status mirror, from values to
+    the environment variables the one Settings object reads (which refuses bad ones at start)."""
+    defaults = render(bin_dir, "qstash")
+    assert {
+        key: value
+        for key, value in env_of(one(defaults, "Deployment", "-webhook")).items()
+        if key.startswith("QSTASH_WEBHOOK_") and key != "QSTASH_WEBHOOK_UI"
+    } == {
+        "QSTASH_WEBHOOK_CACHE": "true",
+        "QSTASH_WEBHOOK_CACHE_MAX_CRONWORKFLOWS": "50000",
+        "QSTASH_WEBHOOK_CACHE_MAX_JOBS": "150000",
+        "QSTASH_WEBHOOK_STATUS_DELAY": "1",
+    }
+    assert {
+        key: value
+        for key, value in env_of(one(defaults, "Deployment", "-operator")).items()
+        if key.startswith("QSTASH_OPERATOR_MIRROR_")
+    } == {
+        "QSTASH_OPERATOR_MIRROR_DELAY": "2",
+        "QSTASH_OPERATOR_MIRROR_RECORD_GRACE": "10",
+        "QSTASH_OPERATOR_MIRROR_CACHE_MAX_CRONWORKFLOWS": "50000",
+    }
+    chosen_values = {
+        "webhook": {
+            "cache": {
+                "enabled": False,
+                "maxCronWorkflows": 2_000_000,
+                "maxJobs": 6_000_000,
+                "statusDelaySeconds": 0.5,
+            }
+        },
+        "operator": {
+            "statusMirror": {
+                "delaySeconds": 0.25,
+                "recordGraceSeconds": 30,
+                "cacheMaxCronWorkflows": 1_000_000,
+            }
+        },
+    }
+    chosen_file = tmp_path / "chosen.yaml"
+    chosen_file.write_text(yaml.safe_dump(chosen_values))
+    chosen = parse(
+        helm(
+            bin_dir,
+            "template",
+            "qso",
+            str(CHART),
+            "--namespace",
+            "qso-system",
+            "-f",
+            str(values_file("qstash")),
+            "-f",
+            str(chosen_file),
+        ).stdout
+    )
+    webhook = env_of(one(chosen, "Deployment", "-webhook"))
+    assert (
+        webhook["QSTASH_WEBHOOK_CACHE"],
+        webhook["QSTASH_WEBHOOK_CACHE_MAX_CRONWORKFLOWS"],
+        webhook["QSTASH_WEBHOOK_CACHE_MAX_JOBS"],
+        webhook["QSTASH_WEBHOOK_STATUS_DELAY"],
+    ) == ("false", "2000000", "6000000", "0.5")  # whole numbers stay whole, not 2e+06
+    operator = env_of(one(chosen, "Deployment", "-operator"))
+    assert (
+        operator["QSTASH_OPERATOR_MIRROR_DELAY"],
+        operator["QSTASH_OPERATOR_MIRROR_RECORD_GRACE"],
+        operator["QSTASH_OPERATOR_MIRROR_CACHE_MAX_CRONWORKFLOWS"],
+    ) == ("0.25", "30", "1000000")
