@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -370,25 +370,19 @@ def plan_tick(
     if tick is None:
         return RunPlan(Outcome.NO_TICK, message="the schedule has no tick before this delivery")
     name = naming.job_name(cw.name, tick)
-    if any(job.name == name for job in jobs):
-        return RunPlan(
-            Outcome.DUPLICATE_TICK, tick=tick, job_name=name, message=f"Job {name} already exists"
-        )
-    late_retry = (
-        origin is not None
-        and last_schedule_time is not None
-        and tick < last_schedule_time
-        and tick not in ran
-        and never_ran(cw, jobs, tick, now=delivered_at, tolerance=tolerance)
+    duplicate = _already_ran(
+        cw,
+        jobs,
+        tick=tick,
+        name=name,
+        last_schedule_time=last_schedule_time,
+        ran=ran,
+        may_be_late=origin is not None,  # only a retry can be for a tick older than the last
+        now=delivered_at,
+        tolerance=tolerance,
     )
-    if last_schedule_time is not None and tick <= last_schedule_time and not late_retry:
-        return RunPlan(
-            Outcome.DUPLICATE_TICK,
-            tick=tick,
-            job_name=name,
-            message=f"the tick {tick.isoformat()} already ran (lastScheduleTime "
-            f"{last_schedule_time.isoformat()})",
-        )
+    if duplicate is not None:
+        return duplicate
     return _judge_tick(
         cw,
         jobs,
@@ -398,6 +392,46 @@ def plan_tick(
         now=delivered_at,
         reserved=reserved,
         runs_made=runs_made,
+    )
+
+
+def _already_ran(
+    cw: CronWorkflow,
+    jobs: Sequence[JobView],
+    *,
+    tick: datetime,
+    name: str,
+    last_schedule_time: datetime | None,
+    ran: Collection[datetime],
+    may_be_late: bool,
+    now: datetime,
+    tolerance: timedelta,
+) -> RunPlan | None:
+    """The duplicate verdict shared by deliveries and CronJob markers, None when ``tick`` may run.
+
+    Its Job exists: a duplicate. At or before ``lastScheduleTime``: a duplicate, unless the tick
+    ``may_be_late`` (a QStash retry, a marker handled out of order), is strictly older, is not in
+    the ledger's ``ran`` and the Job history proves it never ran (:func:`never_ran`)."""
+    if any(job.name == name for job in jobs):
+        return RunPlan(
+            Outcome.DUPLICATE_TICK, tick=tick, job_name=name, message=f"Job {name} already exists"
+        )
+    if last_schedule_time is None or tick > last_schedule_time:
+        return None
+    proven_missing = (
+        may_be_late
+        and tick < last_schedule_time
+        and tick not in ran
+        and never_ran(cw, jobs, tick, now=now, tolerance=tolerance)
+    )
+    if proven_missing:
+        return None
+    return RunPlan(
+        Outcome.DUPLICATE_TICK,
+        tick=tick,
+        job_name=name,
+        message=f"the tick {tick.isoformat()} already ran (lastScheduleTime "
+        f"{last_schedule_time.isoformat()})",
     )
 
 
@@ -479,6 +513,27 @@ def marker_tick(marker: JsonDict) -> datetime | None:
     return None if stamp is None or stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
+def stray_marker_cronjob(
+    cw: CronWorkflow, status: Mapping[str, Any], marker: JsonDict
+) -> tuple[str, str] | None:
+    """The CronJob (name, uid) that made ``marker`` when no current entry of ``cw`` is its own
+    (an entry renamed or removed in the same edit that switched the backend, so no reconcile
+    recorded its CronJob to delete), None otherwise or while a backend handover is pending
+    (the old CronJobs deliberately run on until it ends). Deleting it at its first marker after
+    that stops a CronJob that would otherwise make markers forever."""
+    if status.get("handover"):
+        return None
+    labels = (marker.get("metadata") or {}).get("labels") or {}
+    entry = labels.get(vocabulary.LABEL_SCHEDULE_ENTRY)
+    if isinstance(entry, str) and cw.spec.timetable.entry(entry) is not None:
+        return None
+    for owner in (marker.get("metadata") or {}).get("ownerReferences") or ():
+        name, uid = owner.get("name"), owner.get("uid")
+        if owner.get("kind") == "CronJob" and isinstance(name, str) and isinstance(uid, str):
+            return name, uid
+    return None
+
+
 def plan_marker(
     cw: CronWorkflow,
     *,
@@ -512,24 +567,19 @@ def plan_marker(
             message=f"the tick {tick.isoformat()} is not one of the current spec.schedules",
         )
     name = naming.job_name(cw.name, tick)
-    if any(job.name == name for job in jobs):
-        return RunPlan(
-            Outcome.DUPLICATE_TICK, tick=tick, job_name=name, message=f"Job {name} already exists"
-        )
-    if last_schedule_time is not None and tick <= last_schedule_time:
-        proven_missing = (
-            tick < last_schedule_time
-            and tick not in ran
-            and never_ran(cw, jobs, tick, now=now, tolerance=tolerance)
-        )
-        if not proven_missing:
-            return RunPlan(
-                Outcome.DUPLICATE_TICK,
-                tick=tick,
-                job_name=name,
-                message=f"the tick {tick.isoformat()} already ran (lastScheduleTime "
-                f"{last_schedule_time.isoformat()})",
-            )
+    duplicate = _already_ran(
+        cw,
+        jobs,
+        tick=tick,
+        name=name,
+        last_schedule_time=last_schedule_time,
+        ran=ran,
+        may_be_late=True,  # markers of two entries may be handled out of order
+        now=now,
+        tolerance=tolerance,
+    )
+    if duplicate is not None:
+        return duplicate
     return _judge_tick(
         cw,
         jobs,

@@ -644,3 +644,52 @@ def test_the_marker_tick_is_the_cronjob_controllers_annotation() -> None:
     }
     assert runs.marker_tick(marker) == ONE_PAST
     assert runs.marker_tick({"metadata": {}}) is None
+
+
+def _marker_of(entry: str) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "labels": {"qstash-operator.dev/schedule-entry": entry},
+            "ownerReferences": [
+                {"kind": "CronJob", "name": f"nightly-{entry}-abcde", "uid": f"uid-{entry}"}
+            ],
+        }
+    }
+
+
+STRAY_MARKERS = {
+    "an entry of the spec": ("late", {"backend": "CronJob"}, None),
+    "an entry renamed away": (
+        "early",
+        {"backend": "CronJob"},
+        ("nightly-early-abcde", "uid-early"),
+    ),
+    "an entry gone after a switch to QStash": (
+        "early",
+        {"backend": "QStash"},
+        ("nightly-early-abcde", "uid-early"),
+    ),
+    "an entry gone while a handover runs": (
+        "early",
+        {"backend": "QStash", "handover": {"from": "CronJob"}},
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("entry", "status", "expected"), STRAY_MARKERS.values(), ids=STRAY_MARKERS.keys()
+)
+def test_a_marker_of_no_current_entry_names_its_cronjob_to_delete(
+    entry: str, status: dict[str, Any], expected: tuple[str, str] | None
+) -> None:
+    cw = several(HOURLY_AND_ONE_PAST)
+    assert runs.stray_marker_cronjob(cw, status, _marker_of(entry)) == expected
+
+
+def test_a_marker_of_a_single_schedule_object_names_its_cronjob_to_delete() -> None:
+    single = cronworkflow({"schedule": "0 * * * *"})
+    assert runs.stray_marker_cronjob(single, {}, _marker_of("late")) == (
+        "nightly-late-abcde",
+        "uid-late",
+    )
