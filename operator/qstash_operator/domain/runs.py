@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -511,27 +511,6 @@ def marker_tick(marker: JsonDict) -> datetime | None:
     annotations = (marker.get("metadata") or {}).get("annotations") or {}
     stamp = parse_time(annotations.get(vocabulary.ANNOTATION_K8S_SCHEDULED_TIME))
     return None if stamp is None or stamp.tzinfo is None else stamp.astimezone(UTC)
-
-
-def stray_marker_cronjob(
-    cw: CronWorkflow, status: Mapping[str, Any], marker: JsonDict
-) -> tuple[str, str] | None:
-    """The CronJob (name, uid) that made ``marker`` when no current entry of ``cw`` is its own
-    (an entry renamed or removed in the same edit that switched the backend, so no reconcile
-    recorded its CronJob to delete), None otherwise or while a backend handover is pending
-    (the old CronJobs deliberately run on until it ends). Deleting it at its first marker after
-    that stops a CronJob that would otherwise make markers forever."""
-    if status.get("handover"):
-        return None
-    labels = (marker.get("metadata") or {}).get("labels") or {}
-    entry = labels.get(vocabulary.LABEL_SCHEDULE_ENTRY)
-    if isinstance(entry, str) and cw.spec.timetable.entry(entry) is not None:
-        return None
-    for owner in (marker.get("metadata") or {}).get("ownerReferences") or ():
-        name, uid = owner.get("name"), owner.get("uid")
-        if owner.get("kind") == "CronJob" and isinstance(name, str) and isinstance(uid, str):
-            return name, uid
-    return None
 
 
 def plan_marker(

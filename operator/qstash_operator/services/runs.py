@@ -463,10 +463,6 @@ class RunService:
                 except ConflictError:
                     logger.info("marker of %s/%s lost a race; deciding again", namespace, name)
                     continue
-                stray = runs.stray_marker_cronjob(cw, status, marker)
-                if stray is not None:
-                    logger.info("deleting CronJob %s: no entry of %s is its own", stray[0], cw.key)
-                    await self._kube.delete_cronjob(namespace, stray[0], uid=stray[1])
                 break
             else:
                 raise ConflictError(
