@@ -20,7 +20,8 @@ The operator's application rules, shared by its ClusterRole (whole cluster) and 
   resources: [jobs]
   verbs: [list, watch, create, patch, delete]
 # CronJobs (development mode backend): kopf watches the ones we made; reconciliation reads,
-# creates, replaces (PUT) and deletes the one CronJob owned by each CronWorkflow.
+# creates, replaces (PUT) and deletes the CronJobs owned by each CronWorkflow (one, or one per
+# spec.schedules entry), and lists its marker CronJobs by label to delete those no entry names.
 - apiGroups: [batch]
   resources: [cronjobs]
   verbs: [get, list, watch, create, update, delete]

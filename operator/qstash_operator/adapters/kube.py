@@ -414,6 +414,13 @@ class Kube:
         result: JsonDict = await self._run("GET", self._cronjob_path(namespace, name))
         return result
 
+    async def list_cronjobs(self, namespace: str, selector: str) -> list[JsonDict]:
+        result = await self._run(
+            "GET", self._cronjob_path(namespace), query=[("labelSelector", selector)]
+        )
+        items: list[JsonDict] = result.get("items", [])
+        return items
+
     async def create_cronjob(self, cronjob: JsonDict) -> JsonDict:
         result: JsonDict = await self._run(
             "POST", self._cronjob_path(cronjob["metadata"]["namespace"]), body=cronjob

@@ -210,15 +210,20 @@ def build_cronjob(cw: CronWorkflow) -> JsonDict:
     }
 
 
-def marker_labels(cw: CronWorkflow, entry: str) -> dict[str, str]:
-    """Labels of an entry's CronJob and of the marker Jobs it makes. Not the selector labels:
-    a marker is no Job of the CronWorkflow (not in its history, its ledger or its concurrency)."""
+def marker_cronjob_labels(name: str) -> dict[str, str]:
+    """The labels every marker CronJob (and marker) of the CronWorkflow ``name`` carries: what
+    finds them all, whichever entry made them and whatever status says."""
     return {
         vocabulary.LABEL_MANAGED_BY: vocabulary.MANAGED_BY,
         vocabulary.LABEL_TICK_MARKER: "true",
-        vocabulary.LABEL_MARKER_OF: cw.name,
-        vocabulary.LABEL_SCHEDULE_ENTRY: entry,
+        vocabulary.LABEL_MARKER_OF: name,
     }
+
+
+def marker_labels(cw: CronWorkflow, entry: str) -> dict[str, str]:
+    """Labels of an entry's CronJob and of the marker Jobs it makes. Not the selector labels:
+    a marker is no Job of the CronWorkflow (not in its history, its ledger or its concurrency)."""
+    return {**marker_cronjob_labels(cw.name), vocabulary.LABEL_SCHEDULE_ENTRY: entry}
 
 
 def build_marker_cronjob(cw: CronWorkflow, entry: timetable.Entry) -> JsonDict:

@@ -237,6 +237,29 @@ class DeleteCronJob:
     orphan: bool
 
 
+NAME_SLOT: Final = "{cronjob}"
+"""Where a swept CronJob's name goes in :attr:`SweepMarkerCronJobs.said`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepMarkerCronJobs:
+    """Delete every marker CronJob ``selector`` finds that ``owner_uid`` owns and ``keep`` does
+    not name, posting a Normal ``reason`` event for each.
+
+    Status records the marker CronJobs it made, but a record can be rewritten (a backend switch
+    replaces ``status.schedules`` with QStash ids) or never written (a crash between the create
+    and the status patch); the labels every marker CronJob carries are the truth, so a
+    reconcile that changes them, a retirement and a deletion look them up by label."""
+
+    namespace: str
+    selector: str
+    owner_uid: str
+    keep: tuple[str, ...]
+    reason: str
+    said: str
+    """The event's message, with :data:`NAME_SLOT` where the CronJob's name goes."""
+
+
 @dataclasses.dataclass(frozen=True)
 class AdoptJobs:
     """Make ``owner`` (an ownerReference) the owner of every Job matching ``selector`` that it
@@ -263,6 +286,7 @@ Step: TypeAlias = (
     | ReplaceCronJob
     | PutCronJob
     | DeleteCronJob
+    | SweepMarkerCronJobs
     | AdoptJobs
     | PostEvent
 )
@@ -700,7 +724,10 @@ def _delete_schedule(
                 _event("Normal", reason_cronjob, done(f"CronJob {marker}")),
             )
         )
-        return (*_delete_single_cronjob(cw, name, reason_cronjob, done), *markers)
+        stray = sweep_markers(
+            cw.namespace, cw.name, cw.uid, keep=(), reason=reason_cronjob, said=done(CRONJOB_SLOT)
+        )
+        return (*_delete_single_cronjob(cw, name, reason_cronjob, done), *markers, stray)
     ids = qstash_ids(context.cluster_name, record.status, cw)
     if not context.has_qstash_token:
         return tuple(
@@ -923,6 +950,23 @@ def entry_cronjobs(status: Mapping[str, Any], cw: CronWorkflow | None) -> list[s
     return names
 
 
+CRONJOB_SLOT: Final = f"CronJob {NAME_SLOT}"
+
+
+def sweep_markers(
+    namespace: str, name: str, uid: str, *, keep: Sequence[str], reason: str, said: str
+) -> SweepMarkerCronJobs:
+    """The step deleting ``namespace/name``'s marker CronJobs that ``keep`` does not name."""
+    return SweepMarkerCronJobs(
+        namespace,
+        builders.label_selector(builders.marker_cronjob_labels(name)),
+        uid,
+        keep=tuple(sorted(keep)),
+        reason=reason,
+        said=said,
+    )
+
+
 def _recorded_cronjobs(status: Mapping[str, Any]) -> list[str]:
     return [
         str(item["cronJob"])
@@ -980,8 +1024,16 @@ def _sync_marker_cronjobs(record: _Record, cw: CronWorkflow) -> tuple[Contributi
                 + (" (suspended)" if cw.spec.suspend else ""),
             )
         )
+    stray = sweep_markers(
+        cw.namespace,
+        cw.name,
+        cw.uid,
+        keep=sorted(wanted),
+        reason=vocabulary.REASON_CRONJOB_DELETED,
+        said=f"deleted {CRONJOB_SLOT}: no entry of spec.schedules names it",
+    )
     return (
-        Contribution(steps=(*steps, *retire), status=status),
+        Contribution(steps=(*steps, *retire, stray), status=status),
         vocabulary.REASON_CRONJOB_UPDATED,
     )
 
@@ -1027,7 +1079,22 @@ def _sync_cronjob(learned: Learned, record: _Record, cw: CronWorkflow) -> tuple[
         f"CronJob {name} runs {cw.spec.timetable.expression!r} in {cw.spec.time_zone}"
         + (" (suspended)" if cw.spec.suspend else ""),
     )
-    return Contribution(steps=(put, told, *markers_gone), status=status), reason
+    # Markers status does not name (one made before a lost status write) go with the rest.
+    stray: tuple[Step, ...] = (
+        (
+            sweep_markers(
+                cw.namespace,
+                cw.name,
+                cw.uid,
+                keep=(),
+                reason=vocabulary.REASON_CRONJOB_DELETED,
+                said=f"deleted {CRONJOB_SLOT}: spec.schedule replaced spec.schedules",
+            ),
+        )
+        if markers_gone
+        else ()
+    )
+    return Contribution(steps=(put, told, *markers_gone, *stray), status=status), reason
 
 
 def _refusal(learned: Learned) -> Contribution:

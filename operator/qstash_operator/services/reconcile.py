@@ -44,6 +44,7 @@ from qstash_operator.domain.reconcile import (
     ReconcilePlan,
     ReplaceCronJob,
     Step,
+    SweepMarkerCronJobs,
     UpsertSchedule,
 )
 from qstash_operator.settings import Settings
@@ -169,6 +170,8 @@ class Reconciler:
                     await self._kube.create_cronjob(manifest)
             case DeleteCronJob():
                 await self._delete_cronjob(step)
+            case SweepMarkerCronJobs():
+                await self._sweep_markers(body, step, now=now)
             case AdoptJobs():
                 await self._adopt_jobs(step)
             case PostEvent(event=event):
@@ -217,6 +220,28 @@ class Reconciler:
                 step.name,
                 uid=(existing.get("metadata") or {}).get("uid"),
                 orphan=step.orphan,
+            )
+
+    async def _sweep_markers(
+        self, body: JsonDict, step: SweepMarkerCronJobs, *, now: datetime
+    ) -> None:
+        for cronjob in await self._kube.list_cronjobs(step.namespace, step.selector):
+            meta = cronjob.get("metadata") or {}
+            name = str(meta.get("name"))
+            if (
+                name in step.keep
+                or meta.get("deletionTimestamp")
+                or not _owned_by(cronjob, step.owner_uid)
+            ):
+                continue
+            await self._kube.delete_cronjob(step.namespace, name, uid=meta.get("uid"))
+            await self._kube.post_event(
+                body,
+                type_="Normal",
+                reason=step.reason,
+                message=step.said.replace(reconcile.NAME_SLOT, name),
+                now=now,
+                component=COMPONENT,
             )
 
     async def _adopt_jobs(self, step: AdoptJobs) -> None:

@@ -244,3 +244,53 @@ async def test_drift_repair_recreates_a_missing_entry_and_deletes_only_watched_o
     assert report.orphans_deleted == (gone,)
     assert {a, b, elsewhere} <= await _schedule_ids(stack)
     assert gone not in await _schedule_ids(stack)
+
+
+async def _marker_cronjobs(stack: Stack, name: str) -> set[str]:
+    selector = f"{vocabulary.LABEL_MARKER_OF}={name}"
+    return {
+        item["metadata"]["name"]
+        for item in await stack.kube.list_cronjobs(stack.namespace, selector)
+        if not item["metadata"].get("deletionTimestamp")
+    }
+
+
+async def test_leaving_the_cronjob_backend_with_an_entry_renamed_leaves_no_marker_cronjob(
+    stack: Stack, reconciler: Reconciler
+) -> None:
+    """The leak found in review, on the real API server: one edit switches CronJob → QStash and
+    renames entry b to c. The switch rewrites ``status.schedules`` with QStash ids, so b's marker
+    CronJob is named by no record; the handover's retirement still removes it (found by label),
+    with a's, and the QStash schedules of a and c are what is left."""
+    await stack.create_cronworkflow(
+        "leaving",
+        schedule=None,
+        backend="CronJob",
+        schedules=[{"name": "a", "cron": "* * * * *"}, {"name": "b", "cron": "*/2 * * * *"}],
+    )
+    await _cycle(stack, reconciler, "leaving", timer=False)
+    old = {naming.entry_cronjob_name("leaving", entry) for entry in ("a", "b")}
+    assert await _marker_cronjobs(stack, "leaving") == old
+
+    patch = {
+        "spec": {
+            "backend": "QStash",
+            "schedules": [{"name": "a", "cron": "* * * * *"}, {"name": "c", "cron": "*/2 * * * *"}],
+        }
+    }
+    await stack.kube.patch_cronworkflow(stack.namespace, "leaving", patch)
+    await _cycle(stack, reconciler, "leaving", timer=False)
+    status = (await stack.get("leaving"))["status"]
+    assert status["handover"]["from"] == "CronJob"
+    assert naming.entry_cronjob_name("leaving", "b") not in str(status)
+    assert await _marker_cronjobs(stack, "leaving") == old  # live until the shared tick
+
+    for _ in range(3):  # 10:00, 10:01, 10:02: the handover is due at 10:02:30
+        await _minute(stack)
+        await _cycle(stack, reconciler, "leaving", timer=True)
+    assert "handover" not in (await stack.get("leaving"))["status"]
+    assert await _marker_cronjobs(stack, "leaving") == set()
+    kept = {sid for sid in await _schedule_ids(stack) if "leaving" in sid}
+    assert kept == {_entry_id(stack, "leaving", "a"), _entry_id(stack, "leaving", "c")}
+    reasons = [event["reason"] for event in await stack.events("leaving")]
+    assert reasons.count(vocabulary.REASON_HANDOVER_COMPLETE) >= 2  # a's and b's CronJobs

@@ -46,6 +46,7 @@ from qstash_operator.domain.reconcile import (
     ReconcilePlan,
     ReplaceCronJob,
     Step,
+    SweepMarkerCronJobs,
     UpsertSchedule,
 )
 from tests.unit.domain.factories import UID, body
@@ -96,6 +97,8 @@ def render(step: Step) -> str:
             return f"put CronJob {manifest['metadata']['name']}"
         case DeleteCronJob(name=name, orphan=orphan):
             return f"delete CronJob {name}" + (" orphaning its Jobs" if orphan else "")
+        case SweepMarkerCronJobs(keep=keep):
+            return "sweep marker CronJobs" + (f" but {', '.join(keep)}" if keep else "")
         case AdoptJobs():
             return "adopt Jobs"
         case PostEvent(event=event):
@@ -810,6 +813,7 @@ LOOKS = {
             "delete CronJob report orphaning its Jobs",
             "adopt Jobs",
             "Normal HandoverComplete",
+            "sweep marker CronJobs",
         ),
         status={"handover": None, "nextScheduleTime": "2026-06-01T12:00:00Z"},
     ),

@@ -17,7 +17,7 @@ import pytest
 from qstash_operator.domain import builders, drift, hashspread, model, naming, reconcile, runs
 from qstash_operator.domain.errors import InvalidSpecError, PermanentDeliveryError
 from qstash_operator.domain.runs import MessageOrigin, Outcome
-from tests.unit.domain.factories import body, cronworkflow, job
+from tests.unit.domain.factories import UID, body, cronworkflow, job
 from tests.unit.domain.test_reconcile import PRODUCTION, merge, rendered
 from tests.unit.instants import JUST_AFTER_THE_HOUR, JUST_BEFORE_THE_HOUR, TOP_OF_THE_HOUR
 
@@ -549,6 +549,7 @@ def test_on_the_cronjob_backend_switching_makes_the_new_cronjobs_before_deleting
         "delete CronJob report orphaning its Jobs",
         "adopt Jobs",
         "Normal CronJobDeleted",
+        f"sweep marker CronJobs but {HOURLY_CRONJOB}, {LATE_CRONJOB}",
     )
     several_status = merge(single, moved.status)
     only_hourly = dict(HOURLY_AND_ONE_PAST, schedules=HOURLY_AND_ONE_PAST["schedules"][:1])
@@ -562,7 +563,58 @@ def test_on_the_cronjob_backend_switching_makes_the_new_cronjobs_before_deleting
         "Normal CronJobDeleted",
         f"delete CronJob {LATE_CRONJOB}",
         "Normal CronJobDeleted",
+        "sweep marker CronJobs",
     )
+
+
+def test_leaving_the_cronjob_backend_with_an_entry_renamed_sweeps_its_cronjob_by_label() -> None:
+    """The leak found in review: the switch rewrites ``status.schedules`` with QStash ids, so
+    the renamed entry's marker CronJob is named nowhere when the handover retires the CronJob
+    backend; the retirement finds it by the label every marker CronJob carries."""
+    on_cronjobs = dict(HOURLY_AND_ONE_PAST, backend="CronJob")
+    applied = merge({}, reconciled(on_cronjobs, {}, JUST_BEFORE_THE_HOUR).status)
+    assert [s["cronJob"] for s in applied["schedules"]] == [HOURLY_CRONJOB, LATE_CRONJOB]
+    renamed = dict(
+        HOURLY_AND_ONE_PAST,
+        backend="QStash",
+        schedules=[
+            HOURLY_AND_ONE_PAST["schedules"][0],
+            {"name": "nightly", "cron": "0 3 * * *"},
+        ],
+    )
+    switched = reconciled(renamed, applied, JUST_AFTER_THE_HOUR)
+    status = merge(applied, switched.status)
+    assert status["handover"]["from"] == "CronJob"
+    assert LATE_CRONJOB not in json.dumps(status)  # no record names it any more
+    due = reconcile.plan_refresh(
+        body(renamed, status=status),
+        PRODUCTION,
+        now=runs.parse_time(status["handover"]["removeAfter"]),
+    )
+    sweeps = [step for step in due.steps if isinstance(step, reconcile.SweepMarkerCronJobs)]
+    assert f"delete CronJob {LATE_CRONJOB}" not in rendered(due)
+    assert sweeps == [
+        reconcile.SweepMarkerCronJobs(
+            "team-a",
+            "app.kubernetes.io/managed-by=qstash-operator,qstash-operator.dev/marker-of=report,"
+            "qstash-operator.dev/tick-marker=true",
+            UID,
+            keep=(),
+            reason="HandoverComplete",
+            said="removed the previous backend's CronJob {cronjob}",
+        )
+    ]
+
+
+def test_a_marker_cronjob_no_entry_names_is_swept_when_the_entries_change() -> None:
+    """A marker CronJob made before a lost status write is named by no record: the next change
+    of the entries keeps exactly the current entries' CronJobs."""
+    applied = merge({}, on_cronjob(HOURLY_AND_ONE_PAST, {}, JUST_BEFORE_THE_HOUR).status)
+    only_hourly = dict(HOURLY_AND_ONE_PAST, schedules=HOURLY_AND_ONE_PAST["schedules"][:1])
+    fewer = on_cronjob(only_hourly, {"backend": applied["backend"]}, JUST_AFTER_THE_HOUR)
+    assert rendered(fewer)[-1] == f"sweep marker CronJobs but {HOURLY_CRONJOB}"
+    unchanged = on_cronjob(only_hourly, merge(applied, fewer.status), JUST_AFTER_ONE_PAST)
+    assert not any(isinstance(s, reconcile.SweepMarkerCronJobs) for s in unchanged.steps)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -214,6 +214,7 @@ CASES = {
             "delete CronJob report orphaning its Jobs",
             "adopt Jobs",
             "Normal CronJobDeleted",
+            "sweep marker CronJobs",
             "Normal Completed",
         ),
         ready=("False", vocabulary.REASON_COMPLETED),
