@@ -42,6 +42,7 @@ CALLS: Final[dict[str, Permission | None]] = {
     "patch_job": ("patch", "jobs"),
     "delete_job": ("delete", "jobs"),
     "get_cronjob": ("get", "cronjobs"),
+    "list_cronjobs": ("list", "cronjobs"),
     "create_cronjob": ("create", "cronjobs"),
     "replace_cronjob": ("update", "cronjobs"),
     "patch_cronjob": ("patch", "cronjobs"),
