@@ -208,7 +208,9 @@ class RunService:
         """
         started = time.perf_counter()
         origin: MessageOrigin | None = None
-        for attempt in range(MAX_RESERVATION_ATTEMPTS):
+
+        async def once(attempt: int) -> RunResult:
+            nonlocal origin
             cached = attempt == 0 and self._reads is not None  # a lost race reads afresh
             body = await self._load(namespace, name, uid, cached=cached)
             cw = self._parse(body)
@@ -234,24 +236,20 @@ class RunService:
                 ran=slots.ran_ticks(status.get("recentSlots")),
                 entry=entry,
             )
-            try:
-                return await self._execute(
-                    body,
-                    cw,
-                    jobs,
-                    plan,
-                    now=delivered_at,
-                    message_id=message_id,
-                    requested_by=None,
-                    started=started,
-                    attempt=retried + 1,
-                    deferred=self._recorder is not None,
-                )
-            except ConflictError:
-                logger.info(
-                    "run reservation for %s/%s lost a race; deciding again", namespace, name
-                )
-        raise ConflictError(f"{namespace}/{name}: too many concurrent writers", retry_after=1.0)
+            return await self._execute(
+                body,
+                cw,
+                jobs,
+                plan,
+                now=delivered_at,
+                message_id=message_id,
+                requested_by=None,
+                started=started,
+                attempt=retried + 1,
+                deferred=self._recorder is not None,
+            )
+
+        return await _deciding_again("delivery", namespace, name, once)
 
     async def run_manual(
         self,
@@ -280,7 +278,8 @@ class RunService:
             if key is not None and fingerprint is not None
             else None
         )
-        for _ in range(MAX_RESERVATION_ATTEMPTS):
+
+        async def once(_: int) -> RunResult:
             body = await self._load(namespace, name, None)
             cw = self._parse(body)
             try:
@@ -298,22 +297,20 @@ class RunService:
             plan = runs.plan_manual(
                 cw, jobs=jobs, seed=seed, reserved=reserved, key=key, fingerprint=fingerprint
             )
-            try:
-                return await self._execute(
-                    body,
-                    cw,
-                    jobs,
-                    plan,
-                    now=now,
-                    message_id=None,
-                    requested_by=requested_by,
-                    started=time.perf_counter(),
-                    request=request,
-                    asked=asked,
-                )
-            except ConflictError:
-                logger.info("manual run of %s/%s lost a race; deciding again", namespace, name)
-        raise ConflictError(f"{namespace}/{name}: too many concurrent writers", retry_after=1.0)
+            return await self._execute(
+                body,
+                cw,
+                jobs,
+                plan,
+                now=now,
+                message_id=None,
+                requested_by=requested_by,
+                started=time.perf_counter(),
+                request=request,
+                asked=asked,
+            )
+
+        return await _deciding_again("manual run", namespace, name, once)
 
     async def run_backfill(
         self,
@@ -382,7 +379,8 @@ class RunService:
         """Run the missed slot ``tick`` late (the operator's catch-up policy chose it): the
         delivery's path and rules, under the slot's Job name (``domain.runs.plan_catch_up``)."""
         started = time.perf_counter()
-        for _ in range(MAX_RESERVATION_ATTEMPTS):
+
+        async def once(_: int) -> RunResult:
             body = await self._load(namespace, name, None)
             cw = self._parse(body)
             jobs = await self._jobs(cw)
@@ -396,21 +394,19 @@ class RunService:
                 reserved=runs.reserved_names(status.get("active"), now=now),
                 runs_made=window.runs_made(status),
             )
-            try:
-                return await self._execute(
-                    body,
-                    cw,
-                    jobs,
-                    plan,
-                    now=now,
-                    message_id=None,
-                    requested_by=None,
-                    started=started,
-                    catch_up=True,
-                )
-            except ConflictError:
-                logger.info("catch-up of %s/%s lost a race; deciding again", namespace, name)
-        raise ConflictError(f"{namespace}/{name}: too many concurrent writers", retry_after=1.0)
+            return await self._execute(
+                body,
+                cw,
+                jobs,
+                plan,
+                now=now,
+                message_id=None,
+                requested_by=None,
+                started=started,
+                catch_up=True,
+            )
+
+        return await _deciding_again("catch-up", namespace, name, once)
 
     async def run_marker(self, *, marker: JsonDict, now: datetime) -> RunResult:
         """A marker Job of an entry's CronJob (``spec.schedules`` on the CronJob backend): run its
@@ -425,49 +421,37 @@ class RunService:
         uid = (meta.get("annotations") or {}).get(vocabulary.ANNOTATION_MARKER_UID)
         tick = runs.marker_tick(marker)
         started = time.perf_counter()
+
+        async def once(_: int) -> RunResult:
+            assert tick is not None
+            body = await self._load(namespace, name, uid if isinstance(uid, str) else None)
+            cw = self._parse(body)
+            jobs = await self._jobs(cw)
+            status = body.get("status") or {}
+            plan = runs.plan_marker(
+                cw,
+                jobs=jobs,
+                tick=tick,
+                entry=entry if isinstance(entry, str) else None,
+                last_schedule_time=runs.parse_time(status.get("lastScheduleTime")),
+                schedule_since=runs.parse_time(status.get("scheduleSince")),
+                now=now,
+                tolerance=self._tolerance,
+                reserved=runs.reserved_names(status.get("active"), now=now),
+                runs_made=window.runs_made(status),
+                ran=slots.ran_ticks(status.get("recentSlots")),
+            )
+            return await self._execute(
+                body, cw, jobs, plan, now=now, message_id=None, requested_by=None, started=started
+            )
+
         try:
             if tick is None or not name:
                 raise PermanentDeliveryError(
                     vocabulary.REASON_INVALID_SPEC,
                     f"marker Job {meta.get('name')} names no CronWorkflow or no scheduled time",
                 )
-            for _ in range(MAX_RESERVATION_ATTEMPTS):
-                body = await self._load(namespace, name, uid if isinstance(uid, str) else None)
-                cw = self._parse(body)
-                jobs = await self._jobs(cw)
-                status = body.get("status") or {}
-                plan = runs.plan_marker(
-                    cw,
-                    jobs=jobs,
-                    tick=tick,
-                    entry=entry if isinstance(entry, str) else None,
-                    last_schedule_time=runs.parse_time(status.get("lastScheduleTime")),
-                    schedule_since=runs.parse_time(status.get("scheduleSince")),
-                    now=now,
-                    tolerance=self._tolerance,
-                    reserved=runs.reserved_names(status.get("active"), now=now),
-                    runs_made=window.runs_made(status),
-                    ran=slots.ran_ticks(status.get("recentSlots")),
-                )
-                try:
-                    result = await self._execute(
-                        body,
-                        cw,
-                        jobs,
-                        plan,
-                        now=now,
-                        message_id=None,
-                        requested_by=None,
-                        started=started,
-                    )
-                except ConflictError:
-                    logger.info("marker of %s/%s lost a race; deciding again", namespace, name)
-                    continue
-                break
-            else:
-                raise ConflictError(
-                    f"{namespace}/{name}: too many concurrent writers", retry_after=1.0
-                )
+            result = await _deciding_again("marker", namespace, name, once)
         except PermanentDeliveryError as exc:
             logger.info("dropping marker Job %s: %s", meta.get("name"), exc)
             await self._kube.delete_job(namespace, str(meta.get("name", "")))
@@ -814,6 +798,20 @@ class RunService:
             now=now,
             component=self._component,
         )
+
+
+async def _deciding_again(
+    what: str, namespace: str, name: str, once: Callable[[int], Awaitable[RunResult]]
+) -> RunResult:
+    """Decide and act (``once(attempt)``) until the write is not lost to a concurrent writer:
+    a ``ConflictError`` (the reservation's resourceVersion moved) means the facts changed, so
+    everything is read and decided again, at most ``MAX_RESERVATION_ATTEMPTS`` times."""
+    for attempt in range(MAX_RESERVATION_ATTEMPTS):
+        try:
+            return await once(attempt)
+        except ConflictError:
+            logger.info("%s of %s/%s lost a race; deciding again", what, namespace, name)
+    raise ConflictError(f"{namespace}/{name}: too many concurrent writers", retry_after=1.0)
 
 
 def _unseen_active(cw: CronWorkflow, body: JsonDict | None, jobs: Sequence[JobView]) -> bool:
