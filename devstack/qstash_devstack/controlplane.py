@@ -940,18 +940,25 @@ class ControlPlane:
             return
         file_args = [arg for f in files for arg in ("-f", f)]
         self.kubectl("apply", "--server-side", "--force-conflicts", *file_args)
-        remaining = max(1.0, deadline - time.monotonic())
-        self.kubectl(
-            "wait",
-            "--for=condition=Established",
-            f"--timeout={int(remaining)}s",
-            *file_args,
-            timeout=remaining + 5,
-        )
+        names = [
+            name.rpartition("/")[2]
+            for name in self.kubectl("get", *file_args, "-o", "name").stdout.split()
+        ]
+        # Polled here rather than with `kubectl wait --for=condition=Established`: a CRD read
+        # before the apiextensions controller first writes its status has `conditions: null`,
+        # which kubectl 1.36 reports as an error (".status.conditions accessor error") instead
+        # of waiting (seen on a loaded machine: the whole session's control plane failed).
+        for crd in names:
+            self._wait_for(
+                f"CRD {crd} to be Established",
+                lambda crd=crd: self._crd_established(crd),
+                deadline,
+                watch="kube-apiserver",
+            )
         # Established is not yet servable: until its watch cache is filled, a list of the new
         # resource answers 429 "storage is (re)initializing", which the first test would meet.
-        for name in self.kubectl("get", *file_args, "-o", "name").stdout.split():
-            plural, _, group = name.rpartition("/")[2].partition(".")
+        for crd in names:
+            plural, _, group = crd.partition(".")
             status, discovery = self.request("GET", f"/apis/{group}")
             if status != 200 or not isinstance(discovery, dict):
                 raise ControlPlaneError(f"/apis/{group} answered {status}: {discovery}")
@@ -963,6 +970,15 @@ class ControlPlane:
                 deadline,
                 watch="kube-apiserver",
             )
+
+    def _crd_established(self, name: str) -> bool:
+        status, crd = self.request(
+            "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
+        )
+        if status != 200 or not isinstance(crd, dict):
+            return False
+        conditions = (crd.get("status") or {}).get("conditions") or []
+        return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 
     def _node_ready(self) -> bool:
         status, node = self.request("GET", f"/api/v1/nodes/{FAKE_NODE}")
