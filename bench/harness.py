@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from qstash_devstack.controlplane import ControlPlane, build_binaries
+from qstash_devstack.controlplane import AUDIT_EVERYTHING, ControlPlane, build_binaries
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -141,9 +141,11 @@ def table(rows: Sequence[Row]) -> str:
 
 
 @contextlib.contextmanager
-def control_plane() -> Iterator[ControlPlane]:
-    """A fresh control plane (binaries built first when the cache is cold, progress shown)."""
-    plane = ControlPlane(build_binaries())
+def control_plane(*, audit: bool = False) -> Iterator[ControlPlane]:
+    """A fresh control plane (binaries built first when the cache is cold, progress shown);
+    ``audit``: the API server logs every request (``plane.audit_events()``), which costs it
+    CPU, so a run that breaks calls down by caller is not the run whose timings are quoted."""
+    plane = ControlPlane(build_binaries(), audit_policy=AUDIT_EVERYTHING if audit else None)
     plane.start()
     try:
         yield plane
@@ -389,9 +391,20 @@ _REQUEST_TOTAL = "apiserver_request_total{"
 def apiserver_requests(plane: ControlPlane) -> dict[str, float]:
     """``apiserver_request_total`` from the API server's /metrics, summed over response codes,
     keyed ``VERB group/resource[/subresource]``."""
+    return without_code(apiserver_requests_by_code(plane))
+
+
+def apiserver_requests_by_code(plane: ControlPlane) -> dict[str, float]:
+    """``apiserver_request_total`` keyed ``VERB group/resource[/subresource] code``."""
     status, text = plane.request("GET", "/metrics", timeout=30)
     if status != 200 or not isinstance(text, str):
         raise RuntimeError(f"GET /metrics answered {status}")
+    return parse_request_totals(text)
+
+
+def parse_request_totals(text: str) -> dict[str, float]:
+    """The ``apiserver_request_total`` samples of a /metrics text, keyed
+    ``VERB group/resource[/subresource] code`` (summed over the other labels)."""
     totals: dict[str, float] = {}
     for line in text.splitlines():
         if not line.startswith(_REQUEST_TOTAL):
@@ -399,13 +412,26 @@ def apiserver_requests(plane: ControlPlane) -> dict[str, float]:
         labels_text, _, value = line[len(_REQUEST_TOTAL) :].rpartition("} ")
         labels = dict(part.split("=", 1) for part in labels_text.split(",") if "=" in part)
         labels = {key: raw.strip('"') for key, raw in labels.items()}
-        resource = labels.get("resource", "")
-        if labels.get("group"):
-            resource = f"{labels['group']}/{resource}"
-        if labels.get("subresource"):
-            resource += f"/{labels['subresource']}"
-        key = f"{labels.get('verb', '?')} {resource}"
+        key = f"{labels.get('verb', '?')} {_resource(labels)} {labels.get('code', '?')}"
         totals[key] = totals.get(key, 0.0) + float(value)
+    return totals
+
+
+def _resource(labels: dict[str, str]) -> str:
+    resource = labels.get("resource", "")
+    if labels.get("group"):
+        resource = f"{labels['group']}/{resource}"
+    if labels.get("subresource"):
+        resource += f"/{labels['subresource']}"
+    return resource
+
+
+def without_code(by_code: dict[str, float]) -> dict[str, float]:
+    """``VERB resource code`` counts summed into ``VERB resource``."""
+    totals: dict[str, float] = {}
+    for key, value in by_code.items():
+        short = key.rsplit(" ", 1)[0]
+        totals[short] = totals.get(short, 0.0) + value
     return totals
 
 
@@ -424,3 +450,91 @@ def git_revision() -> str:
         cwd=Path(__file__).parent,
     )
     return result.stdout.strip() or "?"
+
+
+# --- who called what, when (the audit log of a run with ``control_plane(audit=True)``) ---------
+
+
+def caller(user_agent: str) -> str:
+    """A short name for the client an audit event came from."""
+    if user_agent.startswith("qstash-operator-webhook/"):
+        return "webhook"
+    if user_agent.startswith(("qstash-operator/", "kopf/")):
+        return "operator"
+    if user_agent.startswith("kube-controller-manager/"):
+        return "kcm:" + user_agent.rsplit("/", 1)[-1]
+    for known in ("kube-scheduler", "kwok", "kubectl", "kube-apiserver"):
+        if user_agent.startswith(known):
+            return known
+    if "aiohttp" in user_agent or user_agent.startswith("Python"):
+        return "bench"
+    return user_agent.split("/", 1)[0] or "?"
+
+
+@dataclass(frozen=True)
+class AuditCall:
+    caller: str
+    verb: str
+    resource: str
+    code: int
+    namespace: str
+    received: float
+    """Wall-clock Unix seconds the API server received the request."""
+
+    @property
+    def key(self) -> str:
+        return f"{self.caller} {self.verb} {self.resource} {self.code}"
+
+
+def audit_calls(events: Sequence[dict[str, Any]]) -> list[AuditCall]:
+    """One entry per completed request (a watch counts once, when it ends)."""
+    calls = []
+    for event in events:
+        if event.get("stage") not in ("ResponseComplete", "Panic"):
+            continue
+        ref = event.get("objectRef") or {}
+        resource = str(ref.get("resource") or event.get("requestURI", "?").split("?")[0])
+        if ref.get("apiGroup"):
+            resource = f"{ref['apiGroup']}/{resource}"
+        if ref.get("subresource"):
+            resource += f"/{ref['subresource']}"
+        stamp = str(event.get("requestReceivedTimestamp", ""))
+        try:
+            received = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            continue
+        calls.append(
+            AuditCall(
+                caller=caller(str(event.get("userAgent", ""))),
+                verb=str(event.get("verb", "?")),
+                resource=resource,
+                code=int((event.get("responseStatus") or {}).get("code", 0)),
+                namespace=str(ref.get("namespace", "")),
+                received=received,
+            )
+        )
+    return calls
+
+
+def count_calls(calls: Sequence[AuditCall], start: float, end: float) -> dict[str, int]:
+    """``caller verb resource code`` -> requests received in [start, end), largest first."""
+    counts: dict[str, int] = {}
+    for call in calls:
+        if start <= call.received < end and call.verb != "watch":
+            counts[call.key] = counts.get(call.key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def timeline(
+    calls: Sequence[AuditCall], start: float, end: float, step: float
+) -> dict[str, list[int]]:
+    """Writes (not get/list/watch) per ``caller verb resource`` in buckets of ``step`` seconds
+    from ``start`` to ``end``: when each writer's calls landed."""
+    buckets = max(1, math.ceil((end - start) / step))
+    lines: dict[str, list[int]] = {}
+    for call in calls:
+        if call.verb in ("get", "list", "watch") or not start <= call.received < end:
+            continue
+        line = lines.setdefault(f"{call.caller} {call.verb} {call.resource}", [0] * buckets)
+        line[min(buckets - 1, int((call.received - start) / step))] += 1
+    return dict(sorted(lines.items(), key=lambda kv: -sum(kv[1])))

@@ -22,6 +22,7 @@ from typing import Final
 
 from aiohttp import web
 
+from qstash_operator import __version__
 from qstash_operator.adapters.kube import MAX_CONNECTIONS, Kube
 from qstash_operator.adapters.signing_keys import SigningKeySource
 from qstash_operator.domain.errors import SettingsError
@@ -69,9 +70,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+USER_AGENT: Final = f"qstash-operator-webhook/{__version__}"
+"""How the API server's audit log and metrics tell the webhook's calls from the operator's."""
+
+
 async def _connect(kubeconfig: str | None, *, max_connections: int = MAX_CONNECTIONS) -> Kube:
     try:
-        return await Kube.from_environment(kubeconfig, max_connections=max_connections)
+        return await Kube.from_environment(
+            kubeconfig, max_connections=max_connections, user_agent=USER_AGENT
+        )
     except Exception as exc:  # the client raises its own config errors; none is recoverable
         raise SettingsError(
             "KUBECONFIG",

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Final, cast
 import kopf
 from aiohttp import web
 
+from qstash_operator import __version__
 from qstash_operator.adapters.kube import Kube
 from qstash_operator.adapters.leader import Ending, lead
 from qstash_operator.adapters.operator_metrics import OperatorMetrics
@@ -135,7 +136,7 @@ async def _health_app(
 
 
 async def _main(settings: Settings, args: argparse.Namespace) -> int:
-    kube = await Kube.from_environment()
+    kube = await Kube.from_environment(user_agent=f"qstash-operator/{__version__}")
     qstash = (
         QStashSchedules(token=settings.qstash.token.reveal(), base_url=settings.qstash.url)
         if settings.qstash.token is not None
