@@ -796,7 +796,13 @@ def status_after_run(
     described by ``manual``), given the status read and the live Jobs. Only changed fields.
 
     The run goes into ``recentSlots`` too (``Running``; the operator's audit follows its Job),
-    so the ledger knows the slot ran even once the history limits prune its Job."""
+    so the ledger knows the slot ran even once the history limits prune its Job. Its delay is
+    the created Job's ``creationTimestamp`` minus the tick when ``jobs`` has it (else ``now``):
+    what the mirror derives from the same Job (``slots.from_job``), so the mirror, deciding
+    after the record, finds the entry as it would write it and writes nothing."""
+    jobs = list(jobs)
+    made = next((job.created_at for job in jobs if job.name == created and job.created_at), None)
+    started = made if made is not None else now
     patch: JsonDict = {}
     entry = slots.Slot(
         time=tick if tick is not None else now,
@@ -804,7 +810,7 @@ def status_after_run(
         reason=vocabulary.SLOT_REASON_JOB_ACTIVE,
         job=created,
         backend=status.get("backend"),
-        delay_seconds=None if tick is None else int((now - tick).total_seconds()),
+        delay_seconds=None if tick is None else int((started - tick).total_seconds()),
         attempts=attempt,
         manual=manual is not None,
         requested_by=None if manual is None else manual.get("requestedBy"),

@@ -22,6 +22,7 @@ from qstash_operator.domain.slots import (
     SlotJob,
     Suspension,
 )
+from tests.unit.domain import factories
 from tests.unit.domain.factories import UID, cronworkflow
 from tests.unit.instants import TOP_OF_THE_HOUR
 
@@ -440,6 +441,53 @@ def test_suspended_slots_are_not_caught_up_after_resuming() -> None:
 
 
 # -- recording runs and skips ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("delivered_after", "created_after", "recorded_delay"),
+    [
+        pytest.param(0.2, None, 0, id="no Job view: the delivery's instant"),
+        pytest.param(0.2, 0, 0, id="created in the tick's second"),
+        pytest.param(0.2, 2, 2, id="created two seconds on: the Job's second, not the arrival's"),
+    ],
+)
+def test_a_run_records_the_delay_the_mirror_reads_from_its_job(
+    delivered_after: float, created_after: int | None, recorded_delay: int
+) -> None:
+    cw = cronworkflow({"schedule": "* * * * *"})
+    created = None if created_after is None else at(1) + timedelta(seconds=created_after)
+    jobs = [] if created is None else [factories.job("report-1", active=True, created_at=created)]
+    patch = runs.status_after_run(
+        cw,
+        {"backend": "QStash"},
+        jobs,
+        created="report-1",
+        tick=at(1),
+        manual=None,
+        now=at(1) + timedelta(seconds=delivered_after),
+        attempt=1,
+    )
+    assert patch["recentSlots"][0]["delaySeconds"] == recorded_delay
+    if created is not None:  # the mirror's entry from the same Job is the same entry
+        job = slots.SlotJob(
+            name="report-1",
+            cronworkflow_uid="",
+            slot=at(1),
+            created_at=created,
+            fate="Running",
+            reason="JobActive",
+            backend="QStash",
+            manual=False,
+            requested_by=None,
+            catch_up=False,
+            attempt=1,
+        )
+        mirrored = slots.ledger_status(
+            slots.with_jobs(
+                slots.parse_ledger(patch["recentSlots"]), [job], cronworkflow_uid="", limit=10
+            )
+        )
+        assert mirrored == patch["recentSlots"]
 
 
 def test_a_run_and_a_skip_are_recorded_by_their_writer() -> None:
