@@ -104,6 +104,13 @@ webhook answers its deliveries 489 (the CronWorkflow is gone), so QStash stops r
 MIN_FINALIZER_RETRY_SECONDS: Final = 1.0
 """A finalizer retry never comes sooner than this, even with the bound a moment away."""
 
+RECORD_GRACE: Final = timedelta(seconds=30)
+"""How long after a tick the refresh leaves ``nextScheduleTime`` to the tick's own record (the
+webhook's deferred write, the CronJob mirror), which moves it together with
+``lastScheduleTime``. Moving it first would be a second status write for every CronWorkflow in
+the seconds a minute's Jobs are being created, and would make the record's conditional write
+lose (409, read, write again). A tick nobody records is moved on by a refresh after this; a
+suspended CronWorkflow (no next run, nothing will record) is written at once."""
 MAX_PLANS_PER_CYCLE: Final = 4
 """The first plan, one made again per fact learned (a refused destination, where the CronJob
 is), and a terminal one (see Termination in the module docstring). Deletion makes at most three:
@@ -409,6 +416,16 @@ def _combine(*parts: Contribution) -> Contribution:
 
 def _event(type_: EventType, reason: str, message: str) -> PostEvent:
     return PostEvent(Event(type_, reason, message))
+
+
+def _tick_being_recorded(status: JsonDict, now: datetime) -> bool:
+    """``nextScheduleTime`` passed less than :data:`RECORD_GRACE` ago and its tick is not
+    recorded yet (``lastScheduleTime`` before it): its record is on the way."""
+    due = parse_time(status.get("nextScheduleTime"))
+    if due is None or not due <= now < due + RECORD_GRACE:
+        return False
+    last = parse_time(status.get("lastScheduleTime"))
+    return last is None or last < due
 
 
 def _next_time(cw: CronWorkflow, status: JsonDict, now: datetime) -> str | None:
@@ -1322,6 +1339,7 @@ def plan_refresh(body: Mapping[str, Any], context: Context, *, now: datetime) ->
     current = (
         Contribution(status={"nextScheduleTime": next_time})
         if record.status.get("nextScheduleTime") != next_time
+        and not (next_time is not None and _tick_being_recorded(record.status, now))
         else Contribution()
     )
     entries = entries_status(

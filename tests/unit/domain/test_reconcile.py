@@ -779,8 +779,19 @@ LEAVING_CRONJOB = applied(now=JUST_AFTER_THE_HOUR, status=ON_CRONJOB)
 
 LOOKS = {
     "nothing to do: no call, no write": Look(before=ON_QSTASH, now=JUST_BEFORE_THE_HOUR),
-    "the next run moved on: write it": Look(
+    "the next run just passed: left to the tick's record, no write in the minute's burst": Look(
+        before=ON_QSTASH, now=JUST_AFTER_THE_HOUR
+    ),
+    "the next run passed 29 s ago, still unrecorded: still left to the record": Look(
+        before=ON_QSTASH, now=TOP_OF_THE_HOUR + timedelta(seconds=29)
+    ),
+    "the next run passed 30 s ago and nobody recorded it: write it": Look(
         before=ON_QSTASH,
+        now=TOP_OF_THE_HOUR + timedelta(seconds=30),
+        status={"nextScheduleTime": "2026-06-01T11:00:00Z"},
+    ),
+    "the tick was recorded but the next run was not moved: write it at once": Look(
+        before={**ON_QSTASH, "lastScheduleTime": "2026-06-01T10:00:00Z"},
         now=JUST_AFTER_THE_HOUR,
         status={"nextScheduleTime": "2026-06-01T11:00:00Z"},
     ),
