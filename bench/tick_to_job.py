@@ -234,15 +234,17 @@ QPS 20 for a while; that is not ours and not waited for.)"""
 
 
 async def wait_quiet(plane: ControlPlane) -> tuple[dict[str, float], float]:
-    """Scrape ``apiserver_request_total`` every 2 s until the count holds still (at most 60 s):
-    (the last scrape, seconds waited)."""
+    """Scrape ``apiserver_request_total`` (per code) every 2 s until the count holds still (at
+    most 60 s): (the last scrape, seconds waited)."""
     began = time.monotonic()
-    last = await asyncio.to_thread(harness.apiserver_requests, plane)
+    last = await asyncio.to_thread(harness.apiserver_requests_by_code, plane)
     while time.monotonic() - began < 60:
         await asyncio.sleep(2.0)
-        now = await asyncio.to_thread(harness.apiserver_requests, plane)
-        delta = ours_api_calls(harness.counter_delta(last, now), native_jobs=0)
-        moved = sum(v for k, v in delta.items() if k not in ("POST events", "POST batch/jobs"))
+        now = await asyncio.to_thread(harness.apiserver_requests_by_code, plane)
+        delta = ours_api_calls_by_code(harness.counter_delta(last, now), native_jobs=0)
+        moved = sum(
+            v for k, v in delta.items() if not k.startswith(("POST events ", "POST batch/jobs "))
+        )
         last = now
         if moved < QUIET_CALLS:
             break
