@@ -31,10 +31,13 @@ CronWorkflow event arriving soon after a pass that wrote nothing is mirrored onc
 
 Gathering: a CronWorkflow is mirrored ``delay`` seconds after the first of its Job events, once
 for all of them, a few CronWorkflows at a time. And a Job the webhook made for a tick is the
-webhook's to record (``services.deferred_status``, about a second later): while such a Job is
-younger than ``record_grace`` seconds, a pass that finds it unrecorded writes nothing and looks
-again when the grace is over (by when the webhook's record has arrived by the watch, and there is
-nothing to write), so the two writers do not both write, or conflict, for every delivery. A
+webhook's to record (``services.deferred_status``, once the minute's burst is over): while such a
+Job is younger than ``record_grace`` seconds, a pass that finds it unrecorded writes nothing and
+looks again when the grace is over (by when the webhook's record has arrived by the watch, and
+there is nothing to write), so the two writers do not both write, or conflict, for every
+delivery. The first event of such a Job is therefore gathered for a pass at the end of its grace,
+not ``delay`` later: that pass would only have held, and at a busy minute it would have taken
+the operator's CPU from the creates (an event of another kind brings the pass forward). A
 webhook that died before recording is repaired once the grace is over.
 
 An event that changes nothing the status is made of is not mirrored: the mirror remembers, per
@@ -209,17 +212,35 @@ class StatusMirror:
         if not namespace or not name or self._unchanged(job):
             return
         uid = str(meta.get("uid") or "")
+        now = self._monotonic()
+        due = now + self._delay
         if uid and uid not in self._first_seen:
-            self._first_seen[uid] = self._monotonic()
-        self._gather((str(namespace), str(name)), job, clock)
+            self._first_seen[uid] = now
+            if _webhooks_to_record(job):
+                # Its first pass would only find it young and hold (see _young_until): no pass
+                # until the grace is over, so the minute's burst of creates costs no passes.
+                due = max(due, now + self._grace)
+        self._gather((str(namespace), str(name)), job, clock, due=due)
 
-    def _gather(self, key: Key, job: JsonDict | None, clock: Callable[[], datetime]) -> None:
+    def _gather(
+        self,
+        key: Key,
+        job: JsonDict | None,
+        clock: Callable[[], datetime],
+        *,
+        due: float | None = None,
+    ) -> None:
+        """Gather ``job`` into ``key``'s coming pass, due at ``due`` (default ``delay`` from
+        now) or earlier if an event gathered before is due earlier."""
+        due = self._monotonic() + self._delay if due is None else due
         gathered = self._gathered.get(key)
         if gathered is None:
-            gathered = self._gathered[key] = _Gathered([], self._monotonic() + self._delay)
+            gathered = self._gathered[key] = _Gathered([], due)
             task = asyncio.ensure_future(self._mirror_gathered(key, clock))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        else:
+            gathered.due = min(gathered.due, due)
         if job is not None:
             gathered.events.append(job)
 
@@ -231,8 +252,8 @@ class StatusMirror:
             if gathered is None:
                 return
             wait = gathered.due - self._monotonic()
-            if wait > 0:
-                await self._sleep(wait)
+            if wait > 0:  # in steps of at most the delay: a later event may bring it forward
+                await self._sleep(min(wait, self._delay) if self._delay > 0 else wait)
                 continue
             async with self._slots:
                 gathered = self._gathered.pop(key, None)
@@ -406,6 +427,13 @@ class StatusMirror:
             return await write_status(self._kube, namespace, name, decide)
         except NotFoundError:
             return None
+
+
+def _webhooks_to_record(job: JsonDict) -> bool:
+    """A Job the webhook made for a tick and records itself (see :meth:`StatusMirror._young_until`):
+    active, made by the schedule, carrying its QStash message id."""
+    view = runs.job_view(job)
+    return view.active and view.trigger == vocabulary.TRIGGER_SCHEDULE and bool(view.message_id)
 
 
 def _names_unknown(status: JsonDict, entries: Iterable[IndexedJob]) -> bool:

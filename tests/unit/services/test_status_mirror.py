@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 from datetime import timedelta
+from typing import Any
 
 from qstash_operator.domain import builders, naming, vocabulary
 from qstash_operator.domain.model import JsonDict
@@ -231,3 +232,68 @@ def factories_job(name: str) -> JsonDict:
         },
         "status": {},
     }
+
+
+class CountingMirror(StatusMirror):
+    """The mirror, noting the (fake) instant of each of its passes."""
+
+    def __init__(self, kube: FakeKube, time: Time) -> None:
+        super().__init__(
+            kube,  # type: ignore[arg-type]
+            delay=DELAY,
+            record_grace=GRACE,
+            monotonic=time.monotonic,
+            sleep=time.sleep,
+        )
+        self.time = time
+        self.passes: list[float] = []
+
+    async def _mirror(self, key: tuple[str, str], *, now: Any) -> float | None:
+        self.passes.append(self.time.now - START)
+        return await super()._mirror(key, now=now)
+
+
+START = 1000.0  # Time() starts there
+
+
+async def test_a_young_webhook_job_is_first_mirrored_when_its_grace_is_over() -> None:
+    """Its pass at ``delay`` could only hold (the Job is the webhook's to record): none is made
+    inside the minute's burst, one at the end of the grace finds the record and writes nothing."""
+    body = factories.body(status={"lastScheduleTime": builders.rfc3339(PREVIOUS_TICK)})
+    kube = FakeKube(body)
+    service, recorder = services(kube, Reads(body))
+    assert (await deliver(service)).outcome is Outcome.RUN
+    time = Time()
+    mirror = CountingMirror(kube, time)
+    mirror.use_index(index_of(kube))
+    mirror.cronworkflow_seen(copy.deepcopy(kube.body), deleted=False, clock=clock)
+    for job in kube.jobs.values():
+        mirror.job_changed_soon(copy.deepcopy(job), clock=clock)
+    await time.advance(DELAY + 1)
+    assert mirror.passes == []  # nothing in the burst
+    await recorder.drain(5)  # the webhook's record lands, and the watch delivers it
+    mirror.cronworkflow_seen(copy.deepcopy(kube.body), deleted=False, clock=clock)
+    calls = len(kube.calls)
+    await settle(mirror, time)
+    assert mirror.passes == [GRACE]
+    assert kube.calls[calls:] == []
+
+
+async def test_another_jobs_event_brings_the_pass_forward() -> None:
+    body = factories.body(status={"lastScheduleTime": builders.rfc3339(PREVIOUS_TICK)})
+    kube = FakeKube(body)
+    service, recorder = services(kube, Reads(body))
+    assert (await deliver(service)).outcome is Outcome.RUN
+    await recorder.drain(5)
+    manual = factories_job("report-manual-1")
+    kube.jobs["report-manual-1"] = manual
+    time = Time()
+    mirror = CountingMirror(kube, time)
+    mirror.use_index(index_of(kube))
+    mirror.cronworkflow_seen(copy.deepcopy(kube.body), deleted=False, clock=clock)
+    young = next(job for name, job in kube.jobs.items() if name != "report-manual-1")
+    mirror.job_changed_soon(copy.deepcopy(young), clock=clock)
+    await time.advance(1.0)
+    mirror.job_changed_soon(copy.deepcopy(manual), clock=clock)  # a manual run's Job appears
+    await settle(mirror, time)
+    assert mirror.passes[0] == 1.0 + DELAY  # its delay, not the young Job's grace
