@@ -6,7 +6,7 @@ operator's peak and current resident memory are read, with the API server reques
 ``--trace`` adds a variant run under tracemalloc (``bench/tracing/sitecustomize.py``) whose top
 allocations by line, file and call stack are written next to the logs; tracing slows the
 operator, so its timings say nothing. ``--variant NAME:KEY=VALUE,...`` adds a variant with those
-operator settings (e.g. ``cache0:QSTASH_OPERATOR_MIRROR_CACHE_MAX_CRONWORKFLOWS=0``).
+operator settings (e.g. ``cache1:QSTASH_OPERATOR_MIRROR_CACHE_MAX_CRONWORKFLOWS=1``).
 """
 
 from __future__ import annotations
@@ -84,6 +84,10 @@ async def measure(
                 result = await convergence.converge(
                     plane, server, stack, count, extra_env=env, converged=hook
                 )
+            except Exception as exc:  # one failed variant must not lose the others' figures
+                results[name] = {"env": env, "failed": f"{type(exc).__name__}: {exc}"[:2000]}
+                print(f"   variant {name} FAILED: {exc}", flush=True)
+                continue
             finally:
                 stack.stop()
             result["env"] = env
@@ -114,6 +118,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def rows(result: dict[str, Any]) -> list[harness.Row]:
     out = []
     for name, variant in result["variants"].items():
+        if "failed" in variant:
+            continue
         out.append(
             harness.Row(
                 f"operator memory (N={result['count']}) {name}",
