@@ -85,6 +85,7 @@ async def converge(
         cronworkflow(f"cw-{index:04d}", {"schedule": "0 3 * * *"}) for index in range(count)
     ]
     await server.reset_api_calls()
+    idle = harness.memory_kib(operator.process.pid)
     load_before = harness.load_average()
     requests_before = await asyncio.to_thread(harness.apiserver_requests, plane)
     began = time.monotonic()
@@ -126,6 +127,10 @@ async def converge(
         "resolution_seconds": POLL_SECONDS,
         "operator_peak_rss_mib": round(memory["VmHWM"] / 1024, 1),
         "operator_rss_at_end_mib": round(memory["VmRSS"] / 1024, 1),
+        "operator_rss_idle_before_mib": round(idle["VmRSS"] / 1024, 1),
+        "operator_peak_kib_per_object_over_idle": round(
+            (memory["VmHWM"] - idle["VmRSS"]) / count, 1
+        ),
         "operator_cpu_seconds": round(cpu, 1),
         "operator_reconciles": reconciled,
         "qstash_calls_by_route": calls,
