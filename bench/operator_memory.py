@@ -3,10 +3,12 @@
 Each variant is its own namespace and operator (QStash mode, the server on a driven clock, as in
 ``convergence``): N CronWorkflows are applied, and once all are Ready and scheduled the
 operator's peak and current resident memory are read, with the API server requests it made.
-``--trace`` adds a variant run under tracemalloc (``bench/tracing/sitecustomize.py``) whose top
-allocations by line, file and call stack are written next to the logs; tracing slows the
-operator, so its timings say nothing. ``--variant NAME:KEY=VALUE,...`` adds a variant with those
-operator settings (e.g. ``cache1:QSTASH_OPERATOR_MIRROR_CACHE_MAX_CRONWORKFLOWS=1``).
+``--trace`` adds a variant run under tracemalloc (``bench/tracing/sitecustomize.py``; so is any
+variant named ``trace...``) whose top allocations by line, file and call stack are written next
+to the logs; tracing slows the operator, so its timings say nothing. A variant's ``PYTHONPATH``
+runs another checkout's operator (a before/after pair in one run). ``--variant
+NAME:KEY=VALUE,...`` adds a variant with those operator settings (e.g.
+``cache1:QSTASH_OPERATOR_MIRROR_CACHE_MAX_CRONWORKFLOWS=1``).
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     return name, env
 
 
-def _traced_env(dump: Path, frames: int) -> dict[str, str]:
-    path = os.pathsep.join(p for p in (str(TRACING), os.environ.get("PYTHONPATH", "")) if p)
+def _traced_env(dump: Path, frames: int, env: dict[str, str]) -> dict[str, str]:
+    inherited = env.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+    path = os.pathsep.join(p for p in (str(TRACING), inherited) if p)
     return {
         "PYTHONPATH": path,
         "QSO_TRACEMALLOC_DUMP": str(dump),
@@ -75,9 +78,10 @@ async def measure(
             harness.create_namespace(plane, namespace)
             stack = Stack(plane, server, workdir, namespace)  # type: ignore[arg-type]
             hook = None
-            if name == "trace":
-                dump = workdir / "tracemalloc.txt"
-                env = {**env, **_traced_env(dump, frames)}
+            traced = name.startswith("trace")
+            if traced:
+                dump = workdir / f"tracemalloc-{name}.txt"
+                env = {**env, **_traced_env(dump, frames, env)}
                 hook = _dump_on_converged(dump)
             print(f"   variant {name}: {env or 'defaults'}", flush=True)
             try:
@@ -94,8 +98,8 @@ async def measure(
             result["peak_rss_kib_per_object"] = round(
                 result["operator_peak_rss_mib"] * 1024 / count, 1
             )
-            if name == "trace":
-                result["tracemalloc"] = (workdir / "tracemalloc.txt").read_text().splitlines()
+            if traced:
+                result["tracemalloc"] = dump.read_text().splitlines()
             results[name] = result
     finally:
         await server.stop()
@@ -142,4 +146,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="NAME[:KEY=VALUE,...] operator settings of one variant (repeatable; default base)",
     )
     parser.add_argument("--trace", action="store_true", help="add a variant under tracemalloc")
-    parser.add_argument("--frames", type=int, default=6, help="frames per traced allocation")
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=1,
+        help="frames per traced allocation (6 at 2,000 objects slowed the operator into timeouts)",
+    )
