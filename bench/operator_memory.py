@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import tempfile
@@ -101,6 +102,8 @@ async def measure(
             if traced:
                 result["tracemalloc"] = dump.read_text().splitlines()
             results[name] = result
+            # Each variant's figures as soon as they exist (a run cut short keeps them).
+            (workdir / "variants.json").write_text(json.dumps(results, indent=2, default=str))
     finally:
         await server.stop()
     return {
