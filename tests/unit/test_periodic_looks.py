@@ -195,3 +195,25 @@ async def test_the_loop_looks_and_keeps_going_when_a_look_fails(
     assert "periodic look at team/broken failed" in caplog.text
     assert looks.next_due() == SEEN + 2 * TICK  # both queued again, the failed one included
     assert len(looks._queue) == 2
+
+
+async def test_the_loop_wakes_for_an_object_queued_again_after_its_look() -> None:
+    """With one object, the queue is empty while it is looked at; the loop must not sleep
+    until some other object appears. (The loop's own clock and a 10 ms tick: its sleeps are
+    real ones.)"""
+    looked: list[float] = []
+    thrice = asyncio.Event()
+
+    async def look(held: Watched, moment: float) -> None:
+        looked.append(moment)
+        if len(looked) == 3:
+            thrice.set()
+
+    looks = PeriodicLooks(look, tick=0.01)
+    task = asyncio.create_task(looks.run())
+    looks.seen(cronworkflow(), deleted=False)
+    await asyncio.wait_for(thrice.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert looked == sorted(looked)

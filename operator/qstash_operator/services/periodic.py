@@ -137,6 +137,8 @@ class PeriodicLooks:
             return
         held.due = self._monotonic() + self._tick
         heapq.heappush(self._queue, (held.due, key))
+        if self._queue[0][0] == held.due:  # the loop may be asleep with nothing queued
+            self._changed.set()
 
     def next_due(self) -> float | None:
         return self._queue[0][0] if self._queue else None
