@@ -2,10 +2,11 @@
 
 A kopf timer is a task per object, and kopf keeps each object's whole latest body for it (its
 ``metadata.managedFields`` and every annotation included) next to the task's own state: at
-2,000 CronWorkflows that was most of the operator's memory (the figures are in the commit that
-made this). Here the CronWorkflows the watch delivered are held as slim projections of the
-latest event (references into it, only what the looks read), and one task sleeps until the next
-look is due.
+2,000 CronWorkflows the operator's peak RSS was 221 MiB with a timer each and 154 MiB with this
+loop (75 and 41 KiB per object over its idle 74 MiB; ``python -m bench operator-memory``), and
+each object cost one status PATCH and 0.4 metadata PATCH fewer while converging. Here the
+CronWorkflows the watch delivered are held as slim projections of the latest event (references
+into it, only what the looks read), and one task sleeps until the next look is due.
 
 Timing is the per-object timer's: an object's first look comes ``tick`` seconds after it was
 first seen, the next ``tick`` seconds after the previous one ended; an object being deleted is
