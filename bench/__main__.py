@@ -24,6 +24,7 @@ from bench import (
     delivery,
     harness,
     hash_spread,
+    operator_memory,
     signature,
     slot_audit,
     tick_to_job,
@@ -40,6 +41,7 @@ BENCHMARKS: dict[str, ModuleType] = {
     "console": console,
     "hash-spread": hash_spread,
     "slot-audit": slot_audit,
+    "operator-memory": operator_memory,
 }
 
 

@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from qstash import AsyncQStash
 
 from bench import harness
 from qstash_devstack.controlplane import ControlPlane
+from qstash_devstack.processes import Child
 from qstash_devstack.stack import Stack, cronworkflow, http_get
 from qstash_server.testing import ServerProcess
 
@@ -67,19 +69,30 @@ async def schedule_count(server: ServerProcess, prefix: str) -> int:
 
 
 async def converge(
-    plane: ControlPlane, server: ServerProcess, stack: Stack, count: int
+    plane: ControlPlane,
+    server: ServerProcess,
+    stack: Stack,
+    count: int,
+    *,
+    extra_env: dict[str, str] | None = None,
+    converged: Callable[[Child], None] | None = None,
 ) -> dict[str, Any]:
-    operator, port = stack.operator()
+    """``converged`` is called with the operator once all are Ready and scheduled, before its
+    memory is read (a bench mode dumps its allocations there)."""
+    operator, port = stack.operator(extra_env=extra_env)
     assert operator.process is not None
     manifests = [
         cronworkflow(f"cw-{index:04d}", {"schedule": "0 3 * * *"}) for index in range(count)
     ]
     await server.reset_api_calls()
+    idle = harness.memory_kib(operator.process.pid)
     load_before = harness.load_average()
+    requests_before = await asyncio.to_thread(harness.apiserver_requests, plane)
     began = time.monotonic()
-    apply_seconds = await asyncio.to_thread(harness.apply_list, plane, NAMESPACE, manifests)
-    path = f"/apis/qstash-operator.dev/v1alpha1/namespaces/{NAMESPACE}/cronworkflows"
-    prefix = f"{stack.cluster_name}.{NAMESPACE}."
+    apply_seconds = await asyncio.to_thread(harness.apply_list, plane, stack.namespace, manifests)
+    requests_applied = await asyncio.to_thread(harness.apiserver_requests, plane)
+    path = f"/apis/qstash-operator.dev/v1alpha1/namespaces/{stack.namespace}/cronworkflows"
+    prefix = f"{stack.cluster_name}.{stack.namespace}."
     ready_count = 0
     ready_seconds = None
     while time.monotonic() - began < CONVERGE_TIMEOUT:
@@ -94,6 +107,11 @@ async def converge(
     else:
         raise RuntimeError(f"{ready_count} of {count} Ready after {CONVERGE_TIMEOUT:.0f}s")
     converged_seconds = time.monotonic() - began
+    # What the operator asked of the API server (the bench's own polls are GET lists, left out
+    # below; the apply's requests were counted before the operator's began to matter).
+    requests_after = await asyncio.to_thread(harness.apiserver_requests, plane)
+    if converged is not None:
+        converged(operator)
     memory = harness.memory_kib(operator.process.pid)
     cpu = harness.process_cpu_seconds(operator.process.pid)
     calls = await server.api_calls()
@@ -109,12 +127,29 @@ async def converge(
         "resolution_seconds": POLL_SECONDS,
         "operator_peak_rss_mib": round(memory["VmHWM"] / 1024, 1),
         "operator_rss_at_end_mib": round(memory["VmRSS"] / 1024, 1),
+        "operator_rss_idle_before_mib": round(idle["VmRSS"] / 1024, 1),
+        "operator_peak_kib_per_object_over_idle": round(
+            (memory["VmHWM"] - idle["VmRSS"]) / count, 1
+        ),
         "operator_cpu_seconds": round(cpu, 1),
         "operator_reconciles": reconciled,
         "qstash_calls_by_route": calls,
+        "apiserver_requests_during_apply": harness.counter_delta(requests_before, requests_applied),
+        "apiserver_requests_apply_to_converged": harness.counter_delta(
+            requests_before, requests_after
+        ),
+        "apiserver_requests_per_object": _per_object(
+            harness.counter_delta(requests_before, requests_after), count
+        ),
         "load_average_before": load_before,
         "load_average_after": load_after,
     }
+
+
+def _per_object(delta: dict[str, int], count: int) -> dict[str, float]:
+    """API server requests per CronWorkflow, for those that scale with them (ten or more in
+    all); the bench's own polling LISTs and the apply's GET/PATCH included, named as they are."""
+    return {key: round(value / count, 2) for key, value in delta.items() if value >= 10}
 
 
 async def wait_converged(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
@@ -26,10 +25,11 @@ from qstash_operator.adapters.kube import Kube
 from qstash_operator.adapters.operator_metrics import OperatorMetrics
 from qstash_operator.adapters.qstash_api import QStashSchedules
 from qstash_operator.domain import parameters, vocabulary
-from qstash_operator.domain.errors import QStashOperatorError, TransientError
+from qstash_operator.domain.errors import NotFoundError, QStashOperatorError, TransientError
 from qstash_operator.domain.retry import retry_delay
 from qstash_operator.services.drift import DriftRepair
-from qstash_operator.services.observe import IndexedJob, StatusMirror, indexed_job
+from qstash_operator.services.observe import IndexedJob, JobIndex, StatusMirror, indexed_job
+from qstash_operator.services.periodic import Look, PeriodicLooks, Watched, slim
 from qstash_operator.services.reconcile import Reconciler, Result
 from qstash_operator.services.runs import RunService
 from qstash_operator.services.slots import SlotAudit
@@ -48,8 +48,8 @@ limit of 50, kopf's default 5 s made a 1,000-object cold start take 102 s instea
 one-off sweep of the bench's cold start; the figures are in the commit that set this)."""
 RUN_NOW: Final = {vocabulary.ANNOTATION_RUN_NOW: kopf.PRESENT}
 DUE_FRACTION: Final = 0.9
-"""A periodic job sharing the timer counts as due once 90 % of its period has passed: kopf's
-timer fires slightly late or early, and an exact comparison would skip every other tick."""
+"""A periodic job sharing an object's look counts as due once 90 % of its period has passed: a
+look comes slightly late or early, and an exact comparison would skip every other tick."""
 AUDIT_SECONDS: Final = 30.0
 """The slot audit's default period (``Settings.slot_audit_seconds``)."""
 
@@ -68,6 +68,10 @@ class OperatorServices:
     metrics: OperatorMetrics
     clock: Callable[[], datetime]
     audit: SlotAudit | None = None
+    looks: PeriodicLooks | None = None
+    """The one loop of every CronWorkflow's periodic jobs (:func:`periodic_look`)."""
+    job_index: JobIndex | None = None
+    """kopf's Job index, as the last handler handed it over."""
 
 
 def _services(memo: Any) -> OperatorServices:
@@ -82,10 +86,10 @@ def _backoff(exc: TransientError, retry: int) -> float:
 
 
 def _due(memo: Any, field: str, period: float, moment: float, *, tick: float) -> bool:
-    """Whether a periodic job of one object, on a timer firing every ``tick`` seconds, is due at
-    ``moment`` (monotonic); remembered in the object's memo when it is. The timer's first firing
-    comes ``tick`` after kopf first saw the object, so each job first runs ``period`` after
-    that, as it would on a timer of its own."""
+    """Whether a periodic job of one object, looked at every ``tick`` seconds, is due at
+    ``moment`` (monotonic); remembered in ``memo`` (the loop's entry) when it is. The first look
+    comes ``tick`` after the watch first delivered the object, so each job first runs ``period``
+    after that, as it would on a timer of its own."""
     last: float | None = getattr(memo, field, None)
     if last is None:
         last = moment - tick
@@ -105,7 +109,50 @@ def _raise_for(result: Result, retry: int) -> None:
     raise kopf.PermanentError(str(error))
 
 
-def build_registry(*, audit_seconds: float = AUDIT_SECONDS) -> kopf.OperatorRegistry:
+def look_tick(audit_seconds: float = AUDIT_SECONDS) -> float:
+    """How often the periodic loop looks at each CronWorkflow: often enough for both jobs."""
+    return min(REFRESH_SECONDS, audit_seconds)
+
+
+def periodic_look(services: OperatorServices, *, audit_seconds: float = AUDIT_SECONDS) -> Look:
+    """Each CronWorkflow's two periodic jobs, for the one loop over all of them
+    (``services.periodic``; a kopf timer each was 10,000 tasks and 10,000 held bodies at 10,000
+    objects): every ``REFRESH_SECONDS`` the nextScheduleTime is recomputed and a due handover
+    finished; every ``audit_seconds`` the slot audit runs (``services.slots``), from the watch
+    caches, no list. The loop's entry remembers when each last ran for this object."""
+    tick = look_tick(audit_seconds)
+
+    async def look(held: Watched, moment: float) -> None:
+        body = held.body
+        meta = body["metadata"]
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        if _due(held, "refreshed_at", REFRESH_SECONDS, moment, tick=tick):
+            result = await services.reconciler.refresh(dict(body), now=services.clock())
+            if result.status:
+                try:
+                    await services.kube.patch_cronworkflow(
+                        *key, {"status": result.status}, status=True
+                    )
+                except NotFoundError:
+                    return
+                except TransientError as exc:
+                    logger.warning("refresh of %s/%s not written: %s", *key, exc)
+            if isinstance(result.error, TransientError):
+                logger.warning("refresh of %s failed: %s", meta.get("name"), result.error)
+        if services.audit is not None and _due(
+            held, "audited_at", audit_seconds, moment, tick=tick
+        ):
+            index = services.job_index
+            jobs = [entry.slot for entry in index.get(key, ())] if index is not None else []
+            try:
+                await services.audit.audit(dict(body), jobs, now=services.clock())
+            except TransientError as exc:
+                logger.info("slot audit of %s/%s deferred: %s", *key, exc)
+
+    return look
+
+
+def build_registry() -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -166,34 +213,6 @@ def build_registry(*, audit_seconds: float = AUDIT_SECONDS) -> kopf.OperatorRegi
             raise kopf.TemporaryError(str(exc), delay=_backoff(exc, retry)) from exc
         if services.audit is not None:
             services.audit.forget(str(body.meta.get("namespace")), str(body.meta.get("name")))
-
-    tick = min(REFRESH_SECONDS, audit_seconds)
-
-    @kopf.timer(*RESOURCE, id="refresh", interval=tick, registry=registry)
-    async def refresh(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
-        """One timer per CronWorkflow for two periodic jobs (a kopf timer is a task per object:
-        at 10,000 objects a second timer was 10,000 more tasks): every ``REFRESH_SECONDS`` the
-        nextScheduleTime is recomputed and a due handover finished; every ``audit_seconds``
-        the slot audit runs (``services.slots``), from the watch caches, no list. ``memo`` is
-        kopf's per-object copy, so it remembers when each last ran for this object."""
-        services = _services(memo)
-        moment = time.monotonic()
-        if _due(memo, "refreshed_at", REFRESH_SECONDS, moment, tick=tick):
-            result = await services.reconciler.refresh(dict(body), now=services.clock())
-            if result.status:
-                patch.status.update(result.status)
-            if isinstance(result.error, TransientError):
-                logger.warning("refresh of %s failed: %s", body.meta.get("name"), result.error)
-        if services.audit is not None and _due(
-            memo, "audited_at", audit_seconds, moment, tick=tick
-        ):
-            index: kopf.Index[tuple[str, str], IndexedJob] = kwargs["slot_jobs"]
-            key = (str(body.meta.get("namespace")), str(body.meta.get("name")))
-            jobs = [entry.slot for entry in index.get(key, ())]
-            try:
-                await services.audit.audit(dict(body), jobs, now=services.clock())
-            except TransientError as exc:
-                logger.info("slot audit of %s/%s deferred: %s", *key, exc)
 
     @kopf.on.resume(*RESOURCE, id="run_now", annotations=RUN_NOW, registry=registry)
     @kopf.on.create(*RESOURCE, id="run_now", annotations=RUN_NOW, registry=registry)
@@ -256,6 +275,7 @@ def build_registry(*, audit_seconds: float = AUDIT_SECONDS) -> kopf.OperatorRegi
     @kopf.on.event("batch", "v1", "jobs", id="job_event", labels=managed, registry=registry)
     async def job_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
         services = _services(memo)
+        services.job_index = kwargs["slot_jobs"]
         services.mirror.use_index(kwargs["slot_jobs"])
         services.mirror.job_changed_soon(dict(body), clock=services.clock)
 
@@ -277,14 +297,17 @@ def build_registry(*, audit_seconds: float = AUDIT_SECONDS) -> kopf.OperatorRegi
 
     @kopf.on.event(*RESOURCE, id="cronworkflow_event", registry=registry)
     async def cronworkflow_event(
-        body: kopf.Body, memo: kopf.Memo, type: str | None, **_: Any
+        body: kopf.Body, memo: kopf.Memo, type: str | None, **kwargs: Any
     ) -> None:
-        """The mirror holds the latest copy its watch delivered (references, no copy): it decides
-        from it instead of reading the CronWorkflow for every Job event."""
+        """The periodic loop and the mirror hold the latest projection the watch delivered
+        (references, no copy): they decide from it instead of reading the CronWorkflow."""
         services = _services(memo)
-        services.mirror.cronworkflow_seen(
-            dict(body), deleted=type == "DELETED", clock=services.clock
-        )
+        services.job_index = kwargs["slot_jobs"]
+        deleted = type == "DELETED"
+        projection = slim(dict(body))
+        if services.looks is not None:
+            services.looks.seen(projection, deleted=deleted)
+        services.mirror.cronworkflow_seen(projection, deleted=deleted, clock=services.clock)
         services.metrics.mirror_cached.set(services.mirror.cached)
 
     @kopf.on.event("batch", "v1", "cronjobs", id="cronjob_event", labels=managed, registry=registry)

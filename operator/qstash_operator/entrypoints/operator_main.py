@@ -29,9 +29,15 @@ from qstash_operator.adapters.operator_metrics import OperatorMetrics
 from qstash_operator.adapters.qstash_api import QStashSchedules
 from qstash_operator.domain import builders
 from qstash_operator.domain.model import BackendChoice
-from qstash_operator.entrypoints.handlers import OperatorServices, build_registry
+from qstash_operator.entrypoints.handlers import (
+    OperatorServices,
+    build_registry,
+    look_tick,
+    periodic_look,
+)
 from qstash_operator.services.drift import DriftLoop, DriftRepair
 from qstash_operator.services.observe import StatusMirror
+from qstash_operator.services.periodic import PeriodicLooks
 from qstash_operator.services.reconcile import Reconciler
 from qstash_operator.services.runs import RunService
 from qstash_operator.services.slots import SlotAudit
@@ -190,9 +196,14 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
         leading.set()
         metrics.leader.set(1)
         drift_task = asyncio.create_task(drift.run()) if drift is not None else None
+        looks = services.looks = PeriodicLooks(
+            periodic_look(services, audit_seconds=settings.slot_audit_seconds),
+            tick=look_tick(settings.slot_audit_seconds),
+        )
+        looks_task = asyncio.create_task(looks.run())
         try:
             await kopf.operator(
-                registry=build_registry(audit_seconds=settings.slot_audit_seconds),
+                registry=build_registry(),
                 memo=kopf.Memo(services=services),
                 # kopf would otherwise derive one from getpass.getuser(), which fails for a uid
                 # with no passwd entry: the image's 10001 under any kubelet's runtime. (Only
@@ -203,6 +214,10 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
                 namespaces=settings.namespaces,
             )
         finally:
+            looks_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await looks_task
+            services.looks = None
             if drift_task is not None:
                 drift_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

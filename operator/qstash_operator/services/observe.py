@@ -120,31 +120,6 @@ class _Gathered:
     due: float
 
 
-def _slim(body: JsonDict) -> JsonDict:
-    """What the mirror decides from: references into the watched body (nothing copied), without
-    its managed fields."""
-    meta = body.get("metadata") or {}
-    return {
-        "apiVersion": body.get("apiVersion"),
-        "kind": body.get("kind"),
-        "metadata": {
-            key: meta[key]
-            for key in (
-                "name",
-                "namespace",
-                "uid",
-                "resourceVersion",
-                "generation",
-                "labels",
-                "annotations",
-            )
-            if key in meta
-        },
-        "spec": body.get("spec"),
-        "status": body.get("status"),
-    }
-
-
 class StatusMirror:
     def __init__(
         self,
@@ -187,14 +162,15 @@ class StatusMirror:
     def cronworkflow_seen(
         self, body: JsonDict, *, deleted: bool, clock: Callable[[], datetime]
     ) -> None:
-        """A CronWorkflow event from the operator's watch: hold the copy (or drop it)."""
+        """A CronWorkflow event from the operator's watch: hold its projection (or drop it).
+        ``body`` is held as given: a projection (``services.periodic.slim``) shares it."""
         meta = body.get("metadata") or {}
         key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
         if deleted:
             self._bodies.pop(key, None)
             self._recheck.pop(key, None)
             return
-        self._bodies[key] = _slim(body)
+        self._bodies[key] = body
         until = self._recheck.pop(key, None)
         if until is not None and self._monotonic() < until:
             self._gather(key, None, clock)
