@@ -135,17 +135,18 @@ async def measure_floor(plane: ControlPlane, watch: harness.JobWatch, count: int
     }
 
 
+def _only_ours(call: str) -> bool:
+    """Whether ``VERB resource`` is a call only our side makes (watches not counted)."""
+    verb, _, resource = call.partition(" ")
+    return verb != "WATCH" and (
+        resource.startswith("qstash-operator.dev/")
+        or (resource == "batch/jobs" and verb in ("LIST", "GET", "DELETE"))
+    )
+
+
 def ours_api_calls(delta: dict[str, int], native_jobs: int) -> dict[str, int]:
     """The calls in ``delta`` (see the module docstring) that our side made."""
-    ours: dict[str, int] = {}
-    for key, value in delta.items():
-        verb, _, resource = key.partition(" ")
-        if verb == "WATCH":
-            continue
-        if resource.startswith("qstash-operator.dev/") or (
-            resource == "batch/jobs" and verb in ("LIST", "GET", "DELETE")
-        ):
-            ours[key] = value
+    ours: dict[str, int] = {key: value for key, value in delta.items() if _only_ours(key)}
     for key in ("POST batch/jobs", "POST events"):
         if delta.get(key):
             ours[key] = max(0, delta[key] - native_jobs)
@@ -158,12 +159,7 @@ def ours_api_calls_by_code(delta: dict[str, int], native_jobs: int) -> dict[str,
     ours: dict[str, int] = {}
     for key, value in delta.items():
         call, _, code = key.rpartition(" ")
-        verb, _, resource = call.partition(" ")
-        if verb == "WATCH":
-            continue
-        if resource.startswith("qstash-operator.dev/") or (
-            resource == "batch/jobs" and verb in ("LIST", "GET", "DELETE")
-        ):
+        if _only_ours(call):
             ours[key] = value
         elif call in ("POST batch/jobs", "POST events"):
             ours[key] = max(0, value - native_jobs) if code == "201" else value

@@ -157,3 +157,20 @@ def test_timeline_puts_each_write_in_its_bucket() -> None:
         "webhook create batch/jobs": [1, 1, 0, 0],
         "webhook patch qstash-operator.dev/cronworkflows/status": [0, 0, 1, 0],
     }
+
+
+def test_ours_summed_keeps_only_our_kinds_and_takes_the_native_share() -> None:
+    delta = {
+        "POST batch/jobs": 11,
+        "POST events": 9,
+        "PUT batch/jobs/status": 10,  # the job controller's, not ours
+        "PATCH qstash-operator.dev/cronworkflows/status": 2,
+        "GET batch/jobs": 1,
+        "WATCH qstash-operator.dev/cronworkflows": 3,
+    }
+    assert tick_to_job.ours_api_calls(delta, native_jobs=5) == {
+        "POST batch/jobs": 6,
+        "POST events": 4,
+        "PATCH qstash-operator.dev/cronworkflows/status": 2,
+        "GET batch/jobs": 1,
+    }
