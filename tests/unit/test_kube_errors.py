@@ -166,6 +166,16 @@ def test_transient_403s_say_what_they_are(body: bytes, reason: str, retry_after:
         pytest.param({"HTTPS_PROXY": "http://proxy:3128"}, True, id="a proxy"),
         pytest.param({"https_proxy": "http://proxy:3128"}, True, id="a proxy, lower case"),
         pytest.param({"HTTPS_PROXY": ""}, False, id="set but empty"),
+        pytest.param(
+            {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1"},
+            False,
+            id="only exemptions: no proxy to exempt from",
+        ),
+        pytest.param(
+            {"NO_PROXY": "127.0.0.1", "HTTP_PROXY": "http://proxy:3128"},
+            True,
+            id="a proxy with exemptions",
+        ),
     ],
 )
 def test_the_client_trusts_the_environment_only_for_a_proxy(

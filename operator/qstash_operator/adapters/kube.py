@@ -105,11 +105,14 @@ def _in(base: str, plural: str, namespace: str | None) -> str:
     return f"{base}/namespaces/{_q(namespace)}/{plural}" if namespace else f"{base}/{plural}"
 
 
-PROXY_VARIABLES: Final = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
+PROXY_VARIABLES: Final = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
+"""The variables that name a proxy. ``NO_PROXY`` is not one of them: it only exempts hosts from
+a proxy named here, and on its own (clusters and our local stack set it routinely) it must not
+switch on aiohttp's per-request netrc and proxy lookups in a thread."""
 
 
 def proxy_configured(env: Mapping[str, str]) -> bool:
-    """Whether a proxy variable is set (either case), as client-go would honour it."""
+    """Whether a proxy is named (either case), as client-go would honour it."""
     return any(env.get(name) or env.get(name.lower()) for name in PROXY_VARIABLES)
 
 
