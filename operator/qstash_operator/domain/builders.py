@@ -7,7 +7,6 @@ annotations read the same whichever backend ran the tick.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
@@ -17,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from qstash_operator.domain import naming, parameters, timetable, vocabulary
-from qstash_operator.domain.model import Backend, CronWorkflow, JsonDict
+from qstash_operator.domain.model import Backend, CronWorkflow, JsonDict, json_copy
 
 WEBHOOK_PATH: Final = "/api/qstash/webhook"
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -83,7 +82,7 @@ def _with_parameters(pod: JsonDict, env: list[dict[str, str]]) -> None:
 def _job_spec(
     cw: CronWorkflow, labels: dict[str, str], values: Mapping[str, str] | None = None
 ) -> JsonDict:
-    spec: JsonDict = copy.deepcopy(cw.spec.job_template["spec"])
+    spec: JsonDict = json_copy(cw.spec.job_template["spec"])
     template = spec.setdefault("template", {})
     if cw.spec.parameters:
         chosen = dict(values or parameters.values(cw.spec.parameters))
@@ -239,7 +238,7 @@ def build_marker_cronjob(cw: CronWorkflow, entry: timetable.Entry) -> JsonDict:
     assert entry.name is not None
     spec = cw.spec
     labels = marker_labels(cw, entry.name)
-    marker_spec: JsonDict = copy.deepcopy(cw.spec.job_template["spec"])
+    marker_spec: JsonDict = json_copy(cw.spec.job_template["spec"])
     marker_spec["suspend"] = True
     marker_spec.pop("ttlSecondsAfterFinished", None)
     template = marker_spec.setdefault("template", {})

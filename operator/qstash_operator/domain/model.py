@@ -7,7 +7,6 @@ cannot be checked by CEL. Every refusal is an :class:`InvalidSpecError` naming t
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import enum
 import re
@@ -98,6 +97,16 @@ class CronWorkflow:
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+
+def json_copy(value: Any) -> Any:
+    """A deep copy of JSON data (dicts, lists, scalars): what ``copy.deepcopy`` gives for it,
+    without its memo, about three times faster (each delivery copies its Job template twice)."""
+    if isinstance(value, Mapping):
+        return {key: json_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_copy(item) for item in value]
+    return value  # str, int, float, bool, None: immutable
 
 
 def _get(mapping: Mapping[str, Any], key: str, default: Any) -> Any:
@@ -207,7 +216,8 @@ def parse_job_template(raw: Any) -> JsonDict:
             "Use Never or OnFailure.",
             reason=REASON_INVALID_JOB_TEMPLATE,
         )
-    return copy.deepcopy(dict(raw))
+    copied: JsonDict = json_copy(dict(raw))
+    return copied
 
 
 def parse_spec(spec: Mapping[str, Any], *, key: str = "") -> CronWorkflowSpec:

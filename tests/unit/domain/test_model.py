@@ -127,3 +127,39 @@ def test_invalid_identity(name: str, namespace: str, field: str) -> None:
     with pytest.raises(InvalidSpecError) as caught:
         model.parse(body(name=name, namespace=namespace))
     assert caught.value.field == field
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param({}, id="empty"),
+        pytest.param(
+            {"spec": {"template": {"spec": {"containers": [{"name": "m", "args": ["a", 1]}]}}}},
+            id="a Job template",
+        ),
+        pytest.param([{"a": [None, True, 1.5]}, "s"], id="lists of objects"),
+        pytest.param("scalar", id="a scalar"),
+    ],
+)
+def test_json_copy_is_a_deep_copy_sharing_nothing_mutable(value: Any) -> None:
+    copied = model.json_copy(value)
+    assert copied == value
+
+    def containers(node: Any) -> list[Any]:
+        if isinstance(node, dict):
+            return [node, *(inner for item in node.values() for inner in containers(item))]
+        if isinstance(node, list):
+            return [node, *(inner for item in node for inner in containers(item))]
+        return []
+
+    originals = {id(node) for node in containers(value)}
+    assert not originals & {id(node) for node in containers(copied)}
+
+
+def test_a_parsed_template_is_the_callers_no_more() -> None:
+    raw = body()
+    parsed = model.parse(raw)
+    raw["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"] = "changed"
+    assert parsed.spec.job_template["spec"]["template"]["spec"]["containers"][0]["image"] != (
+        "changed"
+    )
