@@ -37,8 +37,12 @@ Variables (the first four are the seed document's names):
                                        (default ``qstash-operator``).
 ``QSTASH_WEBHOOK_CACHE``              ``false`` turns the webhook's watch-fed caches off: every
                                        delivery then reads and writes inline (default true).
-``QSTASH_WEBHOOK_STATUS_DELAY``        Seconds a delivery's status record waits to be coalesced
-                                       with others of its CronWorkflow (default 1).
+``QSTASH_WEBHOOK_STATUS_DELAY``        Seconds without a delivery after which the queued status
+                                       records and events are written (default 1): not during a
+                                       minute's burst of Job creates.
+``QSTASH_WEBHOOK_STATUS_MAX_DELAY``    Seconds a status record waits at most while deliveries
+                                       keep coming (default 5; at least the delay, below the
+                                       operator's ``QSTASH_OPERATOR_MIRROR_RECORD_GRACE``).
 ``QSTASH_WEBHOOK_CACHE_MAX_CRONWORKFLOWS``  Bound of the CronWorkflow cache (default 50000).
 ``QSTASH_WEBHOOK_CACHE_MAX_JOBS``      Bound of the Job cache (default 150000).
 ``POD_NAMESPACE``, ``POD_NAME``        Set by the chart (downward API): where the leader Lease
@@ -165,8 +169,12 @@ class Settings:
     their Jobs, make the Job create their only call under ``Allow``, and record the status after
     answering (``qstash_webhook.cache``, ``services.deferred_status``)."""
     status_delay_seconds: float = 1.0
-    """How long a delivery's status record waits for others of the same CronWorkflow before one
-    conditional write records them all (the status lags the Job by about this much)."""
+    """How long the webhook's deliveries must pause before their queued status records (one
+    conditional write per CronWorkflow) and events are written: a minute's burst of Job creates
+    keeps the API server to itself."""
+    status_max_delay_seconds: float = 5.0
+    """How long a status record waits at most while deliveries keep coming (how far the status
+    may lag its Job)."""
     cache_max_cronworkflows: int = 50_000
     """Past this many CronWorkflows the webhook's cache stops answering (deliveries read the API
     server); 10,000 CronWorkflows and 30,000 Jobs measured within 250 MiB."""
@@ -376,6 +384,7 @@ class Settings:
             ui_enabled=flag("QSTASH_WEBHOOK_UI", default=True),
             webhook_cache=flag("QSTASH_WEBHOOK_CACHE", default=True),
             status_delay_seconds=number("QSTASH_WEBHOOK_STATUS_DELAY", 1.0, 0.0),
+            status_max_delay_seconds=number("QSTASH_WEBHOOK_STATUS_MAX_DELAY", 5.0, 0.0),
             cache_max_cronworkflows=whole("QSTASH_WEBHOOK_CACHE_MAX_CRONWORKFLOWS", 50_000, 1),
             cache_max_jobs=whole("QSTASH_WEBHOOK_CACHE_MAX_JOBS", 150_000, 1),
             api_audience=audience,
@@ -389,6 +398,13 @@ class Settings:
                 "QSTASH_OPERATOR_MIRROR_CACHE_MAX_CRONWORKFLOWS", 50_000, 1
             ),
         )
+        if settings.status_max_delay_seconds < settings.status_delay_seconds:
+            raise SettingsError(
+                "QSTASH_WEBHOOK_STATUS_MAX_DELAY",
+                f"is {settings.status_max_delay_seconds:g} s, below QSTASH_WEBHOOK_STATUS_DELAY "
+                f"({settings.status_delay_seconds:g} s)",
+                "set it to at least the delay (default 5 with the delay's default 1)",
+            )
         if settings.backend is BackendChoice.QSTASH and (problem := settings.qstash_problem()):
             raise SettingsError(
                 "QSTASH_OPERATOR_BACKEND",

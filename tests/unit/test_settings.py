@@ -271,3 +271,33 @@ def test_an_unusable_api_audience_stops_the_process(raw: str, problem: str) -> N
         Settings.from_env({"QSTASH_OPERATOR_API_AUDIENCE": raw})
     assert refused.value.variable == "QSTASH_OPERATOR_API_AUDIENCE"
     assert problem in refused.value.problem
+
+
+@pytest.mark.parametrize(
+    ("env", "delays"),
+    [
+        pytest.param({}, (1.0, 5.0), id="defaults"),
+        pytest.param(
+            {"QSTASH_WEBHOOK_STATUS_DELAY": "0.25", "QSTASH_WEBHOOK_STATUS_MAX_DELAY": "2"},
+            (0.25, 2.0),
+            id="chosen",
+        ),
+        pytest.param(
+            {"QSTASH_WEBHOOK_STATUS_DELAY": "3", "QSTASH_WEBHOOK_STATUS_MAX_DELAY": "3"},
+            (3.0, 3.0),
+            id="a cap equal to the delay",
+        ),
+    ],
+)
+def test_the_webhooks_status_delays(env: dict[str, str], delays: tuple[float, float]) -> None:
+    settings = Settings.from_env(env)
+    assert (settings.status_delay_seconds, settings.status_max_delay_seconds) == delays
+
+
+def test_a_status_cap_below_the_delay_stops_the_process_naming_both() -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(
+            {"QSTASH_WEBHOOK_STATUS_DELAY": "2", "QSTASH_WEBHOOK_STATUS_MAX_DELAY": "1"}
+        )
+    assert raised.value.variable == "QSTASH_WEBHOOK_STATUS_MAX_DELAY"
+    assert "QSTASH_WEBHOOK_STATUS_DELAY" in str(raised.value)

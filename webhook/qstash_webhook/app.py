@@ -151,7 +151,11 @@ def make_app(
             max_jobs=settings.cache_max_jobs,
         )
         recorder = StatusRecorder(
-            kube, clock=clock, reads=cache, delay=settings.status_delay_seconds
+            kube,
+            clock=clock,
+            reads=cache,
+            delay=settings.status_delay_seconds,
+            max_delay=settings.status_max_delay_seconds,
         )
         metrics.watch_cache(cache, recorder)
         app[typedefs.cache_key] = cache

@@ -16,8 +16,15 @@ mirror recomputes ``status.active`` from the Jobs on the Job's ADDED event and c
 (:mod:`qstash_operator.services.observe`).
 
 Events and history pruning ride the same queue (:meth:`StatusRecorder.later`), after the status
-writes, best effort. Writes run ``concurrency`` at a time so they do not take the API server
-from the creates of a busy minute.
+writes of the same round, best effort.
+
+When: not while deliveries keep arriving. A minute boundary's burst is the Job creates QStash is
+waiting on, and each write queued here (a status PATCH, an Event POST) that the API server serves
+during it delays the last of those creates. So the queue is written once no record has come for
+``delay`` seconds (the burst is over), and a record waits at most ``max_delay`` seconds however
+busy it stays (the operator's mirror takes over Jobs left unrecorded after its record grace,
+10 s by default: keep ``max_delay`` well inside it). :func:`due` decides, pure; one task waits
+for it and starts each round. Writes run ``concurrency`` at a time.
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Final
 
@@ -41,11 +49,38 @@ from qstash_operator.services.status_writes import write_status
 logger = logging.getLogger(__name__)
 
 DEFAULT_DELAY_SECONDS: Final = 1.0
-"""How long a record waits for others of the same CronWorkflow before it is written (and how
-far the status may lag the Job). A minute boundary's creates take about a second on two cores
-at 500 deliveries; waiting that long keeps the status writes out of their way."""
+"""The pause in records that says a burst is over: QStash's deliveries of one minute arrive back
+to back (hundreds in flight), so a second without one is the end of them."""
+DEFAULT_MAX_DELAY_SECONDS: Final = 5.0
+"""The longest a record waits while deliveries keep arriving (how far the status may lag the Job
+at worst): half the operator's default record grace."""
 DEFAULT_CONCURRENCY: Final = 4
 """Deferred writes in flight at once (out of the client's 64 connections)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Due:
+    """What :func:`due` decided: which queued items to write now, and when to look again."""
+
+    items: frozenset[int]
+    """Indices into the queued times given: the items to write now."""
+    wake_in: float | None
+    """Seconds until the next of the others may be due (None: none is left waiting)."""
+
+
+def due(
+    queued: Iterable[float], *, last_record: float, now: float, delay: float, max_delay: float
+) -> Due:
+    """Which of the items queued at the (monotonic) times ``queued`` to write at ``now``: all of
+    them once no record has come for ``delay`` seconds since ``last_record``, else those that
+    have waited ``max_delay``."""
+    times = list(queued)
+    quiet_at = last_record + delay
+    if now >= quiet_at:
+        return Due(frozenset(range(len(times))), None)
+    ready = frozenset(index for index, at in enumerate(times) if now >= at + max_delay)
+    waiting = [at + max_delay for index, at in enumerate(times) if index not in ready]
+    return Due(ready, min([quiet_at, *waiting]) - now if waiting else None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +97,14 @@ class _Created:
 class _Pending:
     body: JsonDict
     cw: CronWorkflow
+    queued_at: float
     created: list[_Created] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Later:
+    work: Callable[[], Awaitable[None]]
+    queued_at: float
 
 
 class StatusRecorder:
@@ -76,21 +118,32 @@ class StatusRecorder:
         clock: Callable[[], datetime],
         reads: RunReads | None = None,
         delay: float = DEFAULT_DELAY_SECONDS,
+        max_delay: float = DEFAULT_MAX_DELAY_SECONDS,
         concurrency: int = DEFAULT_CONCURRENCY,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._kube = kube
         self._clock = clock
         self._reads = reads
         self._delay = delay
+        self._max_delay = max(max_delay, delay)
+        self._monotonic = monotonic
         self._slots = asyncio.Semaphore(concurrency)
         self._pending: dict[tuple[str, str], _Pending] = {}
+        self._later: list[_Later] = []
+        self._last_record = float("-inf")
+        self._in_round = 0
+        """Records taken by a round and not written yet."""
         self._writing: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
-        """One write at a time per CronWorkflow (a record queued during a write waits for it):
-        the lock and how many flushes hold or wait for it."""
+        """One write at a time per CronWorkflow (a record of a later round waits for the write of
+        an earlier one): the lock and how many writes hold or wait for it."""
         self._tasks: set[asyncio.Task[None]] = set()
-        self._later: list[Callable[[], Awaitable[None]]] = []
+        self._waiter: asyncio.Task[None] | None = None
+        self._nudge = asyncio.Event()
         self.written = 0
         """Status writes made (for tests and metrics)."""
+        self.rounds = 0
+        """Rounds of writes started (for tests)."""
 
     # -- RunRecorder ---------------------------------------------------------------------
 
@@ -105,33 +158,39 @@ class StatusRecorder:
         at: datetime,
     ) -> None:
         key = (cw.namespace, cw.name)
+        moment = self._monotonic()
+        self._last_record = moment
         pending = self._pending.get(key)
         if pending is None or pending.cw.uid != cw.uid:
-            pending = self._pending[key] = _Pending(body=body, cw=cw)
-            self._spawn(self._flush_after_delay(key))
+            pending = self._pending[key] = _Pending(body=body, cw=cw, queued_at=moment)
         pending.created.append(_Created(created, tick, attempt, at))
+        self._wake()
 
     def later(self, work: Callable[[], Awaitable[None]]) -> None:
-        self._later.append(work)
-        if len(self._later) == 1:
-            self._spawn(self._run_later())
+        self._later.append(_Later(work, self._monotonic()))
+        self._wake()
 
     # -- state ---------------------------------------------------------------------------
 
     @property
     def pending(self) -> int:
         """CronWorkflows with a record not written yet."""
-        return len(self._pending)
+        return len(self._pending) + self._in_round
 
     async def drain(self, within: float) -> bool:
         """Write everything queued now (no more waiting); False if not done ``within`` seconds."""
-        self._delay = 0.0
+        self._delay = self._max_delay = 0.0
+        self._wake()
+        self._nudge.set()
         try:
             async with asyncio.timeout(within):
-                while self._tasks:
-                    await asyncio.gather(*list(self._tasks), return_exceptions=True)
+                while self._tasks or self._pending or self._later:
+                    if self._tasks:
+                        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+                    else:
+                        await asyncio.sleep(0)
         except TimeoutError:
-            logger.warning("%d status records not written at shutdown", len(self._pending))
+            logger.warning("%d status records not written at shutdown", self.pending)
             return False
         return True
 
@@ -142,26 +201,77 @@ class StatusRecorder:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    # -- when ----------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        """Start the waiting task if it is not running. A running one needs no nudge: a record
+        only moves the end of the burst later, and its own deadline comes after the others'."""
+        if self._waiter is None:
+            self._waiter = self._spawn(self._wait_and_start_rounds())
+
+    async def _wait_and_start_rounds(self) -> None:
+        """The one task that waits until queued work is due and starts its round."""
+        try:
+            while self._pending or self._later:
+                keys = list(self._pending)
+                verdict = due(
+                    [self._pending[key].queued_at for key in keys]
+                    + [item.queued_at for item in self._later],
+                    last_record=self._last_record,
+                    now=self._monotonic(),
+                    delay=self._delay,
+                    max_delay=self._max_delay,
+                )
+                if verdict.items:
+                    records = [
+                        self._pending.pop(key)
+                        for index, key in enumerate(keys)
+                        if index in verdict.items
+                    ]
+                    later = [
+                        item.work
+                        for index, item in enumerate(self._later, start=len(keys))
+                        if index in verdict.items
+                    ]
+                    self._later = [
+                        item
+                        for index, item in enumerate(self._later, start=len(keys))
+                        if index not in verdict.items
+                    ]
+                    self._in_round += len(records)
+                    self.rounds += 1
+                    self._spawn(self._round(records, later))
+                    continue
+                self._nudge.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._nudge.wait(), timeout=verdict.wake_in)
+        finally:
+            self._waiter = None
+
+    async def _round(
+        self, records: list[_Pending], later: list[Callable[[], Awaitable[None]]]
+    ) -> None:
+        """One round: its status writes, then its events and pruning, a slot each."""
+        await asyncio.gather(*(self._write_when_free(pending) for pending in records))
+        await asyncio.gather(*(self._one_later(work) for work in later))
+
     # -- work ----------------------------------------------------------------------------
 
-    def _spawn(self, work: Awaitable[None]) -> None:
+    def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
-    async def _flush_after_delay(self, key: tuple[str, str]) -> None:
-        if self._delay > 0:
-            await asyncio.sleep(self._delay)
+    async def _write_when_free(self, pending: _Pending) -> None:
+        key = (pending.cw.namespace, pending.cw.name)
         lock, users = self._writing.get(key, (asyncio.Lock(), 0))
         self._writing[key] = (lock, users + 1)
         try:
-            async with lock:
-                pending = self._pending.pop(key, None)
-                if pending is None:
-                    return
-                async with self._slots:
-                    await self._write(pending)
+            async with lock, self._slots:
+                await self._write(pending)
         finally:
+            self._in_round -= 1
             lock, users = self._writing[key]
             if users <= 1:
                 del self._writing[key]
@@ -227,14 +337,6 @@ class StatusRecorder:
                 return views
         selector = builders.label_selector(builders.selector_labels(cw))
         return [runs.job_view(job) for job in await self._kube.list_jobs(cw.namespace, selector)]
-
-    async def _run_later(self) -> None:
-        """Events and pruning: after the status writes of the same moment, a slot each."""
-        if self._delay > 0:
-            await asyncio.sleep(self._delay)
-        while self._later:
-            batch, self._later = self._later, []
-            await asyncio.gather(*(self._one_later(work) for work in batch))
 
     async def _one_later(self, work: Callable[[], Awaitable[None]]) -> None:
         async with self._slots:

@@ -583,6 +583,7 @@ def test_the_hot_path_and_mirror_settings_reach_their_processes(
         "QSTASH_WEBHOOK_CACHE_MAX_CRONWORKFLOWS": "50000",
         "QSTASH_WEBHOOK_CACHE_MAX_JOBS": "150000",
         "QSTASH_WEBHOOK_STATUS_DELAY": "1",
+        "QSTASH_WEBHOOK_STATUS_MAX_DELAY": "5",
     }
     assert {
         key: value
@@ -600,6 +601,7 @@ def test_the_hot_path_and_mirror_settings_reach_their_processes(
                 "maxCronWorkflows": 2_000_000,
                 "maxJobs": 6_000_000,
                 "statusDelaySeconds": 0.5,
+                "statusMaxDelaySeconds": 2.5,
             }
         },
         "operator": {
@@ -632,7 +634,8 @@ def test_the_hot_path_and_mirror_settings_reach_their_processes(
         webhook["QSTASH_WEBHOOK_CACHE_MAX_CRONWORKFLOWS"],
         webhook["QSTASH_WEBHOOK_CACHE_MAX_JOBS"],
         webhook["QSTASH_WEBHOOK_STATUS_DELAY"],
-    ) == ("false", "2000000", "6000000", "0.5")  # whole numbers stay whole, not 2e+06
+        webhook["QSTASH_WEBHOOK_STATUS_MAX_DELAY"],
+    ) == ("false", "2000000", "6000000", "0.5", "2.5")  # whole numbers stay whole, not 2e+06
     operator = env_of(one(chosen, "Deployment", "-operator"))
     assert (
         operator["QSTASH_OPERATOR_MIRROR_DELAY"],
