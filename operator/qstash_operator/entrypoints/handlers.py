@@ -50,6 +50,9 @@ RUN_NOW: Final = {vocabulary.ANNOTATION_RUN_NOW: kopf.PRESENT}
 DUE_FRACTION: Final = 0.9
 """A periodic job sharing an object's look counts as due once 90 % of its period has passed: a
 look comes slightly late or early, and an exact comparison would skip every other tick."""
+MANAGED_KINDS: Final = ("jobs", "cronjobs")
+"""The batch/v1 kinds the operator watches: only those carrying our managed-by label."""
+MANAGED_SELECTOR: Final = f"{vocabulary.LABEL_MANAGED_BY}={vocabulary.MANAGED_BY}"
 AUDIT_SECONDS: Final = 30.0
 """The slot audit's default period (``Settings.slot_audit_seconds``)."""
 
@@ -152,6 +155,36 @@ def periodic_look(services: OperatorServices, *, audit_seconds: float = AUDIT_SE
     return look
 
 
+def configure_kopf(settings: kopf.OperatorSettings, ours: Settings) -> None:
+    """kopf's settings for this operator (the startup handler applies them)."""
+    # Progress and the last-handled spec live in annotations (the structural schema would
+    # prune unknown status fields). Their prefix must differ from ours: kopf hides annotations
+    # under its storage prefix from diffs, and run-now is one of ours that must be seen.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=KOPF_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{vocabulary.GROUP}/finalizer"
+    # Our events use one vocabulary (domain.vocabulary); kopf's "Handler succeeded" posts
+    # would only add noise next to them.
+    settings.posting.enabled = False
+    # Watches: reconnect well before intermediaries drop an idle stream (kopf issue #232).
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 30
+    # Bounded workers: a cold start over many objects otherwise runs every handler at once
+    # (memory grows with them, and they slow each other down). An idle worker leaves after
+    # WORKER_IDLE_SECONDS instead of kopf's 5 s, so the slot goes to a waiting object.
+    settings.queueing.worker_limit = ours.worker_limit
+    settings.queueing.idle_timeout = WORKER_IDLE_SECONDS
+    # Jobs and CronJobs: only ours, filtered by the API server. Every handler and the index
+    # filter on these labels anyway, but kopf applies handler filters after it has parsed
+    # the event, so without this the operator would parse every Job in the cluster (at a
+    # busy minute, the native CronJobs' and everyone else's too).
+    for plural in MANAGED_KINDS:
+        settings.watching.label_selectors["batch", plural] = MANAGED_SELECTOR
+
+
 def build_registry() -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
@@ -170,26 +203,7 @@ def build_registry() -> kopf.OperatorRegistry:
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-        # Progress and the last-handled spec live in annotations (the structural schema would
-        # prune unknown status fields). Their prefix must differ from ours: kopf hides annotations
-        # under its storage prefix from diffs, and run-now is one of ours that must be seen.
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=KOPF_PREFIX, key="last-handled-configuration"
-        )
-        settings.persistence.finalizer = f"{vocabulary.GROUP}/finalizer"
-        # Our events use one vocabulary (domain.vocabulary); kopf's "Handler succeeded" posts
-        # would only add noise next to them.
-        settings.posting.enabled = False
-        # Watches: reconnect well before intermediaries drop an idle stream (kopf issue #232).
-        settings.watching.server_timeout = 300
-        settings.watching.client_timeout = 330
-        settings.networking.request_timeout = 30
-        # Bounded workers: a cold start over many objects otherwise runs every handler at once
-        # (memory grows with them, and they slow each other down). An idle worker leaves after
-        # WORKER_IDLE_SECONDS instead of kopf's 5 s, so the slot goes to a waiting object.
-        settings.queueing.worker_limit = _services(memo).settings.worker_limit
-        settings.queueing.idle_timeout = WORKER_IDLE_SECONDS
+        configure_kopf(settings, _services(memo).settings)
 
     @kopf.on.resume(*RESOURCE, id="schedule", registry=registry)
     @kopf.on.create(*RESOURCE, id="schedule", registry=registry)

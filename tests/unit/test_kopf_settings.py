@@ -1,0 +1,52 @@
+"""kopf's settings for the operator (``entrypoints.handlers.configure_kopf``): which watches the
+API server filters for us, and the bounded workers."""
+
+from __future__ import annotations
+
+import kopf
+import pytest
+
+from qstash_operator.domain import vocabulary
+from qstash_operator.entrypoints.handlers import configure_kopf
+from qstash_operator.settings import Settings
+
+
+def resource(group: str, plural: str, kind: str) -> kopf.Resource:
+    return kopf.Resource(
+        group=group, version="v1", plural=plural, kind=kind, singular=kind.lower(), namespaced=True
+    )
+
+
+@pytest.mark.parametrize(
+    ("watched", "selectors"),
+    [
+        pytest.param(
+            resource("batch", "jobs", "Job"),
+            ["app.kubernetes.io/managed-by=qstash-operator"],
+            id="Jobs: only ours reach the operator",
+        ),
+        pytest.param(
+            resource("batch", "cronjobs", "CronJob"),
+            ["app.kubernetes.io/managed-by=qstash-operator"],
+            id="CronJobs: only ours",
+        ),
+        pytest.param(
+            resource(vocabulary.GROUP, vocabulary.PLURAL, "CronWorkflow"),
+            [],
+            id="CronWorkflows: every one, unlabelled ones included",
+        ),
+        pytest.param(resource("", "pods", "Pod"), [], id="nothing else is narrowed"),
+    ],
+)
+def test_the_api_server_filters_the_batch_watches_to_our_objects(
+    watched: kopf.Resource, selectors: list[str]
+) -> None:
+    settings = kopf.OperatorSettings()
+    configure_kopf(settings, Settings.from_env({}))
+    assert list(settings.watching.label_selectors.collect(watched)) == selectors
+
+
+def test_the_worker_limit_reaches_kopf() -> None:
+    settings = kopf.OperatorSettings()
+    configure_kopf(settings, Settings.from_env({"QSTASH_OPERATOR_WORKER_LIMIT": "7"}))
+    assert settings.queueing.worker_limit == 7
