@@ -50,3 +50,9 @@ def test_the_worker_limit_reaches_kopf() -> None:
     settings = kopf.OperatorSettings()
     configure_kopf(settings, Settings.from_env({"QSTASH_OPERATOR_WORKER_LIMIT": "7"}))
     assert settings.queueing.worker_limit == 7
+
+
+def test_initial_lists_come_in_pages() -> None:
+    settings = kopf.OperatorSettings()
+    configure_kopf(settings, Settings.from_env({}))
+    assert settings.watching.chunk_size == 500

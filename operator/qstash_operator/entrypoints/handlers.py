@@ -50,6 +50,8 @@ RUN_NOW: Final = {vocabulary.ANNOTATION_RUN_NOW: kopf.PRESENT}
 DUE_FRACTION: Final = 0.9
 """A periodic job sharing an object's look counts as due once 90 % of its period has passed: a
 look comes slightly late or early, and an exact comparison would skip every other tick."""
+LIST_CHUNK: Final = 500
+"""Objects per page of kopf's initial lists."""
 MANAGED_KINDS: Final = ("jobs", "cronjobs")
 """The batch/v1 kinds the operator watches: only those carrying our managed-by label."""
 MANAGED_SELECTOR: Final = f"{vocabulary.LABEL_MANAGED_BY}={vocabulary.MANAGED_BY}"
@@ -172,6 +174,9 @@ def configure_kopf(settings: kopf.OperatorSettings, ours: Settings) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
+    # The initial lists in pages (client-go's informers use 500 too): at a cold start over
+    # 10,000 CronWorkflows one unpaged list is a single response of 100+ MiB to parse at once.
+    settings.watching.chunk_size = LIST_CHUNK
     # Bounded workers: a cold start over many objects otherwise runs every handler at once
     # (memory grows with them, and they slow each other down). An idle worker leaves after
     # WORKER_IDLE_SECONDS instead of kopf's 5 s, so the slot goes to a waiting object.
