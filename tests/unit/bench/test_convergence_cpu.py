@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from bench import convergence
 
 
@@ -25,3 +26,23 @@ def test_cpu_delta_leaves_out_a_process_that_started_in_between() -> None:
         "machine": 10.0,
         "rest (kubectl, bench, QStash server)": 9.0,
     }
+
+
+APPLY_ENDED = 500.0
+
+
+@pytest.mark.parametrize(
+    ("reconciled", "listed_at", "now", "lists"),
+    [
+        pytest.param(8000, None, APPLY_ENDED, True, id="the apply just ended: list"),
+        pytest.param(8000, APPLY_ENDED, APPLY_ENDED + 1, False, id="short of all: wait"),
+        pytest.param(8000, APPLY_ENDED, APPLY_ENDED + 9.9, False, id="still within 10 s"),
+        pytest.param(8000, APPLY_ENDED, APPLY_ENDED + 10, True, id="10 s on: list for the curve"),
+        pytest.param(10000, APPLY_ENDED, APPLY_ENDED + 1, True, id="all reconciled: each second"),
+        pytest.param(10003, APPLY_ENDED, APPLY_ENDED + 1, True, id="retries counted too"),
+    ],
+)
+def test_the_wait_lists_the_objects_once_the_operator_says_it_is_done(
+    reconciled: float, listed_at: float | None, now: float, lists: bool
+) -> None:
+    assert convergence.should_list(reconciled, 10000, listed_at, now) is lists
