@@ -173,6 +173,27 @@ def build_job(
     }
 
 
+def dry_run_key(cw: CronWorkflow, job: JsonDict) -> str | None:
+    """What makes two dry runs of Jobs the same question for the API server: the namespace and
+    the Job with this CronWorkflow's identity taken out (its name, and every string that is
+    exactly its name or uid, as in the owner reference and the selector labels). Two
+    CronWorkflows with the same template in one namespace get the same key, so a burst of
+    ``kubectl apply`` need not dry-run one Job each.
+
+    None (always ask) when the answer may depend on the name itself: a name that is no legal
+    label value is rejected in the ``cronworkflow`` label, whatever the template (``model.parse``
+    admits none today; this does not lean on that). A legal one gives a legal Job name
+    (:func:`naming.manual_job_name` cuts and suffixes it)."""
+    if label_value(cw.name) != cw.name:
+        return None
+    meta = dict(job.get("metadata") or {})
+    meta.pop("name", None)
+    text = json.dumps({**job, "metadata": meta}, sort_keys=True, separators=(",", ":"))
+    for value, placeholder in ((cw.uid, '"<uid>"'), (cw.name, '"<name>"')):
+        text = text.replace(json.dumps(value), placeholder)
+    return hashlib.sha256(f"{cw.namespace}\0{text}".encode()).hexdigest()
+
+
 def build_cronjob(cw: CronWorkflow) -> JsonDict:
     """The development-mode CronJob, owned by the CronWorkflow; its Jobs match webhook-made ones."""
     spec = cw.spec

@@ -182,6 +182,9 @@ class CheckJobTemplate:
     """A server-side dry run of the CronWorkflow's Job: would the API server accept it?"""
 
     job: JsonDict
+    reuse_key: str | None = None
+    """Equal for Jobs the API server answers alike (``builders.dry_run_key``): the service may
+    take a recent acceptance of the same key for this one's. None: always ask."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -448,13 +451,14 @@ def _conditions_status(record: _Record, updates: Sequence[Condition], *, now: da
     }
 
 
-def _dry_run_job(cw: CronWorkflow) -> JsonDict:
-    return builders.build_job(
+def _dry_run(cw: CronWorkflow) -> CheckJobTemplate:
+    job = builders.build_job(
         cw,
         name=naming.manual_job_name(cw.name, "dry-run"),
         trigger=vocabulary.TRIGGER_MANUAL,
         backend=None,
     )
+    return CheckJobTemplate(job, reuse_key=builders.dry_run_key(cw, job))
 
 
 _DAYLIGHT_SAVING_REASONS: Final = {
@@ -526,9 +530,7 @@ def plan(
         cw = model.parse(body)
     except InvalidSpecError as exc:
         return _invalid(inputs, record, exc, now=now)
-    check: tuple[Step, ...] = (
-        () if learned.template_accepted else (CheckJobTemplate(_dry_run_job(cw)),)
-    )
+    check: tuple[Step, ...] = () if learned.template_accepted else (_dry_run(cw),)
     decision = backend_rules.decide(
         cw.spec.backend,
         cluster_default=context.cluster_default,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from typing import Final, TypeVar, assert_never
@@ -53,6 +54,14 @@ logger = logging.getLogger(__name__)
 
 COMPONENT: Final = "qstash-operator"
 T = TypeVar("T")
+TEMPLATE_REUSE_SECONDS: Final = 60.0
+"""How long an accepted dry run of a Job answers for others of the same reuse key (the same
+template in the same namespace). Long enough that a burst of creates asks once a minute, short
+enough that a changed admission policy (Pod Security labels, a quota, a webhook) is asked
+again soon; an accepted CronWorkflow is not asked again when its namespace's policy changes
+anyway."""
+TEMPLATE_MEMORY: Final = 1024
+"""Reuse keys remembered at most (the least recently accepted go first)."""
 
 
 @dataclasses.dataclass
@@ -66,6 +75,40 @@ class Result:
     @property
     def permanent(self) -> bool:
         return self.error is not None and not isinstance(self.error, TransientError)
+
+
+class AcceptedTemplates:
+    """Dry runs the API server accepted lately, by reuse key (``CheckJobTemplate.reuse_key``).
+
+    An acceptance answers for ``seconds`` from the dry run that earned it; a reuse does not
+    prolong it, so each key is asked again at least that often while CronWorkflows keep coming.
+    A rejection is never remembered (the next object asks for itself)."""
+
+    def __init__(
+        self, *, seconds: float = TEMPLATE_REUSE_SECONDS, size: int = TEMPLATE_MEMORY
+    ) -> None:
+        self._for = timedelta(seconds=seconds)
+        self._size = size
+        self._accepted: OrderedDict[str, datetime] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._accepted)
+
+    def answers(self, key: str, now: datetime) -> bool:
+        """Whether an acceptance of ``key`` answers for a dry run at ``now``."""
+        at = self._accepted.get(key)
+        if at is None:
+            return False
+        if timedelta(0) <= now - at < self._for:
+            return True
+        del self._accepted[key]  # expired, or from a clock that went back since
+        return False
+
+    def accepted(self, key: str, now: datetime) -> None:
+        self._accepted[key] = now
+        self._accepted.move_to_end(key)
+        while len(self._accepted) > self._size:
+            self._accepted.popitem(last=False)
 
 
 def context_from(settings: Settings) -> reconcile.Context:
@@ -103,6 +146,7 @@ class Reconciler:
         self._kube = kube
         self._qstash = qstash
         self._metrics = metrics
+        self._templates = AcceptedTemplates()
 
     # -- the three cycles -----------------------------------------------------------------
 
@@ -150,8 +194,12 @@ class Reconciler:
 
     async def _do(self, body: JsonDict, step: Step, *, now: datetime) -> None:
         match step:
-            case CheckJobTemplate(job=job):
+            case CheckJobTemplate(job=job, reuse_key=key):
+                if key is not None and self._templates.answers(key, now):
+                    return
                 await self._kube.create_job(job, dry_run=True)
+                if key is not None:
+                    self._templates.accepted(key, now)
             case UpsertSchedule(schedule=desired):
                 await self._call("upsert", self._client().upsert(desired))
             case PauseSchedule(schedule_id=schedule_id, paused=paused):

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
+from typing import Any
 
-from qstash_operator.domain import builders, naming, vocabulary
+import pytest
+
+from qstash_operator.domain import builders, model, naming, vocabulary
 from qstash_operator.domain.model import Backend
-from tests.unit.domain.factories import UID, cronworkflow
+from tests.unit.domain.factories import UID, body, cronworkflow
 from tests.unit.instants import TOP_OF_THE_HOUR
 
 
@@ -160,3 +165,47 @@ def test_the_fingerprint_moves_with_every_field() -> None:
             cronworkflow(), cluster="prod", public_url="https://a.example"
         ).fingerprint()
     )
+
+
+def _dry_run_key(cw: Any) -> str | None:
+    job = builders.build_job(
+        cw, name=naming.manual_job_name(cw.name, "dry-run"), trigger="manual", backend=None
+    )
+    return builders.dry_run_key(cw, job)
+
+
+OTHER_UID = "0f6b5c0e-2a3d-4e4c-9a53-3c1d1a7a0b11"
+
+
+@pytest.mark.parametrize(
+    ("other", "same"),
+    [
+        pytest.param({"name": "invoice"}, True, id="another name: the same question"),
+        pytest.param({"name": "invoice", "uid": OTHER_UID}, True, id="another name and uid"),
+        pytest.param({"namespace": "team-b"}, False, id="another namespace: its own admission"),
+        pytest.param({"image": "busybox:1.37"}, False, id="another image"),
+        pytest.param({"label": "invoice"}, False, id="a template label equal to the name"),
+    ],
+)
+def test_a_dry_run_key_leaves_only_the_identity_out(other: dict[str, str], same: bool) -> None:
+    first = cronworkflow()
+    spec: dict[str, Any] = {}
+    if "image" in other:
+        spec = {"jobTemplate": copy.deepcopy(first.spec.job_template)}
+        spec["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"] = other["image"]
+    if "label" in other:
+        spec = {"jobTemplate": copy.deepcopy(first.spec.job_template)}
+        spec["jobTemplate"]["metadata"]["labels"]["team"] = other["label"]
+    raw = body(spec, name=other.get("name", "report"), namespace=other.get("namespace", "team-a"))
+    raw["metadata"]["uid"] = other.get("uid", UID)
+    second = model.parse(raw)
+    assert _dry_run_key(first) is not None
+    assert (_dry_run_key(first) == _dry_run_key(second)) is same
+
+
+def test_a_name_that_is_no_label_value_is_always_asked() -> None:
+    # model.parse admits none (52 characters of a DNS subdomain at most); the key does not
+    # lean on that rule living elsewhere
+    longest = cronworkflow(name="r" * 52)
+    assert _dry_run_key(longest) is not None
+    assert _dry_run_key(dataclasses.replace(longest, name="r" * 64)) is None

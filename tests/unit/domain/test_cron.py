@@ -481,6 +481,42 @@ def test_offset_changes_of_a_year_in_berlin() -> None:
     assert changes == [BERLIN_SPRING_FORWARD, BERLIN_FALL_BACK]
 
 
+SECOND = timedelta(seconds=1)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        pytest.param(
+            BERLIN_SPRING_FORWARD - SECOND, BERLIN_SPRING_FORWARD, [BERLIN_SPRING_FORWARD],
+            id="the change is the window's last second: in",
+        ),
+        pytest.param(
+            BERLIN_SPRING_FORWARD, BERLIN_FALL_BACK - SECOND, [],
+            id="the window starts on one change and ends a second before the next: none",
+        ),
+        pytest.param(
+            BERLIN_SPRING_FORWARD - timedelta(hours=7, seconds=13), BERLIN_FALL_BACK,
+            [BERLIN_SPRING_FORWARD, BERLIN_FALL_BACK],
+            id="odd seconds at both ends, both changes",
+        ),
+        pytest.param(
+            BERLIN_FALL_BACK + timedelta(minutes=30), BERLIN_FALL_BACK + timedelta(days=400),
+            [BERLIN_SPRING_FORWARD.replace(year=2027, day=28),
+             BERLIN_FALL_BACK.replace(year=2027, day=31)],
+            id="a reconcile's 400 days from half an hour after a change",
+        ),
+    ],
+)  # fmt: skip
+def test_offset_changes_cut_from_whole_days_are_the_windows_own(
+    start: datetime, end: datetime, expected: list[datetime]
+) -> None:
+    zone = cron.load_zone("Europe/Berlin")
+    assert cron.offset_changes(zone, start, end) == expected
+    # what probing exactly the window finds, without the days remembered
+    assert cron._probe_offset_changes(zone, start, end) == expected
+
+
 @pytest.mark.parametrize(
     ("text", "zone", "now", "expected"),
     [
