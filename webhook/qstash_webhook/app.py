@@ -14,6 +14,8 @@ drains before the clients close.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -27,7 +29,7 @@ from qstash_operator.services.catalog import CatalogService, ScheduleLister
 from qstash_operator.services.deferred_status import StatusRecorder
 from qstash_operator.services.runs import MessageLookup, RunService
 from qstash_operator.settings import Settings
-from qstash_webhook import api, delivery, health, typedefs
+from qstash_webhook import api, delivery, health, typedefs, warmup
 from qstash_webhook.access import Access, GuardedAccess, KubeAccess
 from qstash_webhook.bodies import BODY_READ_SECONDS, MAX_BODY_BYTES
 from qstash_webhook.cache import RunCache
@@ -159,7 +161,7 @@ def make_app(
         )
         metrics.watch_cache(cache, recorder)
         app[typedefs.cache_key] = cache
-        _run_with_app(app, cache, recorder)
+        _run_with_app(app, cache, recorder, kube=kube, clock=clock)
     app[typedefs.runs_key] = RunService(
         kube,
         component=COMPONENT,
@@ -190,17 +192,35 @@ def make_app(
     return app
 
 
-def _run_with_app(app: web.Application, cache: RunCache, recorder: StatusRecorder) -> None:
-    """The caches start with the app; at shutdown the deferred records are written first (the
-    clients are still open), then the watches stop."""
+def _run_with_app(
+    app: web.Application,
+    cache: RunCache,
+    recorder: StatusRecorder,
+    *,
+    kube: Kube,
+    clock: typedefs.Clock,
+) -> None:
+    """The caches and the connection warm-up (:mod:`qstash_webhook.warmup`, on the deliveries'
+    client) start with the app; at shutdown the deferred records are written first (the clients
+    are still open), then the warm-up and the watches stop."""
+    tasks: list[asyncio.Task[None]] = []
 
     async def start(_: web.Application) -> None:
         cache.start()
+        tasks.append(
+            asyncio.create_task(
+                warmup.keep_warm(cache, kube, size=kube.max_connections, clock=clock)
+            )
+        )
 
     async def drain(_: web.Application) -> None:
         await recorder.drain(DRAIN_SECONDS)
 
     async def stop(_: web.Application) -> None:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await recorder.close()
         await cache.stop()
 

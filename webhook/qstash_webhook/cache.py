@@ -130,6 +130,9 @@ class CronWorkflowStore:
         self._items.pop(key, None)
         self._sizes.pop(key, None)
 
+    def next_schedule_times(self) -> list[object]:
+        return [(item.get("status") or {}).get("nextScheduleTime") for item in self._items.values()]
+
     def get(self, namespace: str, name: str) -> JsonDict | None:
         return None if self.overflow else self._items.get((namespace, name))
 
@@ -378,6 +381,11 @@ class RunCache:
         if self._informer(self._cw_informers, namespace) is None:
             return None
         return self.cronworkflows.get(namespace, name)
+
+    def next_schedule_times(self) -> list[object]:
+        """Each cached CronWorkflow's ``status.nextScheduleTime`` as written (for the warm-up of
+        the API connections before a minute's burst, :mod:`qstash_webhook.warmup`)."""
+        return self.cronworkflows.next_schedule_times()
 
     def jobs(self, namespace: str, uid: str) -> list[JobView] | None:
         if self._informer(self._job_informers, namespace) is None:
