@@ -118,7 +118,9 @@ JobIndex = Mapping[Key, Collection[IndexedJob]]
 
 @dataclasses.dataclass
 class _Gathered:
-    events: list[JsonDict]
+    events: list[tuple[str, _State]]
+    """The gathered Job events as what is remembered of each once mirrored (uid, state): not
+    the Jobs' bodies, which a busy minute's Jobs would hold for the whole grace."""
     due: float
 
 
@@ -219,7 +221,7 @@ class StatusMirror:
         else:
             gathered.due = min(gathered.due, due)
         if job is not None:
-            gathered.events.append(job)
+            gathered.events.append(self._state(job))
 
     # -- the gathered pass ---------------------------------------------------------------
 
@@ -249,8 +251,8 @@ class StatusMirror:
                 gathered.due = held
                 self._gathered[key] = gathered
                 continue
-            for job in gathered.events:
-                self._remember(job)
+            for uid, state in gathered.events:
+                self._remember_state(uid, state)
             return
 
     def _state(self, job: JsonDict) -> tuple[str, _State]:
@@ -262,7 +264,9 @@ class StatusMirror:
         return bool(uid) and self._mirrored.get(uid) == state
 
     def _remember(self, job: JsonDict) -> None:
-        uid, state = self._state(job)
+        self._remember_state(*self._state(job))
+
+    def _remember_state(self, uid: str, state: _State) -> None:
         if uid:
             self._mirrored[uid] = state
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import gc
+import weakref
 from datetime import timedelta
 from typing import Any
 
@@ -298,3 +300,33 @@ async def test_another_jobs_event_brings_the_pass_forward() -> None:
     mirror.job_changed_soon(copy.deepcopy(manual), clock=clock)  # a manual run's Job appears
     await settle(mirror, time)
     assert mirror.passes[0] == 1.0 + DELAY  # its delay, not the young Job's grace
+
+
+class WatchedBody(dict[str, Any]):
+    """A Job body that can be watched for being let go (a plain dict takes no weak reference)."""
+
+
+async def test_a_gathered_job_event_holds_what_is_remembered_of_it_not_the_job() -> None:
+    body = factories.body(status={"lastScheduleTime": builders.rfc3339(PREVIOUS_TICK)})
+    kube = FakeKube(body)
+    service, recorder = services(kube, Reads(body))
+    assert (await deliver(service)).outcome is Outcome.RUN
+    await recorder.close()  # no record: the mirror's pass writes, after the grace
+    time = Time()
+    mirror = mirror_of(kube, time, index_of(kube))
+    mirror.cronworkflow_seen(Projection.of(kube.body), deleted=False, clock=clock)
+    (job,) = kube.jobs.values()
+    event = WatchedBody(copy.deepcopy(job))
+    watched = weakref.ref(event)
+    mirror.job_changed_soon(event, clock=clock)
+    del event
+    gc.collect()
+    assert mirror._gathered  # its pass waits for the grace...
+    assert watched() is None  # ...without the Job's body
+    await settle(mirror, time)
+    calls = len(kube.calls)
+    assert kube.calls[-1] == ("patch", "status")
+    mirror.job_changed_soon(copy.deepcopy(job), clock=clock)  # the same state once more
+    await settle(mirror, time)
+    assert kube.calls[calls:] == []  # remembered from the gathered event: nothing to mirror
+    assert not mirror._gathered
