@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from qstash_operator.services.periodic import PeriodicLooks, Watched, slim
+from qstash_operator.domain.projection import Projection
+from qstash_operator.services.periodic import PeriodicLooks, Watched
 
 TICK = 30.0
 SEEN = 1000.0
@@ -54,16 +55,6 @@ def names(found: list[Watched]) -> list[str]:
     return [held.body["metadata"]["name"] for held in found]
 
 
-async def test_the_projection_keeps_what_the_looks_read_and_shares_it() -> None:
-    body = cronworkflow()
-    projection = slim(body)
-    assert "managedFields" not in projection["metadata"]
-    assert "finalizers" not in projection["metadata"]
-    assert projection["metadata"]["resourceVersion"] == "1"
-    assert projection["spec"] is body["spec"]  # a reference, not a copy
-    assert projection["status"] is body["status"]
-
-
 @pytest.mark.parametrize(
     ("moment", "due"),
     [
@@ -77,7 +68,7 @@ async def test_the_first_look_comes_a_tick_after_the_object_was_first_seen(
 ) -> None:
     clock = Clock()
     looks = PeriodicLooks(nothing, tick=TICK, monotonic=clock)
-    looks.seen(cronworkflow(), deleted=False)
+    looks.seen(Projection.of(cronworkflow()), deleted=False)
     clock.now = moment
     assert names(looks.due_now()) == due
 
@@ -85,9 +76,9 @@ async def test_the_first_look_comes_a_tick_after_the_object_was_first_seen(
 async def test_a_later_event_updates_what_is_held_without_moving_the_look() -> None:
     clock = Clock()
     looks = PeriodicLooks(nothing, tick=TICK, monotonic=clock)
-    looks.seen(cronworkflow(version="1"), deleted=False)
+    looks.seen(Projection.of(cronworkflow(version="1")), deleted=False)
     clock.now = SEEN + 20.0
-    looks.seen(cronworkflow(version="2"), deleted=False)
+    looks.seen(Projection.of(cronworkflow(version="2")), deleted=False)
     clock.now = SEEN + TICK
     (held,) = looks.due_now()
     assert held.body["metadata"]["resourceVersion"] == "2"
@@ -96,7 +87,7 @@ async def test_a_later_event_updates_what_is_held_without_moving_the_look() -> N
 async def test_the_next_look_comes_a_tick_after_the_previous_one_ended() -> None:
     clock = Clock()
     looks = PeriodicLooks(nothing, tick=TICK, monotonic=clock)
-    looks.seen(cronworkflow(), deleted=False)
+    looks.seen(Projection.of(cronworkflow()), deleted=False)
     clock.now = SEEN + TICK
     (held,) = looks.due_now()
     assert looks.due_now() == []  # under way: not handed out twice
@@ -120,8 +111,8 @@ async def test_an_object_deleted_or_being_deleted_is_forgotten(
 ) -> None:
     clock = Clock()
     looks = PeriodicLooks(nothing, tick=TICK, monotonic=clock)
-    looks.seen(cronworkflow(), deleted=False)
-    looks.seen(event, deleted=deleted)
+    looks.seen(Projection.of(cronworkflow()), deleted=False)
+    looks.seen(Projection.of(event), deleted=deleted)
     clock.now = SEEN + TICK
     assert looks.due_now() == []
     assert len(looks) == 0
@@ -130,10 +121,10 @@ async def test_an_object_deleted_or_being_deleted_is_forgotten(
 async def test_one_looked_at_while_it_was_deleted_is_not_looked_at_again() -> None:
     clock = Clock()
     looks = PeriodicLooks(nothing, tick=TICK, monotonic=clock)
-    looks.seen(cronworkflow(), deleted=False)
+    looks.seen(Projection.of(cronworkflow()), deleted=False)
     clock.now = SEEN + TICK
     (held,) = looks.due_now()
-    looks.seen(cronworkflow(), deleted=True)
+    looks.seen(Projection.of(cronworkflow()), deleted=True)
     looks.looked(held)
     clock.now = SEEN + 10 * TICK
     assert looks.due_now() == []
@@ -142,9 +133,11 @@ async def test_one_looked_at_while_it_was_deleted_is_not_looked_at_again() -> No
 async def test_a_new_object_of_the_same_name_starts_its_own_ticks() -> None:
     clock = Clock()
     looks = PeriodicLooks(nothing, tick=TICK, monotonic=clock)
-    looks.seen(cronworkflow(uid="old"), deleted=False)
+    looks.seen(Projection.of(cronworkflow(uid="old")), deleted=False)
     clock.now = SEEN + 20.0
-    looks.seen(cronworkflow(uid="new"), deleted=False)  # deleted and created again, DELETED lost
+    looks.seen(
+        Projection.of(cronworkflow(uid="new")), deleted=False
+    )  # deleted and created again, DELETED lost
     clock.now = SEEN + TICK
     assert looks.due_now() == []
     clock.now = SEEN + 20.0 + TICK
@@ -157,7 +150,7 @@ async def test_objects_are_looked_at_in_the_order_they_fall_due() -> None:
     looks = PeriodicLooks(nothing, tick=TICK, monotonic=clock)
     for offset, name in [(0.0, "a"), (5.0, "b"), (2.0, "c")]:
         clock.now = SEEN + offset
-        looks.seen(cronworkflow(name, uid=name), deleted=False)
+        looks.seen(Projection.of(cronworkflow(name, uid=name)), deleted=False)
     assert looks.next_due() == SEEN + TICK
     clock.now = SEEN + TICK + 3.0
     assert names(looks.due_now()) == ["a", "c"]
@@ -180,8 +173,8 @@ async def test_the_loop_looks_and_keeps_going_when_a_look_fails(
             raise RuntimeError("a bug in one object's look")
 
     looks = PeriodicLooks(look, tick=TICK, monotonic=clock)
-    looks.seen(cronworkflow("broken", uid="b"), deleted=False)
-    looks.seen(cronworkflow("fine", uid="f"), deleted=False)
+    looks.seen(Projection.of(cronworkflow("broken", uid="b")), deleted=False)
+    looks.seen(Projection.of(cronworkflow("fine", uid="f")), deleted=False)
     clock.now = SEEN + TICK  # both due at once; the loop's next wait is a tick (cancelled below)
     task = asyncio.create_task(looks.run())
     with caplog.at_level(logging.ERROR):
@@ -211,7 +204,7 @@ async def test_the_loop_wakes_for_an_object_queued_again_after_its_look() -> Non
 
     looks = PeriodicLooks(look, tick=0.01)
     task = asyncio.create_task(looks.run())
-    looks.seen(cronworkflow(), deleted=False)
+    looks.seen(Projection.of(cronworkflow()), deleted=False)
     await asyncio.wait_for(thrice.wait(), 5)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

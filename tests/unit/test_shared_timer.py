@@ -11,6 +11,7 @@ from typing import Any, cast
 import pytest
 
 from qstash_operator.domain.errors import KubernetesUnavailableError, NotFoundError
+from qstash_operator.domain.projection import Projection
 from qstash_operator.entrypoints.handlers import OperatorServices, _due, periodic_look
 from qstash_operator.services.periodic import Watched
 from qstash_operator.services.reconcile import Result
@@ -97,6 +98,8 @@ class FakeAudit:
 
 NOW = datetime(2026, 12, 2, 18, 0, tzinfo=UTC)
 BODY = {
+    "apiVersion": "qstash-operator.dev/v1alpha1",
+    "kind": "CronWorkflow",
     "metadata": {"name": "nightly", "namespace": "team", "uid": "u1"},
     "spec": {"schedule": "0 3 * * *"},
     "status": {},
@@ -134,7 +137,7 @@ async def test_a_due_refresh_writes_what_it_decided(
 ) -> None:
     reconciler, kube = FakeReconciler(status), FakeKube()
     look = periodic_look(services(reconciler, kube, None), audit_seconds=30.0)
-    await look(Watched(BODY, due=SEEN + 30.0), SEEN + 30.0)
+    await look(Watched(Projection.of(BODY), due=SEEN + 30.0), SEEN + 30.0)
     assert reconciler.refreshed == [BODY]
     assert kube.patches == written
 
@@ -149,7 +152,7 @@ async def test_a_due_refresh_writes_what_it_decided(
 async def test_a_refresh_write_that_fails_is_left_to_the_next_look(raised: Exception) -> None:
     reconciler, kube = FakeReconciler({"nextScheduleTime": None}), FakeKube(raises=raised)
     look = periodic_look(services(reconciler, kube, None), audit_seconds=30.0)
-    await look(Watched(BODY, due=SEEN + 30.0), SEEN + 30.0)  # does not raise
+    await look(Watched(Projection.of(BODY), due=SEEN + 30.0), SEEN + 30.0)  # does not raise
     assert len(kube.patches) == 1
 
 
@@ -158,7 +161,7 @@ async def test_the_audit_runs_on_its_own_period_with_the_objects_jobs_from_the_i
     slot = object()
     index = {("team", "nightly"): [types.SimpleNamespace(slot=slot)]}
     look = periodic_look(services(reconciler, kube, audit, index), audit_seconds=60.0)
-    held = Watched(BODY, due=SEEN + 30.0)
+    held = Watched(Projection.of(BODY), due=SEEN + 30.0)
     for moment in (SEEN + 30.0, SEEN + 60.0, SEEN + 90.0, SEEN + 120.0):
         await look(held, moment)
     assert len(reconciler.refreshed) == 4  # every 30 s tick

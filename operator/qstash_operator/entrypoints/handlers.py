@@ -26,10 +26,11 @@ from qstash_operator.adapters.operator_metrics import OperatorMetrics
 from qstash_operator.adapters.qstash_api import QStashSchedules
 from qstash_operator.domain import parameters, vocabulary
 from qstash_operator.domain.errors import NotFoundError, QStashOperatorError, TransientError
+from qstash_operator.domain.projection import Projection
 from qstash_operator.domain.retry import retry_delay
 from qstash_operator.services.drift import DriftRepair
 from qstash_operator.services.observe import IndexedJob, JobIndex, StatusMirror, indexed_job
-from qstash_operator.services.periodic import Look, PeriodicLooks, Watched, slim
+from qstash_operator.services.periodic import Look, PeriodicLooks, Watched
 from qstash_operator.services.reconcile import Reconciler, Result
 from qstash_operator.services.runs import RunService
 from qstash_operator.services.slots import SlotAudit
@@ -319,11 +320,11 @@ def build_registry() -> kopf.OperatorRegistry:
         body: kopf.Body, memo: kopf.Memo, type: str | None, **kwargs: Any
     ) -> None:
         """The periodic loop and the mirror hold the latest projection the watch delivered
-        (references, no copy): they decide from it instead of reading the CronWorkflow."""
+        (one compact copy, shared): they decide from it instead of reading the CronWorkflow."""
         services = _services(memo)
         services.job_index = kwargs["slot_jobs"]
         deleted = type == "DELETED"
-        projection = slim(dict(body))
+        projection = Projection.of(dict(body))
         if services.looks is not None:
             services.looks.seen(projection, deleted=deleted)
         services.mirror.cronworkflow_seen(projection, deleted=deleted, clock=services.clock)

@@ -2,7 +2,11 @@
 
 Schedules can change behind the operator's back (deleted or edited in the QStash console, a
 second cluster with the same name, a CronWorkflow deleted while the operator was down). One pass
-costs one QStash list call and one Kubernetes list call, however many CronWorkflows exist:
+costs one QStash list call and one Kubernetes list, however many CronWorkflows exist; the list is
+read in pages of :data:`LIST_PAGE` and each page checked and dropped before the next is read, so
+a pass holds one page of bodies, not all of them (a whole list of 10,000 CronWorkflows, managed
+fields included, is over 100 MiB of parsed JSON, and the operator's peak RSS is what it is
+sized by):
 
 - a CronWorkflow on the QStash backend whose schedule is missing or differs → upsert (an event
   ``DriftRepaired`` on the object, a metric);
@@ -13,7 +17,9 @@ costs one QStash list call and one Kubernetes list call, however many CronWorkfl
   (the rule is :func:`qstash_operator.domain.drift.orphans`).
 
 Order matters: schedules are listed *before* CronWorkflows, so a schedule created by a reconcile
-in flight always has its CronWorkflow in the second list and is never taken for an orphan.
+in flight always has its CronWorkflow in the second list and is never taken for an orphan. The
+pages of one list are one snapshot (the API server serves a continuation at the first page's
+resourceVersion), and orphans are decided only once every page has been read.
 """
 
 from __future__ import annotations
@@ -22,9 +28,9 @@ import asyncio
 import dataclasses
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
-from typing import Protocol
+from typing import Final, Protocol
 
 from qstash_operator.adapters.kube import Kube
 from qstash_operator.adapters.operator_metrics import OperatorMetrics
@@ -37,6 +43,9 @@ from qstash_operator.domain.model import Backend, JsonDict
 from qstash_operator.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+LIST_PAGE: Final = 500
+"""CronWorkflows per page of a drift pass's list (kopf lists in pages of 500 too)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,47 +76,16 @@ class DriftRepair:
             s.schedule_id: s for s in await self._qstash.list() if s.schedule_id.startswith(prefix)
         }
         self._metrics.qstash_calls.labels(operation="list", outcome="ok").inc()
-        bodies = await self._list_cronworkflows()
 
+        checked = 0
         recreated: list[str] = []
         updated: list[str] = []
         keep: set[str] = set()
-        for body in bodies:
-            status = body.get("status") or {}
-            meta = body.get("metadata") or {}
-            # Every id the object may have: the single one, each spec.schedules entry's, and
-            # those status records (applied, or being retired after an edit).
-            owned = reconcile_rules.known_schedule_ids(body, self._settings.cluster_name)
-            on_qstash = status.get("backend") == Backend.QSTASH.value
-            retiring_qstash = (status.get("handover") or {}).get("from") == Backend.QSTASH.value
-            if retiring_qstash or meta.get("deletionTimestamp"):
-                keep.update(owned)  # the handover or the finalizer owns them
-                continue
-            if not on_qstash:
-                continue
-            try:
-                cw = model.parse(body)
-            except InvalidSpecError:
-                keep.update(owned)
-                continue  # reconcile reports it; nothing to repair toward
-            retiring = (status.get("retiring") or {}).get("scheduleIds") or ()
-            keep.update(sid for sid in retiring if isinstance(sid, str))
-            cw = window.as_applied(cw, status, now)  # paused while waiting for its window
-            every = builders.build_schedules(
-                cw, cluster=self._settings.cluster_name, public_url=self._public_url()
-            )
-            keep.update(desired.schedule_id for desired in every)
-            if status.get("appliedScheduleHash") != builders.schedules_fingerprint(every):
-                keep.update(owned)  # a reconcile is due (or running) and applies the spec itself
-                continue
-            for desired in every:
-                sid = desired.schedule_id
-                current = observed.get(sid)
-                differences = ["missing"] if current is None else current.differs_from(desired)
-                if not differences:
-                    continue
-                await self._repair(body, desired, current, differences, now=now)
-                (recreated if current is None else updated).append(sid)
+        async for page in self._pages():
+            checked += len(page)
+            for body in page:
+                await self._check(body, observed, keep, recreated, updated, now=now)
+            del page  # not held while the next is read
 
         orphans = drift_rules.orphans(
             observed,
@@ -125,19 +103,71 @@ class DriftRepair:
                 self._settings.cluster_name,
             )
         return DriftReport(
-            checked=len(bodies),
+            checked=checked,
             recreated=tuple(recreated),
             updated=tuple(updated),
             orphans_deleted=tuple(orphans),
         )
 
-    async def _list_cronworkflows(self) -> list[JsonDict]:
-        if not self._settings.namespaces:
-            return await self._kube.list_cronworkflows()
-        bodies: list[JsonDict] = []
-        for namespace in self._settings.namespaces:
-            bodies.extend(await self._kube.list_cronworkflows(namespace))
-        return bodies
+    async def _check(
+        self,
+        body: JsonDict,
+        observed: dict[str, ObservedSchedule],
+        keep: set[str],
+        recreated: list[str],
+        updated: list[str],
+        *,
+        now: datetime,
+    ) -> None:
+        """One listed CronWorkflow: add the ids it needs to ``keep``, repair what differs."""
+        status = body.get("status") or {}
+        meta = body.get("metadata") or {}
+        # Every id the object may have: the single one, each spec.schedules entry's, and
+        # those status records (applied, or being retired after an edit).
+        owned = reconcile_rules.known_schedule_ids(body, self._settings.cluster_name)
+        on_qstash = status.get("backend") == Backend.QSTASH.value
+        retiring_qstash = (status.get("handover") or {}).get("from") == Backend.QSTASH.value
+        if retiring_qstash or meta.get("deletionTimestamp"):
+            keep.update(owned)  # the handover or the finalizer owns them
+            return
+        if not on_qstash:
+            return
+        try:
+            cw = model.parse(body)
+        except InvalidSpecError:
+            keep.update(owned)
+            return  # reconcile reports it; nothing to repair toward
+        retiring = (status.get("retiring") or {}).get("scheduleIds") or ()
+        keep.update(sid for sid in retiring if isinstance(sid, str))
+        cw = window.as_applied(cw, status, now)  # paused while waiting for its window
+        every = builders.build_schedules(
+            cw, cluster=self._settings.cluster_name, public_url=self._public_url()
+        )
+        keep.update(desired.schedule_id for desired in every)
+        if status.get("appliedScheduleHash") != builders.schedules_fingerprint(every):
+            keep.update(owned)  # a reconcile is due (or running) and applies the spec itself
+            return
+        for desired in every:
+            sid = desired.schedule_id
+            current = observed.get(sid)
+            differences = ["missing"] if current is None else current.differs_from(desired)
+            if not differences:
+                continue
+            await self._repair(body, desired, current, differences, now=now)
+            (recreated if current is None else updated).append(sid)
+
+    async def _pages(self) -> AsyncIterator[list[JsonDict]]:
+        """The CronWorkflows of every watched namespace (or all), a page at a time."""
+        for namespace in self._settings.namespaces or (None,):
+            token: str | None = None
+            while True:
+                page, _, token = await self._kube.list_cronworkflows_page(
+                    namespace, limit=LIST_PAGE, token=token
+                )
+                yield page
+                del page  # not held while the next is read
+                if token is None:
+                    break
 
     def _public_url(self) -> str:
         url = self._settings.public_url

@@ -21,7 +21,8 @@ webhook that dies in between leaves a Job whose record is repaired here.
 What it reads (the operator's path, :meth:`StatusMirror.job_changed_soon`): nothing, in the
 common case. The Jobs come from the operator's Job index (:func:`indexed_job`, kept by kopf from
 its Job watch), the CronWorkflow from the latest copy its own watch delivered
-(:meth:`StatusMirror.cronworkflow_seen`: references into the event kopf already holds, bounded);
+(:meth:`StatusMirror.cronworkflow_seen`: the compact projection the periodic loop holds too,
+``domain.projection``, bounded);
 only a CronWorkflow it holds no copy of is read (GET), and Jobs are listed only when the status
 names a Job the index does not have (the index lags, or the Job is gone). It writes only when the
 decision differs from the status it holds, conditionally on that copy's resourceVersion, so a
@@ -63,6 +64,7 @@ from qstash_operator.adapters.kube import Kube
 from qstash_operator.domain import builders, model, runs, slots, vocabulary
 from qstash_operator.domain.errors import InvalidSpecError, NotFoundError, QStashOperatorError
 from qstash_operator.domain.model import JsonDict
+from qstash_operator.domain.projection import Projection
 from qstash_operator.services.status_writes import write_status
 
 logger = logging.getLogger(__name__)
@@ -116,7 +118,9 @@ JobIndex = Mapping[Key, Collection[IndexedJob]]
 
 @dataclasses.dataclass
 class _Gathered:
-    events: list[JsonDict]
+    events: list[tuple[str, _State]]
+    """The gathered Job events as what is remembered of each once mirrored (uid, state): not
+    the Jobs' bodies, which a busy minute's Jobs would hold for the whole grace."""
     due: float
 
 
@@ -140,7 +144,7 @@ class StatusMirror:
         self._slots = asyncio.Semaphore(concurrency)
         self._gathered: dict[Key, _Gathered] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._bodies: cachetools.LRUCache[Key, JsonDict] = cachetools.LRUCache(cache_max)
+        self._bodies: cachetools.LRUCache[Key, Projection] = cachetools.LRUCache(cache_max)
         self._recheck: dict[Key, float] = {}
         """CronWorkflows a pass decided from a held copy and wrote nothing for: a watch event of
         theirs until the given (monotonic) time is mirrored once more."""
@@ -160,17 +164,16 @@ class StatusMirror:
         return len(self._bodies)
 
     def cronworkflow_seen(
-        self, body: JsonDict, *, deleted: bool, clock: Callable[[], datetime]
+        self, projection: Projection, *, deleted: bool, clock: Callable[[], datetime]
     ) -> None:
-        """A CronWorkflow event from the operator's watch: hold its projection (or drop it).
-        ``body`` is held as given: a projection (``services.periodic.slim``) shares it."""
-        meta = body.get("metadata") or {}
-        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        """A CronWorkflow event from the operator's watch: hold its projection (or drop it),
+        the same object the periodic loop holds."""
+        key = projection.key
         if deleted:
             self._bodies.pop(key, None)
             self._recheck.pop(key, None)
             return
-        self._bodies[key] = body
+        self._bodies[key] = projection
         until = self._recheck.pop(key, None)
         if until is not None and self._monotonic() < until:
             self._gather(key, None, clock)
@@ -218,7 +221,7 @@ class StatusMirror:
         else:
             gathered.due = min(gathered.due, due)
         if job is not None:
-            gathered.events.append(job)
+            gathered.events.append(self._state(job))
 
     # -- the gathered pass ---------------------------------------------------------------
 
@@ -248,8 +251,8 @@ class StatusMirror:
                 gathered.due = held
                 self._gathered[key] = gathered
                 continue
-            for job in gathered.events:
-                self._remember(job)
+            for uid, state in gathered.events:
+                self._remember_state(uid, state)
             return
 
     def _state(self, job: JsonDict) -> tuple[str, _State]:
@@ -261,7 +264,9 @@ class StatusMirror:
         return bool(uid) and self._mirrored.get(uid) == state
 
     def _remember(self, job: JsonDict) -> None:
-        uid, state = self._state(job)
+        self._remember_state(*self._state(job))
+
+    def _remember_state(self, uid: str, state: _State) -> None:
         if uid:
             self._mirrored[uid] = state
 
@@ -292,7 +297,8 @@ class StatusMirror:
     async def _mirror(self, key: Key, *, now: datetime) -> float | None:
         """One pass over one CronWorkflow from what is held; returns when to look again if a
         young Job was left for the webhook to record, else None."""
-        body = self._bodies.get(key)
+        projection = self._bodies.get(key)
+        body = projection.body() if projection is not None else None
         held: list[float] = []
         try:
             written = await self._write(key, body, now=now, hold=held)

@@ -5,8 +5,9 @@ A kopf timer is a task per object, and kopf keeps each object's whole latest bod
 2,000 CronWorkflows the operator's peak RSS was 221 MiB with a timer each and 154 MiB with this
 loop (75 and 41 KiB per object over its idle 74 MiB; ``python -m bench operator-memory``), and
 each object cost one status PATCH and 0.4 metadata PATCH fewer while converging. Here the
-CronWorkflows the watch delivered are held as slim projections of the latest event (references
-into it, only what the looks read), and one task sleeps until the next look is due.
+CronWorkflows the watch delivered are held as compact projections of the latest event (only what
+the looks read, as JSON text: ``domain.projection``), and one task sleeps until the next look is
+due.
 
 Timing is the per-object timer's: an object's first look comes ``tick`` seconds after it was
 first seen, the next ``tick`` seconds after the previous one ended; an object being deleted is
@@ -27,35 +28,12 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 from qstash_operator.domain.model import JsonDict
+from qstash_operator.domain.projection import Key, Projection
 
 logger = logging.getLogger(__name__)
 
-Key = tuple[str, str]
 LOOK_CONCURRENCY: Final = 16
 """Looks running at once."""
-
-_SLIM_METADATA: Final = (
-    "name",
-    "namespace",
-    "uid",
-    "resourceVersion",
-    "generation",
-    "labels",
-    "annotations",
-)
-
-
-def slim(body: JsonDict) -> JsonDict:
-    """What the operator decides a CronWorkflow from outside kopf's handlers: references into the
-    watched body (nothing copied), without its managed fields, owner references, finalizers."""
-    meta = body.get("metadata") or {}
-    return {
-        "apiVersion": body.get("apiVersion"),
-        "kind": body.get("kind"),
-        "metadata": {key: meta[key] for key in _SLIM_METADATA if key in meta},
-        "spec": body.get("spec"),
-        "status": body.get("status"),
-    }
 
 
 @dataclasses.dataclass(slots=True)
@@ -63,11 +41,16 @@ class Watched:
     """One CronWorkflow as the loop holds it. ``refreshed_at`` and ``audited_at`` are the
     look's own memory (monotonic seconds; see ``entrypoints.handlers._due``)."""
 
-    body: JsonDict
+    projection: Projection
     due: float
     refreshed_at: float | None = None
     audited_at: float | None = None
     looking: bool = False
+
+    @property
+    def body(self) -> JsonDict:
+        """The latest projection, parsed (a new tree each time: read it once per look)."""
+        return self.projection.body()
 
 
 Look = Callable[[Watched, float], Awaitable[None]]
@@ -98,20 +81,19 @@ class PeriodicLooks:
     def get(self, key: Key) -> Watched | None:
         return self._watched.get(key)
 
-    def seen(self, body: JsonDict, *, deleted: bool) -> None:
+    def seen(self, projection: Projection, *, deleted: bool) -> None:
         """A CronWorkflow event from the watch: hold its latest projection; one deleted, or
         being deleted, is forgotten."""
-        meta = body.get("metadata") or {}
-        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
-        if deleted or meta.get("deletionTimestamp"):
+        key = projection.key
+        if deleted or projection.deleting:
             self._watched.pop(key, None)
             return
         held = self._watched.get(key)
-        if held is not None and held.body["metadata"].get("uid") == meta.get("uid"):
-            held.body = slim(body)
+        if held is not None and held.projection.uid == projection.uid:
+            held.projection = projection
             return
         due = self._monotonic() + self._tick
-        self._watched[key] = Watched(slim(body), due)
+        self._watched[key] = Watched(projection, due)
         heapq.heappush(self._queue, (due, key))
         if self._queue[0][0] == due:  # the loop sleeps until an earlier look otherwise
             self._changed.set()
@@ -132,8 +114,7 @@ class PeriodicLooks:
     def looked(self, held: Watched) -> None:
         """A look ended: the next comes a tick from now (unless the object was forgotten)."""
         held.looking = False
-        meta = held.body["metadata"]
-        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        key = held.projection.key
         if self._watched.get(key) is not held:
             return
         held.due = self._monotonic() + self._tick
@@ -148,10 +129,7 @@ class PeriodicLooks:
         try:
             await self._look(held, moment)
         except Exception:  # one object's failure must not end everyone's looks
-            meta = held.body["metadata"]
-            logger.exception(
-                "periodic look at %s/%s failed", meta.get("namespace"), meta.get("name")
-            )
+            logger.exception("periodic look at %s/%s failed", *held.projection.key)
         finally:
             self._slots.release()
             self.looked(held)

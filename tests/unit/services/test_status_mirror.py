@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import gc
+import weakref
 from datetime import timedelta
 from typing import Any
 
 from qstash_operator.domain import builders, naming, vocabulary
 from qstash_operator.domain.model import JsonDict
+from qstash_operator.domain.projection import Projection
 from qstash_operator.domain.runs import Outcome
 from qstash_operator.services.observe import IndexedJob, StatusMirror, indexed_job
 from tests.unit.domain import factories
@@ -107,7 +110,7 @@ async def test_a_tick_the_webhook_recorded_costs_the_mirror_no_api_call() -> Non
     await recorder.drain(5)  # the webhook's deferred record
     time = Time()
     mirror = mirror_of(kube, time, index_of(kube))
-    mirror.cronworkflow_seen(copy.deepcopy(kube.body), deleted=False, clock=clock)
+    mirror.cronworkflow_seen(Projection.of(kube.body), deleted=False, clock=clock)
     calls = len(kube.calls)
     for job in kube.jobs.values():
         mirror.job_changed_soon(copy.deepcopy(job), clock=clock)
@@ -126,7 +129,7 @@ async def test_a_job_the_webhook_made_and_died_before_recording_is_recorded_afte
     assert kube.body["status"]["lastScheduleTime"] == builders.rfc3339(PREVIOUS_TICK)
     time = Time()
     mirror = mirror_of(kube, time, index_of(kube))
-    mirror.cronworkflow_seen(copy.deepcopy(kube.body), deleted=False, clock=clock)
+    mirror.cronworkflow_seen(Projection.of(kube.body), deleted=False, clock=clock)
     calls = len(kube.calls)
     started = time.now
     for job in kube.jobs.values():
@@ -148,13 +151,13 @@ async def test_a_record_arriving_within_the_grace_leaves_the_mirror_nothing_to_w
     assert (await deliver(service)).outcome is Outcome.RUN
     time = Time()
     mirror = mirror_of(kube, time, index_of(kube))
-    mirror.cronworkflow_seen(copy.deepcopy(kube.body), deleted=False, clock=clock)
+    mirror.cronworkflow_seen(Projection.of(kube.body), deleted=False, clock=clock)
     calls = len(kube.calls)
     for job in kube.jobs.values():
         mirror.job_changed_soon(copy.deepcopy(job), clock=clock)
     await time.advance(DELAY + 1)  # the first pass finds the Job young and unrecorded: holds
     await recorder.drain(5)  # the webhook's record lands, and the watch delivers it
-    mirror.cronworkflow_seen(copy.deepcopy(kube.body), deleted=False, clock=clock)
+    mirror.cronworkflow_seen(Projection.of(kube.body), deleted=False, clock=clock)
     webhook_calls = len(kube.calls)
     await settle(mirror, time)
     assert [call for call in kube.calls[calls:webhook_calls] if call[1] == "status"] == [
@@ -174,7 +177,7 @@ async def test_a_status_naming_a_job_the_index_lacks_lists_the_jobs() -> None:
     ]
     time = Time()
     mirror = mirror_of(kube, time, {})  # the index has not seen the Job yet
-    mirror.cronworkflow_seen(copy.deepcopy(kube.body), deleted=False, clock=clock)
+    mirror.cronworkflow_seen(Projection.of(kube.body), deleted=False, clock=clock)
     mirror.job_changed_soon(copy.deepcopy(job), clock=clock)
     await settle(mirror, time)
     assert ("list", "jobs") in kube.calls
@@ -189,7 +192,7 @@ async def test_a_write_seen_soon_after_a_pass_that_wrote_nothing_is_mirrored_aga
     index = index_of(kube)
     time = Time()
     mirror = mirror_of(kube, time, index)
-    mirror.cronworkflow_seen(copy.deepcopy(kube.body), deleted=False, clock=clock)
+    mirror.cronworkflow_seen(Projection.of(kube.body), deleted=False, clock=clock)
     for job in kube.jobs.values():
         mirror.job_changed_soon(copy.deepcopy(job), clock=clock)
     await settle(mirror, time)
@@ -198,7 +201,7 @@ async def test_a_write_seen_soon_after_a_pass_that_wrote_nothing_is_mirrored_aga
     # reaches the mirror's watch right after the mirror's pass.
     await kube.patch_cronworkflow("team-a", "report", {"status": {"active": None}}, status=True)
     mirror._recheck[("team-a", "report")] = time.now + 1  # as the pass that wrote nothing left it
-    mirror.cronworkflow_seen(copy.deepcopy(kube.body), deleted=False, clock=clock)
+    mirror.cronworkflow_seen(Projection.of(kube.body), deleted=False, clock=clock)
     await settle(mirror, time)
     assert [entry["name"] for entry in kube.body["status"]["active"]] == [name]
 
@@ -266,13 +269,13 @@ async def test_a_young_webhook_job_is_first_mirrored_when_its_grace_is_over() ->
     time = Time()
     mirror = CountingMirror(kube, time)
     mirror.use_index(index_of(kube))
-    mirror.cronworkflow_seen(copy.deepcopy(kube.body), deleted=False, clock=clock)
+    mirror.cronworkflow_seen(Projection.of(kube.body), deleted=False, clock=clock)
     for job in kube.jobs.values():
         mirror.job_changed_soon(copy.deepcopy(job), clock=clock)
     await time.advance(DELAY + 1)
     assert mirror.passes == []  # nothing in the burst
     await recorder.drain(5)  # the webhook's record lands, and the watch delivers it
-    mirror.cronworkflow_seen(copy.deepcopy(kube.body), deleted=False, clock=clock)
+    mirror.cronworkflow_seen(Projection.of(kube.body), deleted=False, clock=clock)
     calls = len(kube.calls)
     await settle(mirror, time)
     assert mirror.passes == [GRACE]
@@ -290,10 +293,40 @@ async def test_another_jobs_event_brings_the_pass_forward() -> None:
     time = Time()
     mirror = CountingMirror(kube, time)
     mirror.use_index(index_of(kube))
-    mirror.cronworkflow_seen(copy.deepcopy(kube.body), deleted=False, clock=clock)
+    mirror.cronworkflow_seen(Projection.of(kube.body), deleted=False, clock=clock)
     young = next(job for name, job in kube.jobs.items() if name != "report-manual-1")
     mirror.job_changed_soon(copy.deepcopy(young), clock=clock)
     await time.advance(1.0)
     mirror.job_changed_soon(copy.deepcopy(manual), clock=clock)  # a manual run's Job appears
     await settle(mirror, time)
     assert mirror.passes[0] == 1.0 + DELAY  # its delay, not the young Job's grace
+
+
+class WatchedBody(dict[str, Any]):
+    """A Job body that can be watched for being let go (a plain dict takes no weak reference)."""
+
+
+async def test_a_gathered_job_event_holds_what_is_remembered_of_it_not_the_job() -> None:
+    body = factories.body(status={"lastScheduleTime": builders.rfc3339(PREVIOUS_TICK)})
+    kube = FakeKube(body)
+    service, recorder = services(kube, Reads(body))
+    assert (await deliver(service)).outcome is Outcome.RUN
+    await recorder.close()  # no record: the mirror's pass writes, after the grace
+    time = Time()
+    mirror = mirror_of(kube, time, index_of(kube))
+    mirror.cronworkflow_seen(Projection.of(kube.body), deleted=False, clock=clock)
+    (job,) = kube.jobs.values()
+    event = WatchedBody(copy.deepcopy(job))
+    watched = weakref.ref(event)
+    mirror.job_changed_soon(event, clock=clock)
+    del event
+    gc.collect()
+    assert mirror._gathered  # its pass waits for the grace...
+    assert watched() is None  # ...without the Job's body
+    await settle(mirror, time)
+    calls = len(kube.calls)
+    assert kube.calls[-1] == ("patch", "status")
+    mirror.job_changed_soon(copy.deepcopy(job), clock=clock)  # the same state once more
+    await settle(mirror, time)
+    assert kube.calls[calls:] == []  # remembered from the gathered event: nothing to mirror
+    assert not mirror._gathered
