@@ -130,6 +130,13 @@ class DriftRepair:
         if retiring_qstash or meta.get("deletionTimestamp"):
             keep.update(owned)  # the handover or the finalizer owns them
             return
+        if status.get("observedGeneration") != meta.get("generation"):
+            # Not reconciled at this generation yet (a new object, or an edit in flight): its
+            # reconcile may already have made the schedule without having written the status
+            # that says so, and it applies the spec itself. Deleting its ids here deleted live
+            # schedules of objects being created (seen at 2,000 with a pass every 20 s).
+            keep.update(owned)
+            return
         if not on_qstash:
             return
         try:

@@ -110,7 +110,7 @@ def deleting(name: str, namespace: str = "team-a") -> JsonDict:
 
 def in_sync(name: str) -> JsonDict:
     """On QStash with its spec applied: drift repair compares its schedule."""
-    status = {"backend": "QStash"}
+    status: JsonDict = {"backend": "QStash", "observedGeneration": 1}
     every = builders.build_schedules(
         window.as_applied(model.parse(body(name=name)), status, NOW),
         cluster=CLUSTER,
@@ -172,3 +172,26 @@ async def test_each_watched_namespace_is_listed_in_pages(namespaces: tuple[str, 
     ]
     assert report.checked == 3
     assert qstash.deleted == [naming.schedule_id(CLUSTER, "team-b", "gone")]
+
+
+def being_created(name: str) -> JsonDict:
+    """Its first reconcile made the schedule; the status saying so is not written yet."""
+    return body(name=name, status={})
+
+
+def on_cronjob(name: str) -> JsonDict:
+    """Reconciled at its generation onto the CronJob backend: a QStash schedule is a stray."""
+    return body(name=name, status={"backend": "CronJob", "observedGeneration": 1})
+
+
+async def test_a_schedule_whose_first_reconcile_is_in_flight_is_no_orphan() -> None:
+    kube = PagedKube({None: [[being_created("new"), on_cronjob("local")]]})
+    qstash = FakeQStash(("team-a", "new"), ("team-a", "local"))
+    drift = DriftRepair(
+        settings=settings(),
+        kube=kube,  # type: ignore[arg-type]
+        qstash=qstash,  # type: ignore[arg-type]
+        metrics=OperatorMetrics(),
+    )
+    await drift.run_once(now=NOW)
+    assert qstash.deleted == [naming.schedule_id(CLUSTER, "team-a", "local")]
