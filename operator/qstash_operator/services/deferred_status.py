@@ -142,8 +142,6 @@ class StatusRecorder:
         self._nudge = asyncio.Event()
         self.written = 0
         """Status writes made (for tests and metrics)."""
-        self.rounds = 0
-        """Rounds of writes started (for tests)."""
 
     # -- RunRecorder ---------------------------------------------------------------------
 
@@ -239,7 +237,6 @@ class StatusRecorder:
                         if index not in verdict.items
                     ]
                     self._in_round += len(records)
-                    self.rounds += 1
                     self._spawn(self._round(records, later))
                     continue
                 self._nudge.clear()

@@ -6,6 +6,7 @@ import copy
 from datetime import datetime
 from typing import Any
 
+from qstash_operator.adapters.qstash_api import ObservedSchedule
 from qstash_operator.domain import model
 from qstash_operator.domain.runs import JobView
 
@@ -82,4 +83,21 @@ def job(
         trigger=trigger,
         idempotency_key=idempotency_key,
         fingerprint=fingerprint,
+    )
+
+
+def observed_schedule(
+    schedule_id: str, *, destination: str, cron: str = "* * * * *"
+) -> ObservedSchedule:
+    """A schedule as QStash lists it: active, 3 retries, never fired."""
+    return ObservedSchedule(
+        schedule_id=schedule_id,
+        destination=destination,
+        cron=cron,
+        body=None,
+        retries=3,
+        retry_delay=None,
+        paused=False,
+        next_schedule_time_ms=None,
+        last_schedule_time_ms=None,
     )

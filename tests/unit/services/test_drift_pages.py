@@ -18,7 +18,7 @@ from qstash_operator.domain.builders import DesiredSchedule
 from qstash_operator.domain.model import JsonDict
 from qstash_operator.services.drift import LIST_PAGE, DriftRepair
 from qstash_operator.settings import QStashSettings, Secret, Settings
-from tests.unit.domain.factories import body
+from tests.unit.domain.factories import body, observed_schedule
 
 NOW = datetime(2026, 12, 3, 6, 0, tzinfo=UTC)
 CLUSTER = "prod"
@@ -88,17 +88,7 @@ class FakeQStash:
 
 
 def observed(schedule_id: str) -> ObservedSchedule:
-    return ObservedSchedule(
-        schedule_id=schedule_id,
-        destination=PUBLIC_URL,
-        cron="0 * * * *",
-        body=None,
-        retries=3,
-        retry_delay=None,
-        paused=False,
-        next_schedule_time_ms=None,
-        last_schedule_time_ms=None,
-    )
+    return observed_schedule(schedule_id, destination=PUBLIC_URL, cron="0 * * * *")
 
 
 def deleting(name: str, namespace: str = "team-a") -> JsonDict:

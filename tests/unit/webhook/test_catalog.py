@@ -9,6 +9,7 @@ import pytest
 
 from qstash_operator.adapters.qstash_api import ObservedSchedule
 from qstash_operator.services.catalog import find_drift, summarize
+from tests.unit.domain import factories
 from tests.unit.webhook import support
 
 NOW = support.JUST_AFTER_THE_HOUR  # 2026-11-28 10:00:02 UTC
@@ -79,17 +80,7 @@ def test_a_summary_reads_the_operators_status() -> None:
 
 
 def schedule(sid: str) -> ObservedSchedule:
-    return ObservedSchedule(
-        schedule_id=sid,
-        destination=support.DESTINATION,
-        cron="* * * * *",
-        body=None,
-        retries=3,
-        retry_delay=None,
-        paused=False,
-        next_schedule_time_ms=None,
-        last_schedule_time_ms=None,
-    )
+    return factories.observed_schedule(sid, destination=support.DESTINATION)
 
 
 def test_drift_names_missing_schedules_and_orphans_of_this_cluster_only() -> None:
