@@ -6,16 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
+from qstash_operator.domain import quiet
 from qstash_operator.domain.projection import Projection
 from qstash_operator.services.periodic import PeriodicLooks, Watched
+from tests.unit.instants import TOP_OF_THE_HOUR
 
 TICK = 30.0
 SEEN = 1000.0
 """When the watch first delivered the object."""
+MID_MINUTE = TOP_OF_THE_HOUR + timedelta(seconds=30)
+"""A wall-clock instant outside every quiet window (``domain.quiet``): looks run at once."""
+IN_THE_BURST = TOP_OF_THE_HOUR + timedelta(seconds=3)
 
 
 class Clock:
@@ -172,7 +178,7 @@ async def test_the_loop_looks_and_keeps_going_when_a_look_fails(
         if name == "broken":
             raise RuntimeError("a bug in one object's look")
 
-    looks = PeriodicLooks(look, tick=TICK, monotonic=clock)
+    looks = PeriodicLooks(look, tick=TICK, monotonic=clock, wall=lambda: MID_MINUTE)
     looks.seen(Projection.of(cronworkflow("broken", uid="b")), deleted=False)
     looks.seen(Projection.of(cronworkflow("fine", uid="f")), deleted=False)
     clock.now = SEEN + TICK  # both due at once; the loop's next wait is a tick (cancelled below)
@@ -202,7 +208,7 @@ async def test_the_loop_wakes_for_an_object_queued_again_after_its_look() -> Non
         if len(looked) == 3:
             thrice.set()
 
-    looks = PeriodicLooks(look, tick=0.01)
+    looks = PeriodicLooks(look, tick=0.01, wall=lambda: MID_MINUTE)
     task = asyncio.create_task(looks.run())
     looks.seen(Projection.of(cronworkflow()), deleted=False)
     await asyncio.wait_for(thrice.wait(), 5)
@@ -210,3 +216,34 @@ async def test_the_loop_wakes_for_an_object_queued_again_after_its_look() -> Non
     with pytest.raises(asyncio.CancelledError):
         await task
     assert looked == sorted(looked)
+
+
+async def test_looks_due_in_a_minutes_burst_wait_for_its_end() -> None:
+    """At 3 s past a minute the loop holds off until 12 s past (``domain.quiet``), then looks at
+    what came due meanwhile. Its sleeps are recorded, and move both clocks."""
+    clock = Clock()
+    walls = [IN_THE_BURST]
+    slept: list[float] = []
+    looked: list[datetime] = []
+    done = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.now += seconds
+        walls.append(walls[-1] + timedelta(seconds=seconds))
+        await asyncio.sleep(0)
+
+    async def look(held: Watched, moment: float) -> None:
+        looked.append(walls[-1])
+        done.set()
+
+    looks = PeriodicLooks(look, tick=TICK, monotonic=clock, wall=lambda: walls[-1], sleep=sleep)
+    looks.seen(Projection.of(cronworkflow()), deleted=False)
+    clock.now = SEEN + TICK  # due now, but the wall clock says the burst is on
+    task = asyncio.create_task(looks.run())
+    await asyncio.wait_for(done.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert slept[0] == (quiet.AFTER - timedelta(seconds=3)).total_seconds()
+    assert looked == [TOP_OF_THE_HOUR + quiet.AFTER]

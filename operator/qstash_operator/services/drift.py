@@ -35,7 +35,7 @@ from typing import Final, Protocol
 from qstash_operator.adapters.kube import Kube
 from qstash_operator.adapters.operator_metrics import OperatorMetrics
 from qstash_operator.adapters.qstash_api import ObservedSchedule, QStashSchedules
-from qstash_operator.domain import builders, model, naming, vocabulary, window
+from qstash_operator.domain import builders, model, naming, quiet, vocabulary, window
 from qstash_operator.domain import drift as drift_rules
 from qstash_operator.domain import reconcile as reconcile_rules
 from qstash_operator.domain.errors import InvalidSpecError, QStashOperatorError
@@ -253,7 +253,7 @@ class DriftLoop:
         """Until cancelled (leadership lost, shutdown): wait a period, pass, repeat."""
         self._started = self._clock()
         try:
-            delay = self._period
+            delay = quiet.wait_outside(self._started, self._period)
             while True:
                 await self._sleep(delay)
                 delay = await self.run_pass()
@@ -280,7 +280,8 @@ class DriftLoop:
                 list(report.updated),
                 list(report.orphans_deleted),
             )
-        return self._period
+        # Not at a minute's burst of deliveries (domain.quiet): the pass lists and may write.
+        return quiet.wait_outside(now, self._period)
 
     def _failed(self, exc: Exception) -> float:
         self._failures += 1

@@ -14,6 +14,9 @@ first seen, the next ``tick`` seconds after the previous one ended; an object be
 not looked at any more (kopf stopped its timers then), and a deleted one is forgotten. Looks
 run a few at a time, so one slow object (a handover's QStash call) does not hold the others up.
 A look that raises is logged, and the object looked at again a tick later.
+
+Looks hold off around each minute boundary (``domain.quiet``): a look due then waits for the
+minute's burst of deliveries to be over, and the ones that came due meanwhile run after it.
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ import heapq
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Final
 
+from qstash_operator.domain import quiet
 from qstash_operator.domain.model import JsonDict
 from qstash_operator.domain.projection import Key, Projection
 
@@ -65,8 +70,12 @@ class PeriodicLooks:
         tick: float,
         concurrency: int = LOOK_CONCURRENCY,
         monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._look = look
+        self._wall = wall
+        self._sleep = sleep
         self._tick = tick
         self._slots = asyncio.Semaphore(concurrency)
         self._monotonic = monotonic
@@ -138,6 +147,10 @@ class PeriodicLooks:
         """Until cancelled (then the looks under way are cancelled too)."""
         try:
             while True:
+                hold = quiet.wait_outside(self._wall(), 0.0)
+                if hold > 0:  # a minute's burst: what comes due meanwhile runs after it
+                    await self._sleep(hold)
+                    continue
                 for held in self.due_now():
                     await self._slots.acquire()
                     task = asyncio.ensure_future(self._one(held, self._monotonic()))

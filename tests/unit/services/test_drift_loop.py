@@ -18,6 +18,8 @@ from qstash_operator.services.drift import DriftLoop, DriftReport
 from tests.unit.instants import TOP_OF_THE_HOUR
 
 PERIOD = 60.0
+START = TOP_OF_THE_HOUR + timedelta(seconds=30)
+"""Mid-minute: a period from here ends outside every quiet window (``domain.quiet``)."""
 CLEAN = DriftReport(checked=1, recreated=(), updated=(), orphans_deleted=())
 
 
@@ -26,7 +28,7 @@ class Script:
 
     def __init__(self, outcomes: list[BaseException | None]) -> None:
         self.outcomes: Iterator[BaseException | None] = iter(outcomes)
-        self.now = TOP_OF_THE_HOUR
+        self.now = START
         self.passes: list[datetime] = []
         self.sleeps: list[float] = []
 
@@ -93,7 +95,7 @@ async def test_readiness_flips_after_three_failing_periods_and_back_on_success()
 
     async def sleep_and_look(seconds: float) -> None:
         await script.sleep(seconds)
-        seen.append(((script.now - TOP_OF_THE_HOUR).total_seconds(), loop.problem(script.now)))
+        seen.append(((script.now - START).total_seconds(), loop.problem(script.now)))
 
     loop = DriftLoop(
         script,
@@ -114,3 +116,25 @@ async def test_readiness_flips_after_three_failing_periods_and_back_on_success()
     assert "drift repair has not completed a pass since it started (182s" in stale
     assert "last error: QStashRejectedError: list refused" in stale
     assert loop.problem(script.now) is None  # stopped again
+
+
+async def test_a_pass_due_at_a_minutes_burst_waits_for_its_end() -> None:
+    """Started 5 s past a minute, with a 10-minute period: the first pass would come at :00 of a
+    minute, when that minute's deliveries arrive; it comes 12 s later (``domain.quiet``). The next,
+    a period after it, would come at 7 s past a minute: it waits to 12 s past too."""
+    script = Script([None, None])
+    script.now = TOP_OF_THE_HOUR + timedelta(seconds=5)
+    loop = DriftLoop(
+        script,
+        period=595.0,
+        clock=script.clock,
+        metrics=OperatorMetrics(),
+        sleep=script.sleep,
+        draw=lambda: 0.0,
+    )
+    with pytest.raises(asyncio.CancelledError):
+        await loop.run()
+    assert script.passes[:2] == [
+        TOP_OF_THE_HOUR + timedelta(minutes=10, seconds=12),
+        TOP_OF_THE_HOUR + timedelta(minutes=20, seconds=12),
+    ]
