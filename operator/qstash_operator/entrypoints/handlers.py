@@ -29,6 +29,7 @@ from qstash_operator.domain.errors import NotFoundError, QStashOperatorError, Tr
 from qstash_operator.domain.projection import Projection
 from qstash_operator.domain.retry import retry_delay
 from qstash_operator.services.drift import DriftRepair
+from qstash_operator.services.markers import MarkerRuns
 from qstash_operator.services.observe import IndexedJob, JobIndex, StatusMirror, indexed_job
 from qstash_operator.services.periodic import Look, PeriodicLooks, Watched
 from qstash_operator.services.reconcile import Reconciler, Result
@@ -78,6 +79,8 @@ class OperatorServices:
     """The one loop of every CronWorkflow's periodic jobs (:func:`periodic_look`)."""
     job_index: JobIndex | None = None
     """kopf's Job index, as the last handler handed it over."""
+    markers: MarkerRuns | None = None
+    """Marker Jobs being run as their ticks' Jobs (while this replica leads)."""
 
 
 def _services(memo: Any) -> OperatorServices:
@@ -293,27 +296,20 @@ def build_registry() -> kopf.OperatorRegistry:
         return {(namespace, owner): indexed_job(dict(body))}
 
     @kopf.on.event("batch", "v1", "jobs", id="job_event", labels=managed, registry=registry)
-    async def job_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    async def job_event(
+        body: kopf.Body, memo: kopf.Memo, type: str | None, labels: kopf.Labels, **kwargs: Any
+    ) -> None:
+        """Every event of a Job of ours: the status mirror gathers it, and a marker Job of an
+        entry's CronJob (``spec.schedules`` on the CronJob backend) is run as its tick's Job
+        (``services.markers``; on its arrival, or listed on start if it came while we were down).
+        Jobs have no change-detecting handler (``on.create``), so kopf does not deep-copy each
+        Job event to diff it."""
         services = _services(memo)
         services.job_index = kwargs["slot_jobs"]
         services.mirror.use_index(kwargs["slot_jobs"])
         services.mirror.job_changed_soon(dict(body), clock=services.clock)
-
-    markers = {**managed, vocabulary.LABEL_TICK_MARKER: "true"}
-
-    @kopf.on.resume("batch", "v1", "jobs", id="tick_marker", labels=markers, registry=registry)
-    @kopf.on.create("batch", "v1", "jobs", id="tick_marker", labels=markers, registry=registry)
-    async def tick_marker(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
-        """A marker Job of an entry's CronJob (``spec.schedules`` on the CronJob backend): the
-        tick it names becomes the tick's Job (``services.runs.run_marker``), then the marker
-        goes. Markers made while the operator was down are found on resume."""
-        services = _services(memo)
-        try:
-            await services.runs.run_marker(marker=dict(body), now=services.clock())
-        except TransientError as exc:
-            raise kopf.TemporaryError(str(exc), delay=_backoff(exc, retry)) from exc
-        except QStashOperatorError as exc:  # e.g. the API server refused the Job itself
-            raise kopf.PermanentError(str(exc)) from exc
+        if labels.get(vocabulary.LABEL_TICK_MARKER) == "true" and services.markers is not None:
+            services.markers.seen(dict(body), event=type)
 
     @kopf.on.event(*RESOURCE, id="cronworkflow_event", registry=registry)
     async def cronworkflow_event(

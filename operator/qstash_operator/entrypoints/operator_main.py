@@ -37,6 +37,7 @@ from qstash_operator.entrypoints.handlers import (
     periodic_look,
 )
 from qstash_operator.services.drift import DriftLoop, DriftRepair
+from qstash_operator.services.markers import MarkerRuns
 from qstash_operator.services.observe import StatusMirror
 from qstash_operator.services.periodic import PeriodicLooks
 from qstash_operator.services.reconcile import Reconciler
@@ -205,6 +206,9 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
             tick=look_tick(settings.slot_audit_seconds),
         )
         looks_task = asyncio.create_task(looks.run())
+        markers = services.markers = MarkerRuns(
+            lambda marker: runs.run_marker(marker=marker, now=services.clock())
+        )
         try:
             await kopf.operator(
                 registry=build_registry(),
@@ -222,6 +226,8 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
             with contextlib.suppress(asyncio.CancelledError):
                 await looks_task
             services.looks = None
+            await markers.close()
+            services.markers = None
             if drift_task is not None:
                 drift_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
