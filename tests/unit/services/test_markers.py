@@ -76,12 +76,18 @@ async def test_which_events_run_a_marker(
     assert stand_in.calls == runs
 
 
-async def test_a_marker_seen_again_while_it_runs_is_not_run_twice() -> None:
+async def one_run_held() -> tuple[Runs, MarkerRuns]:
+    """A marker seen, its run started and held (as if waiting on the API server)."""
     stand_in = Runs()
     stand_in.gate.clear()
     markers = MarkerRuns(stand_in.run, sleep=stand_in.sleep)
     markers.seen(marker(), event="ADDED")
     await asyncio.sleep(0)
+    return stand_in, markers
+
+
+async def test_a_marker_seen_again_while_it_runs_is_not_run_twice() -> None:
+    stand_in, markers = await one_run_held()
     markers.seen(marker(), event=None)  # a relist while the first run waits on the API server
     stand_in.gate.set()
     await settle(markers)
@@ -126,12 +132,10 @@ async def test_an_error_that_is_not_ours_is_retried_with_its_traceback(
 
 
 async def test_close_cancels_the_runs_under_way() -> None:
-    stand_in = Runs()
-    stand_in.gate.clear()
-    markers = MarkerRuns(stand_in.run, sleep=stand_in.sleep)
-    markers.seen(marker(), event="ADDED")
-    await asyncio.sleep(0)
+    stand_in, markers = await one_run_held()
     assert markers.running == 1
     await markers.close()
+    stand_in.gate.set()  # the API server would answer now: nobody is waiting any more
     await asyncio.sleep(0)
     assert markers.running == 0
+    assert stand_in.calls == ["m-1"]
