@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from qstash import QStash
 
 from qstash_devstack.controlplane import ControlPlane
 from qstash_devstack.stack import Stack, cronworkflow, http_get, wait
+from qstash_operator.domain import quiet
 from qstash_server.testing import ThreadedServer
 from tests.e2e.test_operator_qstash import metric, schedule_id, sdk
 
@@ -123,7 +125,8 @@ def test_drift_is_repaired_with_one_list_call_per_period(stack: Stack) -> None:
             and orphan not in ids
         )
 
-    wait(repaired, timeout=30, what="drift repair")
+    # 45 s: a pass may wait out domain.quiet's 14 s around a minute
+    wait(repaired, timeout=45, what="drift repair")
     assert foreign in {s.schedule_id for s in client.schedule.list()}  # not ours: left alone
     reasons = {
         (e["involvedObject"]["name"], e["reason"])
@@ -132,7 +135,15 @@ def test_drift_is_repaired_with_one_list_call_per_period(stack: Stack) -> None:
     assert {("alpha", "DriftRepaired"), ("beta", "DriftRepaired")} <= reasons
     assert metric(port, "qstash_operator_drift_repairs_total", kind="orphan") >= 1.0
 
-    # Steady state: one list call per period and nothing else.
+    # Steady state: one list call per period and nothing else, counted over 4 s that do not
+    # touch a minute's quiet window (domain.quiet: passes wait there).
+    def clear_of_quiet() -> bool:
+        now = datetime.now(UTC)
+        return (
+            quiet.quiet_until(now) is None and quiet.quiet_until(now + timedelta(seconds=5)) is None
+        )
+
+    wait(clear_of_quiet, timeout=30, what="5 s of the minute clear of its quiet window")
     stack.qstash.reset_api_calls()
     start = time.monotonic()
     wait(lambda: time.monotonic() - start > 4, timeout=10, what="four periods")
@@ -183,13 +194,13 @@ def test_a_failed_drift_pass_is_logged_and_the_next_one_runs_and_readiness_says_
     stack.qstash.fail_api(1, status=400, routes=["schedules.list"])
     wait(
         lambda: stack.qstash.api_calls().get("schedules.list", 0) >= 1,
-        timeout=10,
+        timeout=25,  # + domain.quiet's 14 s around a minute, when passes wait
         what="the rejected drift pass",
     )
     client.schedule.delete(schedule_id(stack, "watched"))
     wait(
         lambda: schedule_id(stack, "watched") in {s.schedule_id for s in client.schedule.list()},
-        timeout=20,
+        timeout=35,  # + domain.quiet's 14 s around a minute, when passes wait
         what="the next drift pass to recreate the schedule",
     )
     assert metric(port, "qstash_operator_drift_passes_total", result="QStashRejectedError") >= 1
@@ -199,14 +210,14 @@ def test_a_failed_drift_pass_is_logged_and_the_next_one_runs_and_readiness_says_
 
     # Drift failing for more than three periods: readiness says so, with the reason; it heals.
     stack.qstash.fail_api(None, status=400, routes=["schedules.list"])
-    wait(lambda: _readyz(port)[0] == 503, timeout=20, what="readiness to report drift failing")
+    wait(lambda: _readyz(port)[0] == 503, timeout=35, what="readiness to report drift failing")
     _, body = _readyz(port)
     assert body["apiServer"] is True
     problem = str(body["problem"])
     assert "drift" in problem, body
     assert "QStash" in problem, body
     stack.qstash.clear_faults()
-    wait(lambda: _readyz(port)[0] == 200, timeout=20, what="readiness back after a good pass")
+    wait(lambda: _readyz(port)[0] == 200, timeout=35, what="readiness back after a good pass")
     assert metric(port, "qstash_operator_drift_last_success_timestamp_seconds") > last_success
     operator_log = stack.children[0].output()
     assert "drift pass failed" in operator_log
