@@ -204,6 +204,7 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
         looks = services.looks = PeriodicLooks(
             periodic_look(services, audit_seconds=settings.slot_audit_seconds),
             tick=look_tick(settings.slot_audit_seconds),
+            wall=services.clock,
         )
         looks_task = asyncio.create_task(looks.run())
         markers = services.markers = MarkerRuns(
