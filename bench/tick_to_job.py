@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -103,14 +104,18 @@ def floor_job(name: str) -> dict[str, Any]:
     return job
 
 
-async def measure_floor(plane: ControlPlane, watch: harness.JobWatch, count: int) -> dict[str, Any]:
-    """N suspended Jobs created at once by an unthrottled client; seconds to the watch."""
+async def measure_floor(
+    plane: ControlPlane, watch: harness.JobWatch, count: int, pids: dict[str, int]
+) -> dict[str, Any]:
+    """N suspended Jobs created at once by an unthrottled client; seconds to the watch, and
+    the CPU each process had used by then (polled every 0.1 s: within that of the last Job)."""
     jobs = [floor_job(f"floor-{index:05d}") for index in range(count)]
     started, refused = await harness.create_jobs_unthrottled(plane, FLOOR, jobs)
     posted = time.time() - started
     deadline = time.monotonic() + 120
     while watch.count(FLOOR) < count - refused and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.1)
+    cpu_at_last = {name: harness.process_cpu_seconds(pid) for name, pid in pids.items()}
     received = [job.received - started for job in watch.seen.values() if job.namespace == FLOOR]
     # The job controller marks each Job suspended (a status write and an Event at its QPS 20);
     # let that finish before T so the minute does not share it.
@@ -132,6 +137,7 @@ async def measure_floor(plane: ControlPlane, watch: harness.JobWatch, count: int
         "all_posted_seconds": round(posted, 3),
         "received_seconds": harness.summary(received),
         "job_controller_settled_seconds": round(time.monotonic() - settle_began, 1),
+        "cpu_at_last_received": cpu_at_last,
     }
 
 
@@ -185,6 +191,7 @@ def _pids(stack: Stack, plane: ControlPlane, server: ServerProcess) -> dict[str,
         pid = plane.pids().get(component)
         if pid is not None:
             pids[component] = pid
+    pids["bench"] = os.getpid()  # the floor's client, and the watch both sides are timed by
     return pids
 
 
@@ -283,7 +290,14 @@ async def measure(
             f"waiting {tick.timestamp() - time.time():.0f}s for the minute"
         )
         await watch.start()
-        floor = await measure_floor(plane, watch, count)
+        pids = _pids(stack, plane, server)
+        cpu_floor_before = {name: harness.process_cpu_seconds(pid) for name, pid in pids.items()}
+        floor = await measure_floor(plane, watch, count, pids)
+        cpu_floor_after = floor.pop("cpu_at_last_received")
+        floor["cpu_seconds_to_last_received"] = {
+            name: round(cpu_floor_after[name] - cpu_floor_before[name], 2)
+            for name in cpu_floor_before
+        }
         if time.time() > tick.timestamp() - 5:
             raise RuntimeError("the floor ran into the minute; give a larger --budget")
         print(
@@ -292,7 +306,6 @@ async def measure(
             f"{floor['job_controller_settled_seconds']:.0f}s; "
             f"{tick.timestamp() - time.time():.0f}s to the minute"
         )
-        pids = _pids(stack, plane, server)
         await asyncio.sleep(max(0.0, tick.timestamp() - 5 - time.time()))
         cpu_before = {name: harness.process_cpu_seconds(pid) for name, pid in pids.items()}
         load_before = harness.load_average()
