@@ -56,3 +56,40 @@ def test_initial_lists_come_in_pages() -> None:
     settings = kopf.OperatorSettings()
     configure_kopf(settings, Settings.from_env({}))
     assert settings.watching.chunk_size == 500
+
+
+JOB = {
+    "apiVersion": "batch/v1",
+    "kind": "Job",
+    "metadata": {"name": "nightly-28000000", "namespace": "team-a", "labels": {"a": "b"}},
+    "spec": {"suspend": True, "template": {"spec": {"containers": [{"name": "main"}]}}},
+}
+CRONWORKFLOW = {
+    "apiVersion": f"{vocabulary.GROUP}/v1alpha1",
+    "kind": "CronWorkflow",
+    "metadata": {"name": "nightly", "namespace": "team-a"},
+    "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {}}},
+}
+
+
+@pytest.mark.parametrize(
+    ("body", "essence"),
+    [
+        pytest.param(JOB, {}, id="a Job: no diff base (no change-detecting handler reads it)"),
+        pytest.param(
+            {**JOB, "apiVersion": "batch/v1beta1", "kind": "CronJob"}, {}, id="a CronJob: none"
+        ),
+        pytest.param(
+            CRONWORKFLOW,
+            {"spec": CRONWORKFLOW["spec"]},
+            id="a CronWorkflow: kopf's own essence, its spec",
+        ),
+    ],
+)
+def test_the_diff_base_is_built_for_cronworkflows_only(
+    body: dict[str, object], essence: dict[str, object]
+) -> None:
+    settings = kopf.OperatorSettings()
+    configure_kopf(settings, Settings.from_env({}))
+    built = settings.persistence.diffbase_storage.build(body=kopf.Body(body))
+    assert dict(built) == essence
