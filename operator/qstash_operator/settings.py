@@ -41,7 +41,7 @@ Variables (the first four are the seed document's names):
                                        records and events are written (default 1): not during a
                                        minute's burst of Job creates.
 ``QSTASH_WEBHOOK_STATUS_MAX_DELAY``    Seconds a status record waits at most while deliveries
-                                       keep coming (default 5; at least the delay, below the
+                                       keep coming (default 15; at least the delay, below the
                                        operator's ``QSTASH_OPERATOR_MIRROR_RECORD_GRACE``).
 ``QSTASH_WEBHOOK_CACHE_MAX_CRONWORKFLOWS``  Bound of the CronWorkflow cache (default 50000).
 ``QSTASH_WEBHOOK_CACHE_MAX_JOBS``      Bound of the Job cache (default 150000).
@@ -172,7 +172,7 @@ class Settings:
     """How long the webhook's deliveries must pause before their queued status records (one
     conditional write per CronWorkflow) and events are written: a minute's burst of Job creates
     keeps the API server to itself."""
-    status_max_delay_seconds: float = 5.0
+    status_max_delay_seconds: float = 15.0
     """How long a status record waits at most while deliveries keep coming (how far the status
     may lag its Job)."""
     cache_max_cronworkflows: int = 50_000
@@ -190,7 +190,7 @@ class Settings:
     mirror_delay_seconds: float = 2.0
     """How long the operator gathers a CronWorkflow's Job events before one status mirror pass
     (``services.observe``)."""
-    mirror_record_grace_seconds: float = 10.0
+    mirror_record_grace_seconds: float = 60.0
     """How long a Job a QStash delivery made is left for the webhook to record before the
     operator's mirror records it itself (the repair after a webhook died between its Job create
     and its status write takes this long)."""
@@ -384,7 +384,7 @@ class Settings:
             ui_enabled=flag("QSTASH_WEBHOOK_UI", default=True),
             webhook_cache=flag("QSTASH_WEBHOOK_CACHE", default=True),
             status_delay_seconds=number("QSTASH_WEBHOOK_STATUS_DELAY", 1.0, 0.0),
-            status_max_delay_seconds=number("QSTASH_WEBHOOK_STATUS_MAX_DELAY", 5.0, 0.0),
+            status_max_delay_seconds=number("QSTASH_WEBHOOK_STATUS_MAX_DELAY", 15.0, 0.0),
             cache_max_cronworkflows=whole("QSTASH_WEBHOOK_CACHE_MAX_CRONWORKFLOWS", 50_000, 1),
             cache_max_jobs=whole("QSTASH_WEBHOOK_CACHE_MAX_JOBS", 150_000, 1),
             api_audience=audience,
@@ -393,7 +393,7 @@ class Settings:
             slot_audit_seconds=number("QSTASH_OPERATOR_SLOT_AUDIT_SECONDS", 30.0, 1.0),
             missed_grace_seconds=number("QSTASH_OPERATOR_MISSED_GRACE_SECONDS", 90.0, 0.0),
             mirror_delay_seconds=number("QSTASH_OPERATOR_MIRROR_DELAY", 2.0, 0.0),
-            mirror_record_grace_seconds=number("QSTASH_OPERATOR_MIRROR_RECORD_GRACE", 10.0, 0.0),
+            mirror_record_grace_seconds=number("QSTASH_OPERATOR_MIRROR_RECORD_GRACE", 60.0, 0.0),
             mirror_cache_max_cronworkflows=whole(
                 "QSTASH_OPERATOR_MIRROR_CACHE_MAX_CRONWORKFLOWS", 50_000, 1
             ),

@@ -46,7 +46,7 @@ def test_the_mirror_settings_default_and_parse() -> None:
         defaults.mirror_delay_seconds,
         defaults.mirror_record_grace_seconds,
         defaults.mirror_cache_max_cronworkflows,
-    ) == (2.0, 10.0, 50_000)
+    ) == (2.0, 60.0, 50_000)
     chosen = Settings.from_env(
         {
             "QSTASH_OPERATOR_MIRROR_DELAY": "0.5",
@@ -276,7 +276,7 @@ def test_an_unusable_api_audience_stops_the_process(raw: str, problem: str) -> N
 @pytest.mark.parametrize(
     ("env", "delays"),
     [
-        pytest.param({}, (1.0, 5.0), id="defaults"),
+        pytest.param({}, (1.0, 15.0), id="defaults"),
         pytest.param(
             {"QSTASH_WEBHOOK_STATUS_DELAY": "0.25", "QSTASH_WEBHOOK_STATUS_MAX_DELAY": "2"},
             (0.25, 2.0),

@@ -23,7 +23,7 @@ waiting on, and each write queued here (a status PATCH, an Event POST) that the 
 during it delays the last of those creates. So the queue is written once no record has come for
 ``delay`` seconds (the burst is over), and a record waits at most ``max_delay`` seconds however
 busy it stays (the operator's mirror takes over Jobs left unrecorded after its record grace,
-10 s by default: keep ``max_delay`` well inside it). :func:`due` decides, pure; one task waits
+60 s by default: keep ``max_delay`` well inside it). :func:`due` decides, pure; one task waits
 for it and starts each round. Writes run ``concurrency`` at a time.
 """
 
@@ -51,9 +51,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_DELAY_SECONDS: Final = 1.0
 """The pause in records that says a burst is over: QStash's deliveries of one minute arrive back
 to back (hundreds in flight), so a second without one is the end of them."""
-DEFAULT_MAX_DELAY_SECONDS: Final = 5.0
+DEFAULT_MAX_DELAY_SECONDS: Final = 15.0
 """The longest a record waits while deliveries keep arriving (how far the status may lag the Job
-at worst): half the operator's default record grace."""
+at worst): longer than a minute's burst of 2,000 deliveries on two cores (about 9 s), whose
+records written at 5 s competed with the creates still to come; a quarter of the operator's
+default record grace."""
 DEFAULT_CONCURRENCY: Final = 4
 """Deferred writes in flight at once (out of the client's 64 connections)."""
 

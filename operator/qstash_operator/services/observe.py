@@ -77,9 +77,12 @@ forgotten one is mirrored once more on its next event, nothing worse)."""
 MIRROR_DELAY_SECONDS: Final = 2.0
 """How long a CronWorkflow's Job events are gathered before one mirror pass: past the webhook's
 status delay (1 s), so its record is usually there already."""
-RECORD_GRACE_SECONDS: Final = 10.0
+RECORD_GRACE_SECONDS: Final = 60.0
 """How long a Job the webhook made for a tick is left for the webhook to record before the
-mirror records it itself (``Settings.mirror_record_grace_seconds``)."""
+mirror records it itself (``Settings.mirror_record_grace_seconds``): past the webhook's longest
+wait (``deferred_status.DEFAULT_MAX_DELAY_SECONDS``) plus the time the records of a large
+minute take to write (at 2,000 deliveries a 10 s grace ran out while the webhook was still
+writing, and both wrote: 2.5 status PATCHes per delivery)."""
 RECHECK_SECONDS: Final = 1.0
 """After a pass that wrote nothing from a held copy, a CronWorkflow event within the gathering
 delay plus this long is mirrored again (the copy may have been behind a write)."""

@@ -583,7 +583,7 @@ def test_the_hot_path_and_mirror_settings_reach_their_processes(
         "QSTASH_WEBHOOK_CACHE_MAX_CRONWORKFLOWS": "50000",
         "QSTASH_WEBHOOK_CACHE_MAX_JOBS": "150000",
         "QSTASH_WEBHOOK_STATUS_DELAY": "1",
-        "QSTASH_WEBHOOK_STATUS_MAX_DELAY": "5",
+        "QSTASH_WEBHOOK_STATUS_MAX_DELAY": "15",
     }
     assert {
         key: value
@@ -591,7 +591,7 @@ def test_the_hot_path_and_mirror_settings_reach_their_processes(
         if key.startswith("QSTASH_OPERATOR_MIRROR_")
     } == {
         "QSTASH_OPERATOR_MIRROR_DELAY": "2",
-        "QSTASH_OPERATOR_MIRROR_RECORD_GRACE": "10",
+        "QSTASH_OPERATOR_MIRROR_RECORD_GRACE": "60",
         "QSTASH_OPERATOR_MIRROR_CACHE_MAX_CRONWORKFLOWS": "50000",
     }
     chosen_values = {
