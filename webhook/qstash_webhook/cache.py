@@ -2,11 +2,10 @@
 
 A delivery decides from these (:class:`~qstash_operator.services.runs.RunReads`) instead of
 reading the CronWorkflow and listing its Jobs for every tick, so under ``Allow`` its only API
-call is the Job create. Each copy is kept the way client-go's informers keep theirs: list (in
-pages), then watch from the list's ``resourceVersion``; a watch the server ends is opened again
-from the last version seen (bookmarks included), a 410 Gone lists again, and any other failure
-marks the copy not synced (every lookup then answers None and the delivery reads the API server)
-until a fresh list succeeds. One list and watch per namespace and kind, or one cluster-wide when
+call is the Job create. Each copy is kept by an
+:class:`~qstash_operator.adapters.informer.Informer`, the way client-go's informers keep theirs
+(list, then watch; while a copy is not synced every lookup answers None and the delivery reads
+the API server). One list and watch per namespace and kind, or one cluster-wide when
 the webhook serves every namespace (``QSTASH_OPERATOR_NAMESPACES`` unset).
 
 What is kept, to stay small: a CronWorkflow's body without ``managedFields`` and kopf's
@@ -32,21 +31,16 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any, Final, Generic, Protocol, TypeVar
+from typing import Any, Final
 
+from qstash_operator.adapters.informer import Informer
 from qstash_operator.adapters.kube import Kube
 from qstash_operator.domain import runs, vocabulary
-from qstash_operator.domain.errors import QStashOperatorError, WatchExpiredError
 from qstash_operator.domain.model import JsonDict
 from qstash_operator.domain.runs import JobView
 
 logger = logging.getLogger(__name__)
 
-KINDS: Final = ("cronworkflows", "jobs")
-LIST_PAGE: Final = 500
-"""Objects per list page (client-go's informers use 500 too)."""
-RETRY_FIRST_SECONDS: Final = 1.0
-RETRY_MAX_SECONDS: Final = 30.0
 DEFAULT_MAX_CRONWORKFLOWS: Final = 50_000
 DEFAULT_MAX_JOBS: Final = 150_000
 """Defaults of the bounds: five times the 10,000 CronWorkflows (and three Jobs each) measured in
@@ -55,22 +49,6 @@ KOPF_ANNOTATIONS: Final = "kopf."
 _JOB_OVERHEAD_BYTES: Final = 700
 """A JobView's memory beyond its strings, with its index entries (CPython 3.11, 64-bit: 30,000
 views took 23 MiB under tracemalloc, about 800 bytes each)."""
-
-
-class _Store(Protocol):
-    def slim(self, obj: JsonDict) -> JsonDict:
-        """What of ``obj`` the store keeps (applied to each page of a list as it arrives, so a
-        list of 30,000 Jobs never sits in memory whole)."""
-
-    def replace(self, items: list[JsonDict], namespace: str | None) -> None:
-        """Everything in ``namespace`` (None: everywhere) is now ``items``."""
-
-    def put(self, obj: JsonDict) -> None: ...
-
-    def remove(self, obj: JsonDict) -> None: ...
-
-
-S = TypeVar("S", bound=_Store)
 
 
 def _key(obj: JsonDict) -> tuple[str, str]:
@@ -110,7 +88,7 @@ class CronWorkflowStore:
         for item in items:
             self.put(item)
 
-    def put(self, obj: JsonDict) -> None:
+    def put(self, obj: JsonDict, *, event: str = "MODIFIED") -> None:
         key = _key(obj)
         if key not in self._items and len(self._items) >= self.limit:
             if not self.overflow:
@@ -193,7 +171,7 @@ class JobStore:
         for item in items:
             self.put(item)
 
-    def put(self, obj: JsonDict) -> None:
+    def put(self, obj: JsonDict, *, event: str = "MODIFIED") -> None:
         key = _key(obj)
         labels = (obj.get("metadata") or {}).get("labels") or {}
         owner_uid = labels.get(vocabulary.LABEL_CRONWORKFLOW_UID)
@@ -240,87 +218,6 @@ class JobStore:
     @property
     def bytes(self) -> int:
         return self._bytes
-
-
-class Informer(Generic[S]):
-    """List, then watch, one path into one store; re-list when the watch cannot continue."""
-
-    def __init__(
-        self,
-        kube: Kube,
-        kind: str,
-        store: S,
-        *,
-        namespace: str | None,
-        selector: str = "",
-    ) -> None:
-        if kind not in KINDS:
-            raise ValueError(f"no informer for {kind!r}")
-        self.kube = kube
-        self.kind = kind
-        self.namespace = namespace
-        self.what = f"{kind} in {namespace or 'all namespaces'}"
-        self.store = store
-        self.selector = selector
-        self.synced = False
-        self.lists = 0
-
-    async def run(self) -> None:
-        delay = RETRY_FIRST_SECONDS
-        while True:
-            try:
-                version = await self._list()
-                self.synced = True
-                delay = RETRY_FIRST_SECONDS
-                while True:
-                    version = await self._watch(version)
-            except WatchExpiredError:
-                logger.info("watch of %s expired; listing again", self.what)
-                continue
-            except QStashOperatorError as exc:
-                self.synced = False
-                logger.warning(
-                    "cache of %s not synced (%s); retrying in %.0fs", self.what, exc, delay
-                )
-            except (ValueError, KeyError, TypeError) as exc:  # a body we cannot read
-                self.synced = False
-                logger.warning("cache of %s: unreadable answer (%r); listing again", self.what, exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX_SECONDS)
-
-    async def _list(self) -> str:
-        items: list[JsonDict] = []
-        token: str | None = None
-        while True:
-            if self.kind == "jobs":
-                page, version, token = await self.kube.list_jobs_page(
-                    self.namespace, self.selector, limit=LIST_PAGE, token=token
-                )
-            else:
-                page, version, token = await self.kube.list_cronworkflows_page(
-                    self.namespace, limit=LIST_PAGE, token=token
-                )
-            items.extend(self.store.slim(item) for item in page)
-            del page
-            if token is None:
-                break
-        self.store.replace(items, self.namespace)
-        self.lists += 1
-        return version
-
-    async def _watch(self, version: str) -> str:
-        events = (
-            self.kube.watch_jobs(self.namespace, self.selector, resource_version=version)
-            if self.kind == "jobs"
-            else self.kube.watch_cronworkflows(self.namespace, resource_version=version)
-        )
-        async for kind, obj in events:
-            version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
-            if kind in ("ADDED", "MODIFIED"):
-                self.store.put(obj)
-            elif kind == "DELETED":
-                self.store.remove(obj)
-        return version
 
 
 class RunCache:

@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
+from qstash_operator.adapters.informer import Informer
 from qstash_operator.domain import vocabulary
 from qstash_operator.domain.errors import KubernetesUnavailableError, WatchExpiredError
 from qstash_operator.domain.model import JsonDict
-from qstash_webhook.cache import CronWorkflowStore, Informer, JobStore, RunCache
+from qstash_webhook.cache import CronWorkflowStore, JobStore, RunCache
 from tests.unit.domain import factories
 
 
