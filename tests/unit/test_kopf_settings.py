@@ -7,7 +7,7 @@ import kopf
 import pytest
 
 from qstash_operator.domain import vocabulary
-from qstash_operator.entrypoints.handlers import configure_kopf
+from qstash_operator.entrypoints.handlers import build_registry, configure_kopf
 from qstash_operator.settings import Settings
 
 
@@ -20,11 +20,6 @@ def resource(group: str, plural: str, kind: str) -> kopf.Resource:
 @pytest.mark.parametrize(
     ("watched", "selectors"),
     [
-        pytest.param(
-            resource("batch", "jobs", "Job"),
-            ["app.kubernetes.io/managed-by=qstash-operator"],
-            id="Jobs: only ours reach the operator",
-        ),
         pytest.param(
             resource("batch", "cronjobs", "CronJob"),
             ["app.kubernetes.io/managed-by=qstash-operator"],
@@ -44,6 +39,33 @@ def test_the_api_server_filters_the_batch_watches_to_our_objects(
     settings = kopf.OperatorSettings()
     configure_kopf(settings, Settings.from_env({}))
     assert list(settings.watching.label_selectors.collect(watched)) == selectors
+
+
+def handlers_of(registry: kopf.OperatorRegistry, watched: kopf.Resource) -> list[str]:
+    """Which of kopf's kinds of handler ``watched`` has (indexes, event, spawning and
+    change-detecting handlers): kopf watches a resource only for these."""
+    kinds = {
+        "index": registry._indexing,
+        "event": registry._watching,
+        "daemon or timer": registry._spawning,
+        "change": registry._changing,
+    }
+    return [name for name, kind in kinds.items() if kind.has_handlers(watched)]
+
+
+@pytest.mark.parametrize(
+    ("watched", "expected"),
+    [
+        pytest.param(
+            resource("batch", "jobs", "Job"),
+            [],
+            id="Jobs: not kopf's (the operator's own informer, services.job_index)",
+        ),
+        pytest.param(resource("batch", "cronjobs", "CronJob"), ["event"], id="CronJobs: an event"),
+    ],
+)
+def test_which_batch_kinds_kopf_watches(watched: kopf.Resource, expected: list[str]) -> None:
+    assert handlers_of(build_registry(), watched) == expected
 
 
 def test_the_worker_limit_reaches_kopf() -> None:

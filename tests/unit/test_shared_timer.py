@@ -166,3 +166,21 @@ async def test_the_audit_runs_on_its_own_period_with_the_objects_jobs_from_the_i
         await look(held, moment)
     assert len(reconciler.refreshed) == 4  # every 30 s tick
     assert audit.audited == [("nightly", [slot]), ("nightly", [slot])]  # every other one
+
+
+async def test_the_audit_waits_for_the_job_index_then_runs_on_its_period() -> None:
+    """Until the operator's Job watch has listed the Jobs there is no index: an audit then would
+    find every recent slot without its Job, so its period starts when the index is there."""
+    reconciler, kube, audit = FakeReconciler({}), FakeKube(), FakeAudit()
+    slot = object()
+    held_services = services(reconciler, kube, audit, None)
+    look = periodic_look(held_services, audit_seconds=60.0)
+    held = Watched(Projection.of(BODY), due=SEEN + 30.0)
+    for moment in (SEEN + 30.0, SEEN + 60.0, SEEN + 90.0):
+        await look(held, moment)
+    assert audit.audited == []
+    held_services.job_index = {("team", "nightly"): [types.SimpleNamespace(slot=slot)]}
+    await look(held, SEEN + 120.0)
+    assert audit.audited == []
+    await look(held, SEEN + 150.0)
+    assert audit.audited == [("nightly", [slot])]

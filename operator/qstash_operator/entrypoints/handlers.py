@@ -26,11 +26,13 @@ from qstash_operator.adapters.operator_metrics import OperatorMetrics
 from qstash_operator.adapters.qstash_api import QStashSchedules
 from qstash_operator.domain import parameters, vocabulary
 from qstash_operator.domain.errors import NotFoundError, QStashOperatorError, TransientError
+from qstash_operator.domain.model import JsonDict
 from qstash_operator.domain.projection import Projection
 from qstash_operator.domain.retry import retry_delay
 from qstash_operator.services.drift import DriftRepair
+from qstash_operator.services.job_index import JobEvents
 from qstash_operator.services.markers import MarkerRuns
-from qstash_operator.services.observe import IndexedJob, JobIndex, StatusMirror, indexed_job
+from qstash_operator.services.observe import JobIndex, StatusMirror
 from qstash_operator.services.periodic import Look, PeriodicLooks, Watched
 from qstash_operator.services.reconcile import Reconciler, Result
 from qstash_operator.services.runs import RunService
@@ -54,8 +56,9 @@ DUE_FRACTION: Final = 0.9
 look comes slightly late or early, and an exact comparison would skip every other tick."""
 LIST_CHUNK: Final = 500
 """Objects per page of kopf's initial lists."""
-MANAGED_KINDS: Final = ("jobs", "cronjobs")
-"""The batch/v1 kinds the operator watches: only those carrying our managed-by label."""
+MANAGED_KINDS: Final = ("cronjobs",)
+"""The batch/v1 kinds kopf watches, only those carrying our managed-by label. Jobs (with the same
+selector) are watched by the operator's own informer, not kopf (``services.job_index``)."""
 MANAGED_SELECTOR: Final = f"{vocabulary.LABEL_MANAGED_BY}={vocabulary.MANAGED_BY}"
 AUDIT_SECONDS: Final = 30.0
 """The slot audit's default period (``Settings.slot_audit_seconds``)."""
@@ -78,7 +81,7 @@ class OperatorServices:
     looks: PeriodicLooks | None = None
     """The one loop of every CronWorkflow's periodic jobs (:func:`periodic_look`)."""
     job_index: JobIndex | None = None
-    """kopf's Job index, as the last handler handed it over."""
+    """The operator's Job index once it is synced (:mod:`qstash_operator.services.job_index`)."""
     markers: MarkerRuns | None = None
     """Marker Jobs being run as their ticks' Jobs (while this replica leads)."""
 
@@ -148,11 +151,15 @@ def periodic_look(services: OperatorServices, *, audit_seconds: float = AUDIT_SE
                     logger.warning("refresh of %s/%s not written: %s", *key, exc)
             if isinstance(result.error, TransientError):
                 logger.warning("refresh of %s failed: %s", meta.get("name"), result.error)
-        if services.audit is not None and _due(
-            held, "audited_at", audit_seconds, moment, tick=tick
+        index = services.job_index
+        # No index yet (the Jobs are still being listed): the audit is not due until there is,
+        # since an audit without the Jobs would find every recent slot without its Job.
+        if (
+            services.audit is not None
+            and index is not None
+            and _due(held, "audited_at", audit_seconds, moment, tick=tick)
         ):
-            index = services.job_index
-            jobs = [entry.slot for entry in index.get(key, ())] if index is not None else []
+            jobs = [entry.slot for entry in index.get(key, ())]
             try:
                 await services.audit.audit(dict(body), jobs, now=services.clock())
             except TransientError as exc:
@@ -166,10 +173,11 @@ class CronWorkflowDiffBase(kopf.AnnotationsDiffBaseStorage):
 
     kopf builds the essence of every object of every kind it watches (a deep copy of the body)
     on every event, whether or not the kind has a change-detecting handler to use it. Only
-    CronWorkflows have one (``on.create``/``on.update``/``on.resume``); Jobs and CronJobs have
-    ``on.event`` handlers and an index, which never read it. In a minute's burst of 500 Job
-    events that copy was about an eighth of the operator's samples (py-spy), so for every other
-    kind the essence is empty: what kopf would compute from it (a diff) is never looked at."""
+    CronWorkflows have one (``on.create``/``on.update``/``on.resume``); CronJobs have an
+    ``on.event`` handler, which never reads it. In a minute's burst of 500 Job events (when kopf
+    still watched Jobs) that copy was about an eighth of the operator's samples (py-spy), so for
+    every other kind the essence is empty: what kopf would compute from it (a diff) is never
+    looked at."""
 
     def build(
         self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
@@ -205,10 +213,9 @@ def configure_kopf(settings: kopf.OperatorSettings, ours: Settings) -> None:
     # WORKER_IDLE_SECONDS instead of kopf's 5 s, so the slot goes to a waiting object.
     settings.queueing.worker_limit = ours.worker_limit
     settings.queueing.idle_timeout = WORKER_IDLE_SECONDS
-    # Jobs and CronJobs: only ours, filtered by the API server. Every handler and the index
-    # filter on these labels anyway, but kopf applies handler filters after it has parsed
-    # the event, so without this the operator would parse every Job in the cluster (at a
-    # busy minute, the native CronJobs' and everyone else's too).
+    # CronJobs: only ours, filtered by the API server. Every handler filters on these labels
+    # anyway, but kopf applies handler filters after it has parsed the event, so without this
+    # the operator would parse every CronJob in the cluster.
     for plural in MANAGED_KINDS:
         settings.watching.label_selectors["batch", plural] = MANAGED_SELECTOR
 
@@ -303,41 +310,13 @@ def build_registry() -> kopf.OperatorRegistry:
 
     managed = {vocabulary.LABEL_MANAGED_BY: vocabulary.MANAGED_BY}
 
-    @kopf.index("batch", "v1", "jobs", id="slot_jobs", labels=managed, registry=registry)
-    async def slot_jobs(
-        body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
-    ) -> dict[tuple[str, str], IndexedJob] | None:
-        """Every Job of ours by (namespace, CronWorkflow), kept by kopf from its Job watch, as
-        the few fields the slot audit and the status mirror read instead of listing Jobs."""
-        owner = labels.get(vocabulary.LABEL_CRONWORKFLOW)
-        if not namespace or not owner:
-            return None
-        return {(namespace, owner): indexed_job(dict(body))}
-
-    @kopf.on.event("batch", "v1", "jobs", id="job_event", labels=managed, registry=registry)
-    async def job_event(
-        body: kopf.Body, memo: kopf.Memo, type: str | None, labels: kopf.Labels, **kwargs: Any
-    ) -> None:
-        """Every event of a Job of ours: the status mirror gathers it, and a marker Job of an
-        entry's CronJob (``spec.schedules`` on the CronJob backend) is run as its tick's Job
-        (``services.markers``; on its arrival, or listed on start if it came while we were down).
-        Jobs have no change-detecting handler (``on.create``), so kopf does not deep-copy each
-        Job event to diff it."""
-        services = _services(memo)
-        services.job_index = kwargs["slot_jobs"]
-        services.mirror.use_index(kwargs["slot_jobs"])
-        services.mirror.job_changed_soon(dict(body), clock=services.clock)
-        if labels.get(vocabulary.LABEL_TICK_MARKER) == "true" and services.markers is not None:
-            services.markers.seen(dict(body), event=type)
-
     @kopf.on.event(*RESOURCE, id="cronworkflow_event", registry=registry)
     async def cronworkflow_event(
-        body: kopf.Body, memo: kopf.Memo, type: str | None, **kwargs: Any
+        body: kopf.Body, memo: kopf.Memo, type: str | None, **_: Any
     ) -> None:
         """The periodic loop and the mirror hold the latest projection the watch delivered
         (one compact copy, shared): they decide from it instead of reading the CronWorkflow."""
         services = _services(memo)
-        services.job_index = kwargs["slot_jobs"]
         deleted = type == "DELETED"
         projection = Projection.of(dict(body))
         if services.looks is not None:
@@ -354,3 +333,26 @@ def build_registry() -> kopf.OperatorRegistry:
             logger.info("status mirror for CronJob %s deferred: %s", body.meta.get("name"), exc)
 
     return registry
+
+
+def job_events(services: OperatorServices) -> JobEvents:
+    """What each event of a Job of ours does, from the operator's Job watch
+    (:mod:`qstash_operator.services.job_index`; ``event`` None: listed): the status mirror
+    gathers it, and a marker Job of an entry's CronJob (``spec.schedules`` on the CronJob
+    backend) is run as its tick's Job (``services.markers``; on its arrival, or listed on start
+    if it came while we were down)."""
+
+    def seen(job: JsonDict, event: str | None) -> None:
+        services.mirror.job_changed_soon(job, clock=services.clock)
+        labels = (job.get("metadata") or {}).get("labels") or {}
+        if labels.get(vocabulary.LABEL_TICK_MARKER) == "true" and services.markers is not None:
+            services.markers.seen(job, event=event)
+
+    return seen
+
+
+def use_job_index(services: OperatorServices, index: JobIndex | None) -> None:
+    """The slot audit and the status mirror read ``index`` from now on (None: there is none,
+    leadership was lost; the mirror lists Jobs and the audit waits)."""
+    services.job_index = index
+    services.mirror.use_index(index)

@@ -23,6 +23,7 @@ import kopf
 from aiohttp import web
 
 from qstash_operator import __version__
+from qstash_operator.adapters.informer import Informer
 from qstash_operator.adapters.kube import Kube
 from qstash_operator.adapters.leader import Ending, lead
 from qstash_operator.adapters.operator_metrics import OperatorMetrics
@@ -31,12 +32,16 @@ from qstash_operator.adapters.tls_buffers import limit_tls_read_buffers
 from qstash_operator.domain import builders
 from qstash_operator.domain.model import BackendChoice
 from qstash_operator.entrypoints.handlers import (
+    MANAGED_SELECTOR,
     OperatorServices,
     build_registry,
+    job_events,
     look_tick,
     periodic_look,
+    use_job_index,
 )
 from qstash_operator.services.drift import DriftLoop, DriftRepair
+from qstash_operator.services.job_index import JobIndexStore
 from qstash_operator.services.markers import MarkerRuns
 from qstash_operator.services.observe import StatusMirror
 from qstash_operator.services.periodic import PeriodicLooks
@@ -148,6 +153,12 @@ async def _health_app(
 
 async def _main(settings: Settings, args: argparse.Namespace) -> int:
     kube = await Kube.from_environment(user_agent=f"qstash-operator/{__version__}")
+    # The Job watches hold a connection each for as long as they run: on a pool of their own,
+    # so they never take one the reconciles and status writes need.
+    watch_kube = await Kube.from_environment(
+        max_connections=len(settings.namespaces) or 1,
+        user_agent=f"qstash-operator/{__version__} (jobs watch)",
+    )
     qstash = (
         QStashSchedules(token=settings.qstash.token.reveal(), base_url=settings.qstash.url)
         if settings.qstash.token is not None
@@ -210,6 +221,20 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
         markers = services.markers = MarkerRuns(
             lambda marker: runs.run_marker(marker=marker, now=services.clock())
         )
+        scopes: tuple[str | None, ...] = settings.namespaces or (None,)
+        job_index = JobIndexStore(
+            scopes,
+            on_event=job_events(services),
+            on_synced=lambda index: use_job_index(services, index),
+        )
+        job_tasks = [
+            asyncio.create_task(
+                Informer(
+                    watch_kube, "jobs", job_index, namespace=scope, selector=MANAGED_SELECTOR
+                ).run()
+            )
+            for scope in scopes
+        ]
         try:
             await kopf.operator(
                 registry=build_registry(),
@@ -223,6 +248,12 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
                 namespaces=settings.namespaces,
             )
         finally:
+            for task in job_tasks:
+                task.cancel()
+            for task in job_tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            use_job_index(services, None)
             looks_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await looks_task
@@ -263,3 +294,4 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
         if qstash is not None:
             await qstash.close()
         await kube.close()
+        await watch_kube.close()

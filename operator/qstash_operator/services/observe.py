@@ -116,7 +116,8 @@ def indexed_job(job: JsonDict) -> IndexedJob:
 
 
 JobIndex = Mapping[Key, Collection[IndexedJob]]
-"""The operator's Job index (``kopf.Index``): the Jobs of ours by (namespace, CronWorkflow)."""
+"""The operator's Job index (``services.job_index``): the Jobs of ours by (namespace,
+CronWorkflow)."""
 
 
 @dataclasses.dataclass
@@ -157,8 +158,8 @@ class StatusMirror:
 
     # -- inputs --------------------------------------------------------------------------
 
-    def use_index(self, index: JobIndex) -> None:
-        """Read Jobs from the operator's Job index from now on (kopf hands it to handlers)."""
+    def use_index(self, index: JobIndex | None) -> None:
+        """Read Jobs from the operator's Job index from now on (None: list them)."""
         self._index = index
 
     @property
