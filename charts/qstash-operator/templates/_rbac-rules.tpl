@@ -13,7 +13,8 @@ The operator's application rules, shared by its ClusterRole (whole cluster) and 
 - apiGroups: [qstash-operator.dev]
   resources: [cronworkflows/status]
   verbs: [patch]
-# Jobs: kopf watches Jobs we made to mirror them into status; manual runs (run-now) create them;
+# Jobs: the operator lists and watches the Jobs we made (its Job index: status mirror, slot audit,
+# marker runs); manual runs (run-now) create them;
 # the Job template is validated with a dry-run create; history limits and Replace delete them;
 # a switch from the CronJob backend adopts the CronJob's Jobs (patches their ownerReferences).
 - apiGroups: [batch]

@@ -75,6 +75,7 @@ SOURCES: Final[dict[str, list[Path]]] = {
         PACKAGE / "entrypoints" / "operator_main.py",
         PACKAGE / "entrypoints" / "handlers.py",
         PACKAGE / "adapters" / "leader.py",
+        PACKAGE / "adapters" / "informer.py",  # its Job watch (services.job_index)
         PACKAGE / "services" / "reconcile.py",
         PACKAGE / "services" / "drift.py",
         PACKAGE / "services" / "observe.py",
@@ -82,12 +83,14 @@ SOURCES: Final[dict[str, list[Path]]] = {
     ],
     "webhook": [
         *sorted((REPO / "webhook" / "qstash_webhook").rglob("*.py")),
+        PACKAGE / "adapters" / "informer.py",  # its caches' lists and watches
         PACKAGE / "services" / "runs.py",
         PACKAGE / "services" / "catalog.py",
         PACKAGE / "services" / "deferred_status.py",
     ],
 }
-# kopf's own calls: it lists and watches what handlers are registered for (handlers.py), patches
+# kopf's own calls: it lists and watches what handlers are registered for (handlers.py: not Jobs,
+# which the operator watches itself through adapters.informer), patches
 # CronWorkflows (finalizer, progress annotations) and their status, and watches CRDs to notice
 # ours appearing; in namespaced mode it also lists and watches namespaces.
 KOPF: Final[set[Permission]] = {
@@ -95,8 +98,6 @@ KOPF: Final[set[Permission]] = {
     ("watch", "cronworkflows"),
     ("patch", "cronworkflows"),
     ("patch", "cronworkflows/status"),
-    ("list", "jobs"),
-    ("watch", "jobs"),
     ("list", "cronjobs"),
     ("watch", "cronjobs"),
     ("list", "customresourcedefinitions"),
