@@ -184,3 +184,41 @@ async def test_the_audit_waits_for_the_job_index_then_runs_on_its_period() -> No
     assert audit.audited == []
     await look(held, SEEN + 150.0)
     assert audit.audited == [("nightly", [slot])]
+
+
+TICK_DUE = "2026-12-02T18:00:00Z"
+"""The tick that came due at ``NOW`` (the looks' clock)."""
+
+
+@pytest.mark.parametrize(
+    ("status", "audited"),
+    [
+        pytest.param(
+            {"nextScheduleTime": TICK_DUE, "lastScheduleTime": "2026-12-01T18:00:00Z"},
+            False,
+            id="the tick just due is being recorded: the record brings its slot, no audit",
+        ),
+        pytest.param(
+            {"nextScheduleTime": "2026-12-03T18:00:00Z", "lastScheduleTime": TICK_DUE},
+            True,
+            id="recorded: the audit runs",
+        ),
+        pytest.param(
+            {
+                "nextScheduleTime": "2026-12-02T17:59:00Z",
+                "lastScheduleTime": "2026-12-01T18:00:00Z",
+            },
+            True,
+            id="a minute past and never recorded: past the record's grace, the audit runs",
+        ),
+    ],
+)
+async def test_the_audit_leaves_a_tick_being_recorded_to_its_record(
+    status: dict[str, Any], audited: bool
+) -> None:
+    reconciler, kube, audit = FakeReconciler({}), FakeKube(), FakeAudit()
+    index = {("team", "nightly"): [types.SimpleNamespace(slot=object())]}
+    look = periodic_look(services(reconciler, kube, audit, index), audit_seconds=30.0)
+    held = Watched(Projection.of({**BODY, "status": status}), due=SEEN + 30.0)
+    await look(held, SEEN + 30.0)
+    assert bool(audit.audited) is audited

@@ -421,9 +421,10 @@ def _event(type_: EventType, reason: str, message: str) -> PostEvent:
     return PostEvent(Event(type_, reason, message))
 
 
-def _tick_being_recorded(status: JsonDict, now: datetime) -> bool:
+def tick_being_recorded(status: JsonDict, now: datetime) -> bool:
     """``nextScheduleTime`` passed less than :data:`RECORD_GRACE` ago and its tick is not
-    recorded yet (``lastScheduleTime`` before it): its record is on the way."""
+    recorded yet (``lastScheduleTime`` before it): its record is on the way. The refresh leaves
+    ``nextScheduleTime`` alone then, and the slot audit waits (``entrypoints.handlers``)."""
     due = parse_time(status.get("nextScheduleTime"))
     if due is None or not due <= now < due + RECORD_GRACE:
         return False
@@ -1341,7 +1342,7 @@ def plan_refresh(body: Mapping[str, Any], context: Context, *, now: datetime) ->
     current = (
         Contribution(status={"nextScheduleTime": next_time})
         if record.status.get("nextScheduleTime") != next_time
-        and not (next_time is not None and _tick_being_recorded(record.status, now))
+        and not (next_time is not None and tick_being_recorded(record.status, now))
         else Contribution()
     )
     entries = entries_status(
