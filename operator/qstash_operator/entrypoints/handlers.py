@@ -348,10 +348,16 @@ def job_events(services: OperatorServices) -> JobEvents:
     if it came while we were down)."""
 
     def seen(job: JsonDict, event: str | None) -> None:
-        services.mirror.job_changed_soon(job, clock=services.clock)
-        labels = (job.get("metadata") or {}).get("labels") or {}
-        if labels.get(vocabulary.LABEL_TICK_MARKER) == "true" and services.markers is not None:
-            services.markers.seen(job, event=event)
+        # Called from the Job watch's loop: a failure here is logged and the watch goes on (as
+        # kopf logged a failing handler), never ending the watch and freezing the index.
+        try:
+            services.mirror.job_changed_soon(job, clock=services.clock)
+            labels = (job.get("metadata") or {}).get("labels") or {}
+            if labels.get(vocabulary.LABEL_TICK_MARKER) == "true" and services.markers is not None:
+                services.markers.seen(job, event=event)
+        except Exception:
+            name = (job.get("metadata") or {}).get("name")
+            logger.exception("Job %s: its %s event was not handled", name, event or "listed")
 
     return seen
 
