@@ -35,8 +35,9 @@ from typing import Any, Final
 
 from qstash_operator.adapters.informer import Informer
 from qstash_operator.adapters.kube import Kube
-from qstash_operator.domain import runs, vocabulary
-from qstash_operator.domain.model import JsonDict
+from qstash_operator.domain import model, runs, vocabulary
+from qstash_operator.domain.errors import InvalidSpecError
+from qstash_operator.domain.model import CronWorkflow, JsonDict
 from qstash_operator.domain.runs import JobView
 
 logger = logging.getLogger(__name__)
@@ -68,14 +69,37 @@ def _strip(body: JsonDict) -> JsonDict:
     return {**body, "metadata": meta}
 
 
+def _same_spec(cw: CronWorkflow, body: JsonDict) -> bool:
+    """Whether ``model.parse(body)`` would give ``cw`` again: the same incarnation (uid) at the
+    same ``metadata.generation`` (which the API server moves on every change to a custom
+    resource's spec, and never for status or metadata) with the same annotations; the other
+    fields :func:`~qstash_operator.domain.model.parse` reads are the key's."""
+    meta = body.get("metadata") or {}
+    generation = int(meta.get("generation") or 0)
+    return (
+        generation > 0
+        and generation == cw.generation
+        and str(meta.get("uid", "")) == cw.uid
+        and dict(meta.get("annotations") or {}) == cw.annotations
+    )
+
+
 class CronWorkflowStore:
-    """CronWorkflows by (namespace, name)."""
+    """CronWorkflows by (namespace, name), each with its parsed model.
+
+    The model is parsed when a watch event brings a new spec, not at the tick: a delivery of the
+    body held here gets it back (:meth:`model`) instead of parsing the spec, its cron and its Job
+    template again (a tenth of the webhook's CPU in a minute's burst). A status write (every
+    tick's record) keeps the model parsed before it. A body that does not parse keeps none, and
+    its delivery parses it and refuses it as before.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.overflow = False
         self._items: dict[tuple[str, str], JsonDict] = {}
         self._sizes: dict[tuple[str, str], int] = {}
+        self._models: dict[tuple[str, str], tuple[JsonDict, CronWorkflow]] = {}
 
     def slim(self, obj: JsonDict) -> JsonDict:
         return _strip(obj)
@@ -84,6 +108,7 @@ class CronWorkflowStore:
         for key in [key for key in self._items if namespace is None or key[0] == namespace]:
             del self._items[key]
             del self._sizes[key]
+            self._models.pop(key, None)
         self.overflow = False
         for item in items:
             self.put(item)
@@ -102,11 +127,27 @@ class CronWorkflowStore:
         body = _strip(obj)
         self._items[key] = body
         self._sizes[key] = len(json.dumps(body, separators=(",", ":")))
+        held = self._models.get(key)
+        parsed = held[1] if held is not None and _same_spec(held[1], body) else None
+        if parsed is None:
+            try:
+                parsed = model.parse(body)
+            except InvalidSpecError:
+                self._models.pop(key, None)
+                return
+        self._models[key] = (body, parsed)
 
     def remove(self, obj: JsonDict) -> None:
         key = _key(obj)
         self._items.pop(key, None)
         self._sizes.pop(key, None)
+        self._models.pop(key, None)
+
+    def model(self, body: JsonDict) -> CronWorkflow | None:
+        """The model parsed from ``body``, if ``body`` is the very copy held here (None for any
+        other dict, however equal: a body read from the API server is parsed by its reader)."""
+        held = self._models.get(_key(body))
+        return held[1] if held is not None and held[0] is body else None
 
     def next_schedule_times(self) -> list[object]:
         return [(item.get("status") or {}).get("nextScheduleTime") for item in self._items.values()]
@@ -278,6 +319,9 @@ class RunCache:
         if self._informer(self._cw_informers, namespace) is None:
             return None
         return self.cronworkflows.get(namespace, name)
+
+    def parsed(self, body: JsonDict) -> CronWorkflow | None:
+        return self.cronworkflows.model(body)
 
     def next_schedule_times(self) -> list[object]:
         """Each cached CronWorkflow's ``status.nextScheduleTime`` as written (for the warm-up of

@@ -100,6 +100,10 @@ class RunReads(Protocol):
 
     def jobs(self, namespace: str, uid: str) -> list[JobView] | None: ...
 
+    def parsed(self, body: JsonDict) -> CronWorkflow | None:
+        """The model of ``body`` if it is a copy :meth:`cronworkflow` gave and was parsed when
+        it came (None: parse it)."""
+
     def job_created(self, job: JsonDict) -> None:
         """A Job this process just created, so the next decision sees it before its event."""
 
@@ -527,6 +531,10 @@ class RunService:
         return body
 
     def _parse(self, body: JsonDict) -> CronWorkflow:
+        if self._reads is not None:
+            known = self._reads.parsed(body)
+            if known is not None:
+                return known
         try:
             return model.parse(body)
         except InvalidSpecError as exc:

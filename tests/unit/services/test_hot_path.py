@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from qstash_operator.domain import builders, naming, runs, vocabulary
+from qstash_operator.domain import builders, model, naming, runs, vocabulary
 from qstash_operator.domain.errors import AlreadyExistsError, ConflictError, NotFoundError
-from qstash_operator.domain.model import JsonDict
+from qstash_operator.domain.model import CronWorkflow, JsonDict
 from qstash_operator.domain.runs import JobView, Outcome
 from qstash_operator.services.deferred_status import StatusRecorder
 from qstash_operator.services.observe import StatusMirror
@@ -102,6 +102,9 @@ class Reads:
     def jobs(self, namespace: str, uid: str) -> list[JobView] | None:
         return list(self.views)
 
+    def parsed(self, body: JsonDict) -> CronWorkflow | None:
+        return None  # these copies are fresh dicts every time: never the ones parsed
+
     def job_created(self, job: JsonDict) -> None:
         self.created.append(job["metadata"]["name"])
         self.views.append(runs.job_view(job))
@@ -142,6 +145,35 @@ async def test_an_allowed_tick_from_the_cache_is_one_api_call_the_job_create() -
     assert kube.body["status"]["lastScheduleTime"] == builders.rfc3339(TICK)
     assert kube.body["status"]["active"][0]["name"] == naming.job_name("report", TICK)
     assert ("create", "event") in kube.calls
+
+
+class HeldReads(Reads):
+    """Hands out the one copy it holds, with the model parsed from it when it came."""
+
+    def __init__(self, body: JsonDict, held_model: CronWorkflow) -> None:
+        super().__init__(body)
+        self.held = self.body
+        self.held_model = held_model
+
+    def cronworkflow(self, namespace: str, name: str) -> JsonDict | None:
+        return self.held
+
+    def parsed(self, body: JsonDict) -> CronWorkflow | None:
+        return self.held_model if body is self.held else None
+
+
+async def test_a_delivery_of_the_held_copy_runs_the_model_parsed_when_it_came() -> None:
+    body = factories.body()
+    # A model told apart from what parsing the body again would give: its own image.
+    other = factories.body()
+    other["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"] = "held:1"
+    kube = FakeKube(body)
+    service, recorder = services(kube, HeldReads(body, model.parse(other)))
+    result = await deliver(service)
+    assert result.outcome is Outcome.RUN
+    made = kube.jobs[naming.job_name("report", TICK)]
+    assert made["spec"]["template"]["spec"]["containers"][0]["image"] == "held:1"
+    await recorder.drain(5)
 
 
 async def test_a_cronworkflow_missing_from_the_cache_is_read_from_the_api_server() -> None:

@@ -8,13 +8,14 @@ retry sleep is the only await that could block, and the script ends the run befo
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from qstash_operator.adapters.informer import Informer
-from qstash_operator.domain import vocabulary
+from qstash_operator.domain import model, vocabulary
 from qstash_operator.domain.errors import KubernetesUnavailableError, WatchExpiredError
 from qstash_operator.domain.model import JsonDict
 from qstash_webhook.cache import CronWorkflowStore, JobStore, RunCache
@@ -53,6 +54,82 @@ def test_a_cronworkflow_is_kept_without_managed_fields_or_kopf_bookkeeping() -> 
     assert "managedFields" not in kept["metadata"]
     assert kept["metadata"]["annotations"] == {"a": "b"}
     assert store.bytes > 0
+
+
+def test_the_held_copy_comes_with_the_model_parsed_from_it() -> None:
+    store = CronWorkflowStore(limit=10)
+    store.put(cw("report"))
+    held = store.get("team-a", "report")
+    assert held is not None
+    parsed = store.model(held)
+    assert parsed == model.parse(held)
+    # An equal dict that is not the held copy (a body read from the API server) gets none.
+    assert store.model(copy.deepcopy(held)) is None
+
+
+def _changed(change: str) -> JsonDict:
+    body = cw("report")
+    if change == "status":
+        body["status"] = {"lastScheduleTime": "2026-12-04T10:00:00Z"}
+        body["metadata"]["resourceVersion"] = "101"
+    elif change == "spec":
+        body["spec"]["schedule"] = "30 * * * *"
+        body["metadata"]["generation"] = 2
+    elif change == "annotations":
+        body["metadata"]["annotations"] = {"qstash-operator.dev/paused-by": "ops"}
+    elif change == "recreated":
+        body["metadata"]["uid"] = "another-uid"
+    elif change == "no generation":
+        body["metadata"].pop("generation")
+    return body
+
+
+@pytest.mark.parametrize(
+    ("change", "kept"),
+    [
+        ("status", True),  # every tick's record: the spec is the one parsed before
+        ("spec", False),  # the API server moved metadata.generation
+        ("annotations", False),  # the model carries them
+        ("recreated", False),  # another incarnation
+        ("no generation", False),  # nothing says the spec is the same
+    ],
+)
+def test_an_event_keeps_the_parsed_model_only_when_the_spec_cannot_have_changed(
+    change: str, kept: bool
+) -> None:
+    store = CronWorkflowStore(limit=10)
+    store.put(cw("report"))
+    before = store.model(store.get("team-a", "report") or {})
+    store.put(_changed(change))
+    held = store.get("team-a", "report")
+    assert held is not None
+    after = store.model(held)
+    assert after is not None
+    assert (after is before) is kept
+    assert after == model.parse(held)
+
+
+def test_a_body_that_does_not_parse_is_held_without_a_model() -> None:
+    store = CronWorkflowStore(limit=10)
+    store.put(cw("report"))
+    broken = cw("report")
+    broken["spec"]["schedule"] = "not a cron"
+    broken["metadata"]["generation"] = 2
+    store.put(broken)
+    held = store.get("team-a", "report")
+    assert held is not None
+    assert held["spec"]["schedule"] == "not a cron"
+    assert store.model(held) is None  # the delivery parses it and refuses it
+
+
+def test_a_removed_cronworkflow_leaves_no_model() -> None:
+    store = CronWorkflowStore(limit=10)
+    body = cw("report")
+    store.put(body)
+    held = store.get("team-a", "report")
+    store.remove(body)
+    assert held is not None
+    assert store.model(held) is None
 
 
 def test_past_its_bound_the_cronworkflow_store_stops_answering_until_a_list_fits() -> None:
