@@ -16,7 +16,8 @@ its CronWorkflow (the ``cronworkflow-uid`` label every Job of ours carries). Eac
 answering (deliveries read the API server, as without a cache) and says so in the log and in
 ``qstash_webhook_cache_synced``. Sizes: ``qstash_webhook_cache_objects{kind}`` and
 ``qstash_webhook_cache_bytes{kind}`` (for CronWorkflows the JSON size of what is kept, for Jobs
-the measured size of a view; the process's ``process_resident_memory_bytes`` is the whole).
+the measured size of a view; the process's ``process_resident_memory_bytes`` is the whole, and
+holds the parsed model of each CronWorkflow besides: about 2.5 KB each for the benchmark's).
 
 Staleness is safe by construction: the Job name is the lock (a Job another replica made a moment
 ago makes the create answer AlreadyExists, a duplicate), the reservations of Forbid/Replace are
