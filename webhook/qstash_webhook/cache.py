@@ -136,6 +136,14 @@ class CronWorkflowStore:
             except InvalidSpecError:
                 self._models.pop(key, None)
                 return
+            except Exception:  # a body of any shape must not end the watch
+                # The schema admits what parse does not foresee only through a bug of ours (or
+                # an object written before the schema): keep the body, keep no model, and let
+                # the delivery parse it and answer; an exception here would reach the informer
+                # and end or restart the copy of every CronWorkflow for one bad object.
+                logger.exception("CronWorkflow %s/%s could not be parsed for the cache", *key)
+                self._models.pop(key, None)
+                return
         self._models[key] = (body, parsed)
 
     def remove(self, obj: JsonDict) -> None:

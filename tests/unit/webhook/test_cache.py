@@ -122,6 +122,34 @@ def test_a_body_that_does_not_parse_is_held_without_a_model() -> None:
     assert store.model(held) is None  # the delivery parses it and refuses it
 
 
+@pytest.mark.parametrize(
+    "shape",
+    [
+        pytest.param({"spec": "a string"}, id="spec-not-an-object"),
+        pytest.param({"spec": {"schedule": 5}}, id="schedule-not-a-string"),
+        pytest.param({"spec": {"schedule": "* * * * *", "jobTemplate": []}}, id="template-a-list"),
+    ],
+)
+def test_a_body_of_an_unforeseen_shape_is_held_without_a_model_and_the_store_goes_on(
+    shape: JsonDict,
+) -> None:
+    store = CronWorkflowStore(limit=10)
+    odd = cw("odd")
+    for part, value in shape.items():
+        if isinstance(value, dict) and isinstance(odd.get(part), dict):
+            odd[part] = {**odd[part], **value}
+        else:
+            odd[part] = value
+    store.put(odd)
+    store.put(cw("report"))
+    held = store.get("team-a", "odd")
+    assert held is not None
+    assert store.model(held) is None
+    report = store.get("team-a", "report")
+    assert report is not None
+    assert store.model(report) is not None
+
+
 def test_a_removed_cronworkflow_leaves_no_model() -> None:
     store = CronWorkflowStore(limit=10)
     body = cw("report")
