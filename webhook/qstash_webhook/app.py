@@ -29,7 +29,7 @@ from qstash_operator.services.catalog import CatalogService, ScheduleLister
 from qstash_operator.services.deferred_status import StatusRecorder
 from qstash_operator.services.runs import MessageLookup, RunService
 from qstash_operator.settings import Settings
-from qstash_webhook import api, delivery, health, typedefs, warmup
+from qstash_webhook import api, collector, delivery, health, typedefs, warmup
 from qstash_webhook.access import Access, GuardedAccess, KubeAccess
 from qstash_webhook.bodies import BODY_READ_SECONDS, MAX_BODY_BYTES
 from qstash_webhook.cache import RunCache
@@ -200,8 +200,9 @@ def _run_with_app(
     kube: Kube,
     clock: typedefs.Clock,
 ) -> None:
-    """The caches and the connection warm-up (:mod:`qstash_webhook.warmup`, on the deliveries'
-    client) start with the app; at shutdown the deferred records are written first (the clients
+    """The caches, the connection warm-up (:mod:`qstash_webhook.warmup`, on the deliveries'
+    client) and the garbage collector's hold through bursts (:mod:`qstash_webhook.collector`)
+    start with the app; at shutdown the deferred records are written first (the clients
     are still open), then the warm-up and the watches stop."""
     tasks: list[asyncio.Task[None]] = []
 
@@ -212,6 +213,7 @@ def _run_with_app(
                 warmup.keep_warm(cache, kube, size=kube.max_connections, clock=clock)
             )
         )
+        tasks.append(asyncio.create_task(collector.hold_through_bursts(clock=clock)))
 
     async def drain(_: web.Application) -> None:
         await recorder.drain(DRAIN_SECONDS)

@@ -37,6 +37,15 @@ def quiet_until(moment: datetime) -> datetime | None:
     return None
 
 
+def window(moment: datetime) -> tuple[datetime, datetime]:
+    """The quiet window ``moment`` (aware) falls in, or else the next one: ``(start, end)``,
+    with ``start <= moment`` exactly when ``moment`` is inside it."""
+    start = moment.replace(second=0, microsecond=0)
+    if moment < start + AFTER:
+        return start - BEFORE, start + AFTER
+    return start + MINUTE - BEFORE, start + MINUTE + AFTER
+
+
 def wait_outside(now: datetime, wait: float) -> float:
     """``wait`` seconds from ``now``, lengthened to the end of the quiet window the wait would
     end in (so ``wait_outside(now, 0.0)`` is how long to hold off right now)."""

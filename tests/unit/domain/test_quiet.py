@@ -46,3 +46,47 @@ def test_quiet_until(moment: datetime, until: datetime | None) -> None:
 )
 def test_wait_outside(now: datetime, wait: float, expected: float) -> None:
     assert quiet.wait_outside(now, wait) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("moment", "start", "end"),
+    [
+        pytest.param(
+            TOP_OF_THE_HOUR, TOP_OF_THE_HOUR - 2 * S, TOP_OF_THE_HOUR + 12 * S, id="at the boundary"
+        ),
+        pytest.param(
+            TOP_OF_THE_HOUR + 11.9 * S,
+            TOP_OF_THE_HOUR - 2 * S,
+            TOP_OF_THE_HOUR + 12 * S,
+            id="late in the burst",
+        ),
+        pytest.param(
+            TOP_OF_THE_HOUR + 12 * S,
+            NEXT_MINUTE - 2 * S,
+            NEXT_MINUTE + 12 * S,
+            id="ended: the next one",
+        ),
+        pytest.param(
+            TOP_OF_THE_HOUR + 30 * S,
+            NEXT_MINUTE - 2 * S,
+            NEXT_MINUTE + 12 * S,
+            id="mid-minute: the next one",
+        ),
+        pytest.param(
+            NEXT_MINUTE - 2 * S,
+            NEXT_MINUTE - 2 * S,
+            NEXT_MINUTE + 12 * S,
+            id="the lead's first instant",
+        ),
+        pytest.param(
+            NEXT_MINUTE - 0.001 * S,
+            NEXT_MINUTE - 2 * S,
+            NEXT_MINUTE + 12 * S,
+            id="a millisecond before",
+        ),
+    ],
+)
+def test_window(moment: datetime, start: datetime, end: datetime) -> None:
+    assert quiet.window(moment) == (start, end)
+    # The window agrees with quiet_until: inside exactly when it has begun.
+    assert (quiet.quiet_until(moment) == end) is (start <= moment)
