@@ -174,3 +174,19 @@ def test_ours_summed_keeps_only_our_kinds_and_takes_the_native_share() -> None:
         "PATCH qstash-operator.dev/cronworkflows/status": 2,
         "GET batch/jobs": 1,
     }
+
+
+@pytest.mark.parametrize(
+    ("count", "same_minute", "minutes"),
+    [
+        pytest.param(500, False, 1, id="500: records in seconds, job controller in 25 s"),
+        pytest.param(900, False, 1, id="900: 60 s of aftermath still fits the next minute"),
+        pytest.param(2000, False, 2, id="2,000: the job controller's 100 s need a second minute"),
+        pytest.param(2000, True, 0, id="--same-minute: both at T"),
+    ],
+)
+def test_the_native_side_fires_after_our_aftermath(
+    count: int, same_minute: bool, minutes: int
+) -> None:
+    offset = tick_to_job.native_offset(count, same_minute=same_minute)
+    assert offset.total_seconds() == minutes * 60
