@@ -190,3 +190,22 @@ def test_the_native_side_fires_after_our_aftermath(
 ) -> None:
     offset = tick_to_job.native_offset(count, same_minute=same_minute)
     assert offset.total_seconds() == minutes * 60
+
+
+def _one(count: int, ours: float, floor: float) -> dict[str, object]:
+    return {
+        "count": count,
+        "ours_received_seconds": {"p99": ours},
+        "floor": {"received_seconds": {"p99": floor}},
+        "ratio_p99_floor": harness.ratio(ours, floor),
+    }
+
+
+def test_repeated_runs_are_summarised_per_size_by_their_median_ratio() -> None:
+    runs = [_one(500, 1.2, 0.4), _one(500, 0.9, 0.6), _one(500, 2.0, 0.5), _one(2000, 6.0, 3.0)]
+    summary = tick_to_job.summarise_repeats(runs)
+    assert summary["500"]["ratio_p99_floor"] == [3.0, 1.5, 4.0]
+    assert summary["500"]["median_ratio_p99_floor"] == 3.0
+    assert summary["2000"]["median_ratio_p99_floor"] == 2.0
+    (row,) = [r for r in tick_to_job.rows({"runs": {}, "repeats": summary}) if "500" in r.benchmark]
+    assert (row.ours, row.baseline, row.ratio) == ("1.20", "0.50", "3.00")
