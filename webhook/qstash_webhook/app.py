@@ -25,11 +25,12 @@ from qstash_operator.adapters.kube import Kube
 from qstash_operator.adapters.qstash_api import ObservedSchedule, QStashMessages, QStashSchedules
 from qstash_operator.adapters.signing_keys import SigningKeySource
 from qstash_operator.domain import builders
+from qstash_operator.services import collector
 from qstash_operator.services.catalog import CatalogService, ScheduleLister
 from qstash_operator.services.deferred_status import StatusRecorder
 from qstash_operator.services.runs import MessageLookup, RunService
 from qstash_operator.settings import Settings
-from qstash_webhook import api, collector, delivery, health, typedefs, warmup
+from qstash_webhook import api, delivery, health, typedefs, warmup
 from qstash_webhook.access import Access, GuardedAccess, KubeAccess
 from qstash_webhook.bodies import BODY_READ_SECONDS, MAX_BODY_BYTES
 from qstash_webhook.cache import RunCache
@@ -201,8 +202,8 @@ def _run_with_app(
     clock: typedefs.Clock,
 ) -> None:
     """The caches, the connection warm-up (:mod:`qstash_webhook.warmup`, on the deliveries'
-    client) and the garbage collector's hold through bursts (:mod:`qstash_webhook.collector`)
-    start with the app; at shutdown the deferred records are written first (the clients
+    client) and the garbage collector's hold through bursts (``services.collector``) start with
+    the app; at shutdown the deferred records are written first (the clients
     are still open), then the warm-up and the watches stop."""
     tasks: list[asyncio.Task[None]] = []
 

@@ -40,6 +40,7 @@ from qstash_operator.entrypoints.handlers import (
     periodic_look,
     use_job_index,
 )
+from qstash_operator.services import collector
 from qstash_operator.services.drift import DriftLoop, DriftRepair
 from qstash_operator.services.job_index import JobIndexStore
 from qstash_operator.services.markers import MarkerRuns
@@ -218,6 +219,7 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
             wall=services.clock,
         )
         looks_task = asyncio.create_task(looks.run())
+        collector_task = asyncio.create_task(collector.hold_through_bursts(clock=services.clock))
         markers = services.markers = MarkerRuns(
             lambda marker: runs.run_marker(marker=marker, now=services.clock())
         )
@@ -258,6 +260,9 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
             with contextlib.suppress(asyncio.CancelledError):
                 await looks_task
             services.looks = None
+            collector_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await collector_task
             await markers.close()
             services.markers = None
             if drift_task is not None:

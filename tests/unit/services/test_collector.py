@@ -1,4 +1,4 @@
-"""The garbage collector's hold through each minute's burst (``qstash_webhook.collector``): off
+"""The garbage collector's hold through each minute's burst (``services.collector``): off
 from 2 s before a minute boundary to 12 s after it, on in between and once the task stops."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from qstash_webhook import collector
+from qstash_operator.services import collector
 from tests.unit.instants import TOP_OF_THE_HOUR
 
 S = timedelta(seconds=1)

@@ -11,8 +11,10 @@ before each minute to :data:`~qstash_operator.domain.quiet.AFTER` after it and o
 of the minute, where its first pass frees what the burst left. Reference counting still frees
 everything else at once, so memory does not grow with the burst.
 
-One task per webhook, started with the caches (:mod:`qstash_webhook.app`); stopping it switches
-the collector back on.
+One task per process: the webhook starts it with its caches (:mod:`qstash_webhook.app`), the
+operator with its other work once it leads (``entrypoints.operator_main``: its Job index, kopf's
+per-object state and each CronWorkflow's projection are a larger heap still, and its Job watch
+reads the burst's events in the same seconds). Stopping it switches the collector back on.
 """
 
 from __future__ import annotations
