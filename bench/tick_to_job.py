@@ -563,7 +563,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """``--repeat`` runs per ``--n`` (default 500, then 2,000), each on a fresh control plane;
     with repeats, the runs are keyed ``<n>#<k>`` and each size's median ratios are summarised."""
     results: dict[str, Any] = {}
-    repeat = max(1, getattr(args, "repeat", 1) or 1)
+    repeat = max(1, args.repeat)
     for count in args.n or DEFAULT_COUNTS:
         budget = args.budget if args.budget is not None else budget_seconds(count)
         for index in range(repeat):

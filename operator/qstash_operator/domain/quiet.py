@@ -27,16 +27,6 @@ AFTER: Final = timedelta(seconds=12)
 MINUTE: Final = timedelta(minutes=1)
 
 
-def quiet_until(moment: datetime) -> datetime | None:
-    """The end of the quiet window ``moment`` (aware) falls in; None outside every window."""
-    start = moment.replace(second=0, microsecond=0)
-    if moment < start + AFTER:
-        return start + AFTER
-    if moment >= start + MINUTE - BEFORE:
-        return start + MINUTE + AFTER
-    return None
-
-
 def window(moment: datetime) -> tuple[datetime, datetime]:
     """The quiet window ``moment`` (aware) falls in, or else the next one: ``(start, end)``,
     with ``start <= moment`` exactly when ``moment`` is inside it."""
@@ -44,6 +34,12 @@ def window(moment: datetime) -> tuple[datetime, datetime]:
     if moment < start + AFTER:
         return start - BEFORE, start + AFTER
     return start + MINUTE - BEFORE, start + MINUTE + AFTER
+
+
+def quiet_until(moment: datetime) -> datetime | None:
+    """The end of the quiet window ``moment`` (aware) falls in; None outside every window."""
+    start, end = window(moment)
+    return end if start <= moment else None
 
 
 def wait_outside(now: datetime, wait: float) -> float:

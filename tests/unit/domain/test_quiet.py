@@ -88,5 +88,3 @@ def test_wait_outside(now: datetime, wait: float, expected: float) -> None:
 )
 def test_window(moment: datetime, start: datetime, end: datetime) -> None:
     assert quiet.window(moment) == (start, end)
-    # The window agrees with quiet_until: inside exactly when it has begun.
-    assert (quiet.quiet_until(moment) == end) is (start <= moment)
