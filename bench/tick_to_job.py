@@ -382,11 +382,13 @@ async def measure(
         pids = _pids(stack, plane, server)
         bare = [bare_floor_job(f"floor-{index:05d}") for index in range(count)]
         floor_bare = await measure_floor(plane, watch, FLOOR_BARE, bare, pids)
-        _, owner = plane.request(
+        status, owner = plane.request(
             "POST",
             f"/api/v1/namespaces/{FLOOR}/configmaps",
             {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "floor-owner"}},
         )
+        if status != 201:
+            raise RuntimeError(f"the floor's owner ConfigMap was refused: {status} {owner}")
         floor = await measure_floor(plane, watch, FLOOR, floor_jobs(count, tick, owner), pids)
         if time.time() > tick.timestamp() - 5:
             raise RuntimeError("the floor ran into the minute; give a larger --budget")
