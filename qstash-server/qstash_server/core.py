@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from qstash_server import clock, config, events, model
+from qstash_server.collector import BurstHold
 from qstash_server.delivery import DeliveryLog, Runtime, Scheduler, Sender
 from qstash_server.faults import ApiCalls, Faults
 from qstash_server.state import SigningKeys, Store
@@ -86,6 +87,7 @@ class Core:
             server_clock=self.clock,
             sender=self.sender,
             max_advance_ticks=server_config.max_advance_ticks,
+            hold=BurstHold(),
         )
         self._deduplication: dict[str, tuple[str, int]] = {}  # key -> (message id, expiry ms)
         self._saver: asyncio.Task[None] | None = None

@@ -15,7 +15,8 @@ while it is being delivered or waiting for a retry, and 404 once delivered or fa
 
 The **scheduler** keeps, per schedule, the next tick after its cursor (see :mod:`firing`) and
 sleeps until the earliest one. On waking it fires each due schedule's latest missed tick only and
-moves its cursor to "now". With a driven clock there is no loop: the controls call
+moves its cursor to "now"; a pass with anything due holds the cyclic collector off through the
+burst it starts (:mod:`collector`). With a driven clock there is no loop: the controls call
 :meth:`Scheduler.advance_to` (every tick in between, in order) or :meth:`Scheduler.fire`.
 
 Waits inside a delivery (retry backoff, ``Upstash-Delay``, ``Upstash-Not-Before``) are multiplied
@@ -41,6 +42,7 @@ from multidict import CIMultiDict
 
 from qstash_operator.domain import signature
 from qstash_server import backoff, clock, events, firing, model
+from qstash_server.collector import BurstHold
 from qstash_server.config import ServerConfig
 from qstash_server.faults import Faults
 from qstash_server.state import Store
@@ -432,11 +434,14 @@ class Scheduler:
         server_clock: clock.Clock,
         sender: Sender,
         max_advance_ticks: int,
+        hold: BurstHold | None = None,
     ) -> None:
         self._store = store
         self._clock = server_clock
         self._sender = sender
         self._max_advance_ticks = max_advance_ticks
+        self._hold = hold
+        """Switches the collector off through a pass that fires (the real-clock loop only)."""
         self._next_due: dict[str, datetime] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -447,9 +452,10 @@ class Scheduler:
         """Index the loaded schedules, fire the latest tick missed while down, start the loop."""
         for schedule_id in self._store.schedules:
             self._refresh(schedule_id)
-        fired = self.process(self._clock.now())
-        if not self._clock.driven:
-            self._task = asyncio.create_task(self._run(), name="qstash-server scheduler")
+        if self._clock.driven:
+            return self.process(self._clock.now())
+        fired = self._looped_pass(self._clock.now())
+        self._task = asyncio.create_task(self._run(), name="qstash-server scheduler")
         return fired
 
     async def stop(self) -> None:
@@ -457,6 +463,8 @@ class Scheduler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._hold is not None:
+            self._hold.close()
 
     # -- bookkeeping -------------------------------------------------------------------------------
 
@@ -505,6 +513,12 @@ class Scheduler:
         if due:
             self._store.mark_dirty()
         return fired
+
+    def _looped_pass(self, now: datetime) -> list[Fired]:
+        """A pass of the real-clock loop: the collector held off first when anything is due."""
+        if self._hold is not None and any(tick <= now for tick in self._next_due.values()):
+            self._hold.firing()
+        return self.process(now)
 
     def _trigger(self, record: model.ScheduleRecord, tick: datetime) -> Fired:
         message_id = model.new_id(model.MESSAGE_ID_PREFIX)
@@ -569,7 +583,7 @@ class Scheduler:
         while True:
             self._wake.clear()
             try:
-                self.process(self._clock.now())
+                self._looped_pass(self._clock.now())
             except Exception:  # keep firing the other schedules; a bug shows in the log
                 log.exception("scheduler pass failed")
             nearest = min(self._next_due.values(), default=None)
