@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from qstash_operator.domain import cron
+from qstash_operator.domain import cron, quiet
 from qstash_server import clock, collector, model
 from qstash_server.delivery import Scheduler
 from qstash_server.state import SigningKeys, Store
@@ -51,48 +51,70 @@ class Timer:
         self.recorder.steps.append("cancel")
 
 
-def hold(recorder: Recorder, seconds: float = 12.0) -> collector.BurstHold:
-    return collector.BurstHold(seconds=seconds, collector=recorder, call_later=recorder.call_later)
+AFTER = quiet.AFTER.total_seconds()
+"""The default hold: as long as the operator's and the webhook's quiet after a boundary."""
 
 
-def test_as_long_after_a_firing_pass_as_the_webhook_holds_after_a_boundary() -> None:
-    assert collector.HOLD_SECONDS == 12.0
+def hold(recorder: Recorder) -> collector.BurstHold:
+    return collector.BurstHold(collector=recorder, call_later=recorder.call_later)
 
 
-def test_one_pass_off_then_on_when_its_timer_runs() -> None:
+@pytest.mark.parametrize(
+    ("actions", "expected", "holding"),
+    [
+        pytest.param(
+            ["fire", "timers"],
+            ["off", ("timer", AFTER), "on"],
+            False,
+            id="one pass: off, then on when its timer runs",
+        ),
+        pytest.param(
+            ["fire"],
+            ["off", ("timer", AFTER)],
+            True,
+            id="inside the hold",
+        ),
+        pytest.param(
+            ["fire", "fire", "timers"],
+            ["off", ("timer", AFTER), "cancel", ("timer", AFTER), "on"],
+            False,
+            id="a second pass extends the hold without switching twice",
+        ),
+        pytest.param(
+            ["fire", "close", "timers"],
+            ["off", ("timer", AFTER), "cancel", "on"],
+            False,
+            id="close switches it on; the cancelled timer does not again",
+        ),
+        pytest.param(
+            ["fire", "close", "close"],
+            ["off", ("timer", AFTER), "cancel", "on"],
+            False,
+            id="closing twice switches nothing",
+        ),
+        pytest.param(["close", "timers"], [], False, id="closing without a hold switches nothing"),
+    ],
+)
+def test_the_collector_is_off_from_a_pass_to_the_end_of_the_hold(
+    actions: list[str], expected: list[object], holding: bool
+) -> None:
     recorder = Recorder()
     burst = hold(recorder)
-    burst.firing()
-    assert burst.holding
-    recorder.run_timers()
-    assert recorder.steps == ["off", ("timer", 12.0), "on"]
-    assert not burst.holding
-
-
-def test_a_second_pass_inside_the_hold_extends_it_without_switching_twice() -> None:
-    recorder = Recorder()
-    burst = hold(recorder)
-    burst.firing()
-    burst.firing()
-    recorder.run_timers()
-    assert recorder.steps == ["off", ("timer", 12.0), "cancel", ("timer", 12.0), "on"]
-
-
-def test_close_switches_it_on_and_the_cancelled_timer_does_not_switch_it_again() -> None:
-    recorder = Recorder()
-    burst = hold(recorder)
-    burst.firing()
-    burst.close()
-    recorder.run_timers()
-    assert recorder.steps == ["off", ("timer", 12.0), "cancel", "on"]
-    burst.close()  # closing twice, or without a hold, switches nothing
-    assert recorder.steps == ["off", ("timer", 12.0), "cancel", "on"]
+    for action in actions:
+        if action == "fire":
+            burst.firing()
+        elif action == "close":
+            burst.close()
+        else:
+            recorder.run_timers()
+    assert recorder.steps == expected
+    assert burst.holding is holding
 
 
 @pytest.mark.parametrize("seconds", [0.0, -1.0])
 def test_a_hold_must_last(seconds: float) -> None:
     with pytest.raises(ValueError, match="positive"):
-        hold(Recorder(), seconds)
+        collector.BurstHold(seconds=seconds, collector=Recorder())
 
 
 class StandingClock:
@@ -159,6 +181,6 @@ async def test_the_real_clock_loop_holds_the_collector_for_a_pass_with_work(
     )
     scheduler.start()
     assert len(sender.messages) == fires
-    assert recorder.steps[:2] == (["off", ("timer", 12.0)] if held else [])
+    assert recorder.steps[:2] == (["off", ("timer", AFTER)] if held else [])
     await scheduler.stop()
-    assert recorder.steps == (["off", ("timer", 12.0), "cancel", "on"] if held else [])
+    assert recorder.steps == (["off", ("timer", AFTER), "cancel", "on"] if held else [])
