@@ -11,11 +11,12 @@ one full pass of 27.5 ms), 49 ms in all, about 12 % of the server's CPU in the b
 objects of cyclic garbage (a ``gc.callbacks`` probe, 2026-12-07). The operator and the webhook
 already hold theirs through each minute (``qstash_operator.services.collector``).
 
-So a scheduler pass that fires switches the collector off, and it comes back on
-:data:`HOLD_SECONDS` after the last pass that fired: the first collection after that frees what
-the burst left. The server is QStash's stand-in and not on a production node, but in the bench
-and on a development cluster it shares the node's cores with the API server and the webhook.
-A driven clock (tests) fires without the scheduler loop and never holds the collector.
+So a scheduler pass with a tick due switches the collector off before it fires, and the
+collector comes back on :data:`HOLD_SECONDS` after the last such pass: the first collection
+after that frees what the burst left. The server is QStash's stand-in and not on a production
+node, but in the bench and on a development cluster it shares the node's cores with the API
+server and the webhook. A driven clock (tests) fires without the scheduler loop and never holds
+the collector.
 """
 
 from __future__ import annotations
